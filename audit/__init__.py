@@ -1,0 +1,1 @@
+"""The audit ledger (append-only, hash-chained, checkpointed) and the request register."""

@@ -1,0 +1,1 @@
+"""Settings (environment) and the policy/inventory schema (YAML), read once into typed models."""

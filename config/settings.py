@@ -1,0 +1,63 @@
+"""Process settings from the environment (prefix ``LIFECYCLE_``).
+
+Settings say *where* things are (config folder, data folder, audit database, keys);
+the policy and inventory (what to do) live in the YAML files under ``config_dir``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Where the product finds its config, keeps its data and gets its keys."""
+
+    model_config = SettingsConfigDict(env_prefix="LIFECYCLE_", extra="ignore")
+
+    config_dir: Path = Field(
+        default=PROJECT_ROOT / "config" / "demo",
+        description="Folder holding inventory.yaml and policy.yaml.",
+    )
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "var",
+        description="Folder for embedded SQLite databases, key files, exports and checkpoints.",
+    )
+    audit_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the audit ledger and request register; "
+        "default: SQLite file audit.db in data_dir.",
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 master secret (32+ bytes) from which every key is derived (HKDF).",
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="File holding the base64 master secret; default data_dir/master.key, "
+        "created with mode 0600 on first use when master_key is not set.",
+    )
+    actor: str = Field(
+        default="cli",
+        description="Who is acting, recorded in the audit ledger (operator name or service).",
+    )
+
+    def resolved_audit_url(self) -> str:
+        """The ledger URL, defaulting to a SQLite file in the data folder."""
+        if self.audit_url is not None:
+            return self.audit_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'audit.db'}"
+
+    def resolved_key_file(self) -> Path:
+        return self.key_file if self.key_file is not None else self.data_dir / "master.key"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

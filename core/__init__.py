@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every package may import: the error tree and key material."""
