@@ -1,0 +1,1 @@
+"""The ``lifecycle`` command line: one typer app, one module per command group."""

@@ -1,0 +1,58 @@
+"""Entry point of the ``lifecycle`` command.
+
+Each command group lives in its own module and is registered here. Errors from the
+product's error tree become one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from cli.output import err_console
+from core.errors import ConfigError, LifecycleError
+
+app = typer.Typer(
+    name="lifecycle",
+    help="Privacy operations: subject requests, retention sweeps, transfer checks and a "
+    "tamper-evident audit ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, group name, one-line help); a missing module is skipped so the CLI stays usable
+# while a group is being built.
+_GROUPS = [
+    ("cli.config_cmd", "config", "Validate and show the policy and inventory configuration."),
+    ("cli.db_cmd", "db", "Create or upgrade the audit database."),
+    ("cli.audit_cmd", "audit", "Show and verify the audit ledger; export checkpoints."),
+    ("cli.request_cmd", "request", "Register, run and track data-subject requests."),
+]
+
+for module_name, group, help_text in _GROUPS:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        continue
+    app.add_typer(module.app, name=group, help=help_text)
+
+
+def main() -> None:
+    """Run the CLI, turning product errors into one clear line and an exit code."""
+    try:
+        app()
+    except ConfigError as e:
+        for problem in e.problems:
+            err_console.print(f"[bold red]error:[/] {problem}", highlight=False)
+        raise SystemExit(2) from None
+    except LifecycleError as e:
+        err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Rendering for reporting commands: a rich table for people, JSON with ``--json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def print_json(payload: Any) -> None:
+    """Write ``payload`` as JSON on stdout (datetimes as ISO 8601)."""
+    sys.stdout.write(json.dumps(payload, default=_default, indent=2, sort_keys=False) + "\n")
+
+
+def print_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None
+) -> None:
+    """Write ``rows`` as a table with the given column order."""
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def emit(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    as_json: bool,
+    title: str | None = None,
+) -> None:
+    """Table by default, a JSON list of objects with ``--json``."""
+    if as_json:
+        print_json([dict(r) for r in rows])
+    else:
+        print_table(rows, columns, title)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one clear error line on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
