@@ -1,0 +1,48 @@
+# Two commands matter: `make demo` and `make test`. Both create or reuse .venv from uv.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.synced
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_NO_PROGRESS := 1
+
+.PHONY: help venv demo test lint typecheck pytest bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): uv.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required ($(PYTHON))"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@$(BIN)/uv sync --frozen --quiet
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or update .venv from the lock file
+
+demo: $(STAMP) ## Run the demo on embedded defaults (SQLite files and a local S3 server)
+	$(BIN)/lifecycle demo
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy, strict
+	$(BIN)/mypy .
+
+pytest: $(STAMP) ## The test suite only (service tests need local PostgreSQL and MariaDB)
+	$(BIN)/pytest
+
+test: lint typecheck pytest ## Lint, type-check and run every test
+
+bench: $(STAMP) ## Run every benchmark (slow; prints a JSON line per benchmark)
+	@for b in benchmarks/[a-z]*.py; do m=$$(basename $$b .py); [ $$m = common ] && continue; $(BIN)/python -m benchmarks.$$m || exit 1; done
+
+lock: ## Re-resolve uv.lock after changing dependencies in pyproject.toml
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(BIN)/uv lock
+
+clean: ## Remove the venv and local demo data
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
