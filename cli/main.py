@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 import typer
+from rich.markup import escape
 
 from cli.output import err_console
 from core.errors import ConfigError, LifecycleError
@@ -47,10 +48,14 @@ def main() -> None:
         app()
     except ConfigError as e:
         for problem in e.problems:
-            err_console.print(f"[bold red]error:[/] {problem}", highlight=False)
+            err_console.print(
+                f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True
+            )
         raise SystemExit(2) from None
     except LifecycleError as e:
-        err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(e.message)}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(1) from None
 
 

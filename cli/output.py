@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -56,5 +57,5 @@ def emit(
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear error line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)

@@ -1,0 +1,71 @@
+"""``lifecycle config``: validate the policy and inventory, or show them resolved.
+
+Problems are printed one per line as ``file:line path: message`` on stderr with exit
+code 2, never as a traceback; ``show`` masks every secret.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+import yaml
+from rich.markup import escape
+
+from cli.output import console, err_console, print_json
+from config.loader import load_config
+from config.schema import LifecycleConfig
+from core.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True)
+
+ConfigDirOption = typer.Option(
+    None,
+    "--config",
+    help="Folder holding inventory.yaml and policy.yaml (default: LIFECYCLE_CONFIG_DIR).",
+    file_okay=False,
+)
+
+
+def _load(config_dir: Path | None) -> LifecycleConfig:
+    """Load the configuration or print its problems and exit 2."""
+    try:
+        return load_config(config_dir)
+    except ConfigError as e:
+        for problem in e.problems:
+            # soft_wrap: one problem per line, whatever the terminal width.
+            err_console.print(
+                f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True
+            )
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(config: Path | None = ConfigDirOption) -> None:
+    """Check both files; print a summary, or every problem with its file and line."""
+    loaded = _load(config)
+    sql, s3 = loaded.sql_stores(), loaded.s3_stores()
+    tables = sum(len(store.tables) for store in sql)
+    buckets = sum(len(store.buckets) for store in s3)
+    policy = loaded.policy
+    console.print(
+        f"config OK ({escape(str(loaded.source))}): {len(sql) + len(s3)} stores "
+        f"({len(sql)} sql, {len(s3)} s3), {tables} tables, {buckets} buckets, "
+        f"{len(policy.retention)} retention rules, {len(policy.legal_holds)} legal holds",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def show(
+    config: Path | None = ConfigDirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+) -> None:
+    """Print the resolved configuration (defaults filled in, ${ENV} replaced, secrets masked)."""
+    masked = _load(config).masked_dict()
+    if as_json:
+        print_json(masked)
+    else:
+        sys.stdout.write(yaml.safe_dump(masked, sort_keys=False, allow_unicode=True))
