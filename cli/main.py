@@ -9,9 +9,8 @@ from __future__ import annotations
 import importlib
 
 import typer
-from rich.markup import escape
 
-from cli.output import err_console
+from cli.output import print_error
 from core.errors import ConfigError, LifecycleError
 
 app = typer.Typer(
@@ -48,14 +47,10 @@ def main() -> None:
         app()
     except ConfigError as e:
         for problem in e.problems:
-            err_console.print(
-                f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True
-            )
+            print_error(problem)
         raise SystemExit(2) from None
     except LifecycleError as e:
-        err_console.print(
-            f"[bold red]error:[/] {escape(e.message)}", highlight=False, soft_wrap=True
-        )
+        print_error(e.message)
         raise SystemExit(1) from None
 
 

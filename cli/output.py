@@ -55,7 +55,12 @@ def emit(
         print_table(rows, columns, title)
 
 
+def print_error(message: str) -> None:
+    """One error line on stderr; the message is shown literally, never as rich markup."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear error line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    print_error(message)
     return typer.Exit(code)
