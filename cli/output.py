@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -12,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from core.errors import ConfigError, LifecycleError
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -38,7 +41,7 @@ def print_table(
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
     console.print(table)
 
 
@@ -64,3 +67,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear error line on stderr and return the Exit to raise."""
     print_error(message)
     return typer.Exit(code)
+
+
+@contextmanager
+def handled_errors() -> Iterator[None]:
+    """Turn product errors into one clear error line and a non-zero exit."""
+    try:
+        yield
+    except ConfigError as e:
+        exits = [fail(problem, 2) for problem in e.problems]
+        raise exits[-1] from None
+    except LifecycleError as e:
+        raise fail(e.message) from None

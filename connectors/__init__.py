@@ -1,0 +1,1 @@
+"""One connector per store type, behind the protocol in ``connectors.base``."""

@@ -53,7 +53,7 @@ def _fresh_database(backend: str) -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {name}"))
-    except Exception as err:  # noqa: BLE001 - any connection failure means "unreachable"
+    except Exception as err:
         admin.dispose()
         _unreachable(backend, err)
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)

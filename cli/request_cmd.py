@@ -1,0 +1,140 @@
+"""``lifecycle request``: track data-subject requests in the register.
+
+``list`` shows deadlines (days left, negative once overdue), ``status`` one request
+with its history, ``extend`` grants the one extension the policy allows. Deadlines come
+from the policy (``policy.requests``). Identities are never printed: the register only
+shows pseudonyms.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from audit.ledger import Ledger
+from audit.register import HistoryEntry, RequestRecord, RequestRegister, RequestStatus
+from cli.output import JsonOption, console, emit, handled_errors, print_json, print_table
+
+app = typer.Typer(no_args_is_help=True)
+
+LIST_COLUMNS = ["id", "kind", "status", "received", "due", "days_left", "extended"]
+HISTORY_COLUMNS = ["at", "action", "from", "to", "actor", "note"]
+StatusOption = typer.Option(None, "--status", case_sensitive=False, help="Only this status.")
+
+
+def open_register() -> RequestRegister:
+    """The register on the configured audit database, with the policy's deadlines."""
+    # Imported when a command runs, not when the CLI starts: keeps --help fast.
+    from config.loader import load_config
+    from core.keys import keyring_from_settings
+
+    requests_policy = load_config().policy.requests
+    keys = keyring_from_settings()
+    return RequestRegister(
+        Ledger.open(keys=keys),
+        keys,
+        deadline_days=requests_policy.deadline_days,
+        max_deadline_days=requests_policy.max_deadline_days,
+    )
+
+
+def _when(moment: datetime | None, as_json: bool) -> datetime | str | None:
+    # JSON keeps the full ISO instant; the table shows minutes in UTC.
+    if moment is None or as_json:
+        return moment
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _summary(record: RequestRecord, now: datetime | None, as_json: bool) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "kind": record.kind.value,
+        "status": record.status.value,
+        "received": _when(record.received_at, as_json),
+        "due": _when(record.due_at, as_json),
+        "days_left": record.days_left(now),
+        "extended": record.extended,
+        "overdue": record.overdue(now),
+    }
+
+
+def _detail(record: RequestRecord, as_json: bool) -> dict[str, Any]:
+    return _summary(record, None, as_json) | {
+        "subject": str(record.subject),
+        "requested_by": record.requested_by,
+        "extension_reason": record.extension_reason,
+        "closed": _when(record.closed_at, as_json),
+        "identity_destroyed": record.identity_destroyed,
+    }
+
+
+def _history_row(entry: HistoryEntry, as_json: bool) -> dict[str, Any]:
+    return {
+        "at": _when(entry.at, as_json),
+        "action": entry.action,
+        "from": None if entry.from_status is None else entry.from_status.value,
+        "to": entry.to_status.value,
+        "actor": entry.actor,
+        "note": entry.note,
+    }
+
+
+@app.command("list")
+def list_requests(
+    overdue: bool = typer.Option(False, "--overdue", help="Only open requests past due."),
+    status: RequestStatus | None = StatusOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List requests by due date with days left (negative when overdue)."""
+    with handled_errors():
+        records = open_register().list(overdue_only=overdue, status=status)
+    now = datetime.now(UTC)  # one instant for every row
+    emit([_summary(r, now, as_json) for r in records], LIST_COLUMNS, as_json, title="Requests")
+
+
+@app.command("status")
+def show_status(
+    request_id: str = typer.Argument(..., metavar="ID", help="Request id (req_...)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one request, its deadline and its history."""
+    with handled_errors():
+        register = open_register()
+        record = register.get(request_id)
+        entries = register.history(request_id)
+    detail = _detail(record, as_json)
+    rows = [_history_row(e, as_json) for e in entries]
+    if as_json:
+        print_json({"request": detail, "history": rows})
+        return
+    print_table(
+        [{"field": k, "value": v} for k, v in detail.items()],
+        ["field", "value"],
+        title=f"Request {record.id}",
+    )
+    print_table(rows, HISTORY_COLUMNS, title="History")
+
+
+@app.command("extend")
+def extend(
+    request_id: str = typer.Argument(..., metavar="ID", help="Request id (req_...)."),
+    days: int = typer.Option(..., "--days", min=1, help="Days to add to the deadline."),
+    reason: str = typer.Option(..., "--reason", help="Why the extension is needed."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Extend a request's deadline once, within the policy's maximum."""
+    from config.settings import get_settings
+
+    with handled_errors():
+        record = open_register().extend(
+            request_id, days=days, reason=reason, actor=get_settings().actor
+        )
+    if as_json:
+        print_json(_detail(record, as_json=True))
+        return
+    due = _when(record.due_at, as_json=False)
+    console.print(
+        f"{record.id} extended by {days} days; due {due} ({record.days_left()} days left)"
+    )

@@ -1,0 +1,243 @@
+"""The connector contract: what every store type does for a data-subject request.
+
+Flows branch on ``Capabilities`` (never on ``isinstance``). Plans and findings are plain,
+frozen data: they can be built and tested without a store, recorded in our own tables,
+summarized for approval with counts only, and executed later (or again, after a crash).
+Keys are the store's own row or object identifiers (primary keys, object keys with
+version ids); they never leave our own databases, and the ledger only sees their digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+JsonScalar = str | int | bool | None
+Key = tuple[JsonScalar, ...]
+"""A row's primary key values in key-column order, or (object key, version id) on S3."""
+
+Identities = Mapping[str, frozenset[str]]
+"""Identity kind (email, customer_number, customer_id, ...) -> the subject's values."""
+
+
+def keys_digest(keys: Sequence[Key]) -> str:
+    """SHA-256 over the sorted canonical keys: proves which keys were touched, reveals none."""
+    canonical = json.dumps(sorted(keys, key=repr), separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def merge_identities(*parts: Identities) -> dict[str, frozenset[str]]:
+    """Union of identity mappings (a store's derived identities feed later stores)."""
+    merged: dict[str, frozenset[str]] = {}
+    for part in parts:
+        for kind, values in part.items():
+            merged[kind] = merged.get(kind, frozenset()) | values
+    return merged
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store type can do; flows and planners branch on these flags."""
+
+    kind: str
+    transactional: bool  # a store-wide transaction makes an erasure all-or-nothing
+    can_mask: bool  # fields can be overwritten in place (rows), not just deleted
+    versioned: bool  # deletion must remove every version (object stores)
+    derives_identities: bool  # what it finds becomes identities for later stores
+
+
+class Action(StrEnum):
+    """What an erasure does to one target's matching data."""
+
+    DELETE = "delete"
+    MASK = "mask"
+    DEFER = "defer"  # legal hold, object lock: not touched now, reported with a reason
+    KEEP = "keep"  # policy keeps it (e.g. no personal fields), recorded
+
+
+@dataclass(frozen=True)
+class TargetFinding:
+    """The subject's data in one table or bucket."""
+
+    target: str
+    keys: tuple[Key, ...]
+    categories: tuple[str, ...] = ()
+    via: str = ""  # how it was reached, e.g. "identity:email" or "orders.customer_id"
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Everything one store holds for a subject, and the identities it derives."""
+
+    store: str
+    targets: tuple[TargetFinding, ...] = ()
+    derived: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # e.g. traversal columns without an index
+
+    @property
+    def total(self) -> int:
+        return sum(len(t.keys) for t in self.targets)
+
+    def counts(self) -> dict[str, int]:
+        """Matches per target, for summaries and the ledger."""
+        return {t.target: len(t.keys) for t in self.targets}
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """Overwrite ``column`` with a value of kind ``mask`` (null, redact, hash, pseudonym)."""
+
+    column: str
+    mask: str
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """One step of a plan: an action on a set of keys of one target."""
+
+    target: str
+    action: Action
+    keys: tuple[Key, ...]
+    masks: tuple[MaskSpec, ...] = ()
+    reason: str | None = None
+    until: str | None = None  # ISO date a deferral ends (retain-until, hold end), if known
+
+    @property
+    def count(self) -> int:
+        return len(self.keys)
+
+
+@dataclass(frozen=True)
+class StorePlan:
+    """What an erasure will do in one store, steps in execution order (children first)."""
+
+    store: str
+    steps: tuple[TargetPlan, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Counts per target and action: safe to show in the UI and record in the ledger."""
+        return [
+            {
+                "store": self.store,
+                "target": s.target,
+                "action": str(s.action),
+                "count": s.count,
+                "reason": s.reason,
+            }
+            for s in self.steps
+        ]
+
+    def digest(self) -> str:
+        """Digest of every key the plan touches, per step."""
+        parts = [f"{s.target}:{s.action}:{keys_digest(s.keys)}" for s in self.steps]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        """Serializable form, stored in our own tables so a rerun can resume the plan."""
+        return {
+            "store": self.store,
+            "warnings": list(self.warnings),
+            "steps": [
+                {
+                    "target": s.target,
+                    "action": str(s.action),
+                    "keys": [list(k) for k in s.keys],
+                    "masks": [[m.column, m.mask] for m in s.masks],
+                    "reason": s.reason,
+                    "until": s.until,
+                }
+                for s in self.steps
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StorePlan:
+        return cls(
+            store=data["store"],
+            warnings=tuple(data.get("warnings", ())),
+            steps=tuple(
+                TargetPlan(
+                    target=s["target"],
+                    action=Action(s["action"]),
+                    keys=tuple(tuple(k) for k in s["keys"]),
+                    masks=tuple(MaskSpec(c, m) for c, m in s["masks"]),
+                    reason=s.get("reason"),
+                    until=s.get("until"),
+                )
+                for s in data["steps"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The outcome of one executed batch: how many rows/objects, and which (as a digest)."""
+
+    store: str
+    target: str
+    action: Action
+    affected: int
+    keys_digest: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A re-scan after execution: anything left that the plan said would be gone."""
+
+    store: str
+    remaining: Mapping[str, int]  # target -> matches that should be gone
+    deferred: Mapping[str, int]  # target -> matches the plan deferred (expected to remain)
+    masked: Mapping[str, int]  # target -> masked rows still present (expected)
+
+    @property
+    def clean(self) -> bool:
+        return not any(self.remaining.values())
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One exported record (a row or an object) with its categories, for an access package."""
+
+    store: str
+    target: str
+    categories: tuple[str, ...]
+    data: Mapping[str, Any]  # row as column -> JSON value; object as metadata + base64 body
+
+
+OnBatch = Callable[[BatchResult], None]
+
+
+class Connector(Protocol):
+    """One store of the inventory, able to locate, export, erase, rectify and verify."""
+
+    name: str
+    capabilities: Capabilities
+
+    def locate(self, identities: Identities) -> Findings:
+        """Find the subject's data from identities (and derived identities of earlier stores)."""
+        ...
+
+    def export(self, findings: Findings) -> Iterator[ExportItem]:
+        """Stream what was found, in bounded batches, for the encrypted access package."""
+        ...
+
+    def plan_erasure(self, findings: Findings, today: str) -> StorePlan:
+        """Decide per target: delete, mask, defer (holds, locks) or keep. Pure of side effects."""
+        ...
+
+    def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:
+        """Carry out ``plan``; ``on_batch`` is called after each batch (for audit/progress)."""
+        ...
+
+    def verify(self, identities: Identities, plan: StorePlan) -> Verification:
+        """Re-scan and report anything left that should be gone."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
