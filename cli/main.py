@@ -29,6 +29,7 @@ _GROUPS = [
     ("cli.db_cmd", "db", "Create or upgrade the audit database."),
     ("cli.audit_cmd", "audit", "Show and verify the audit ledger; export checkpoints."),
     ("cli.request_cmd", "request", "Register, run and track data-subject requests."),
+    ("cli.doctor_cmd", "doctor", "Check SQL stores: reachable, schema as declared, indexes."),
     ("cli.demo_cmd", "demo", "Run the demo end to end on embedded defaults."),
 ]
 

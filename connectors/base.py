@@ -57,6 +57,8 @@ class Action(StrEnum):
     MASK = "mask"
     DEFER = "defer"  # legal hold, object lock: not touched now, reported with a reason
     KEEP = "keep"  # policy keeps it (e.g. no personal fields), recorded
+    UNLINK = "unlink"  # clear (set NULL) references to rows being deleted; keys: those rows
+    RECTIFY = "rectify"  # personal fields corrected on request (rectification batches)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,17 @@ class SqlStore(Strict):
         default=None, description="RDS DB instance identifier, for transfer checks."
     )
     require_tls: bool = False
+    vacuum_after_erasure: bool = Field(
+        default=False,
+        description=(
+            "After an erasure, rewrite storage so erased values cannot be recovered from it: "
+            "VACUUM the touched tables (PostgreSQL), OPTIMIZE TABLE (MySQL/MariaDB), VACUUM "
+            "the file (SQLite; erased rows are already zeroed by secure_delete). Costs I/O "
+            "proportional to the tables' size; off, dead row versions stay until autovacuum "
+            "or InnoDB purge and page reuse. WAL archives and backups keep old values until "
+            "they expire either way."
+        ),
+    )
     tables: Annotated[tuple[Table, ...], NonEmpty]
 
     @field_validator("url")

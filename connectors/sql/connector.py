@@ -1,0 +1,168 @@
+"""``SqlConnector``: one SQL store of the inventory behind the ``Connector`` protocol.
+
+It owns one engine (``core.engines.make_engine`` with the store URL, disposed on
+``close``), reflects and checks the schema once, computes the index warnings once, and
+delegates each job to the module that does it: ``locate``, ``export``, ``planning``,
+``execute``, ``verify`` and ``rectify``. SQLAlchemy errors are translated at this
+boundary: lost connections, lock timeouts and other operational errors become
+``TransientError`` (a retry may succeed), everything else ``TerminalError``; messages
+name store, table and operation only, never ``str(e)`` (it carries bound parameters).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import date
+
+from sqlalchemy import Engine
+
+from config.schema import Policy, SqlStore
+from connectors.base import (
+    Action,
+    BatchResult,
+    Capabilities,
+    ExportItem,
+    Findings,
+    Identities,
+    OnBatch,
+    StorePlan,
+    Verification,
+)
+from connectors.sql.doctor import missing_indexes
+from connectors.sql.export import export_rows
+from connectors.sql.locate import locate
+from connectors.sql.schema import StoreSchema, reflect_store, sql_errors
+from core.engines import make_engine
+from core.keys import KeyRing
+from core.pseudonym import Pseudonym
+
+_TOUCHING = (Action.DELETE, Action.MASK, Action.UNLINK)
+
+
+class SqlConnector:
+    """A SQL store: locate, export, plan, execute, verify and rectify a subject's rows."""
+
+    capabilities = Capabilities(
+        kind="sql", transactional=True, can_mask=True, versioned=False, derives_identities=True
+    )
+
+    def __init__(
+        self,
+        store: SqlStore,
+        policy: Policy,
+        *,
+        keys: KeyRing,
+        batch_size: int = 500,
+        engine: Engine | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.name = store.name
+        self.store = store
+        self.policy = policy
+        self.batch_size = batch_size
+        self._keys = keys
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._schema: StoreSchema | None = None
+        self._warnings: tuple[str, ...] | None = None
+        self._lock = threading.Lock()  # tasks on a thread pool may share one connector
+
+    def __repr__(self) -> str:
+        return f"SqlConnector({self.name!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The store's engine, created on first use."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = make_engine(self.store.url.get_secret_value())
+            return self._engine
+
+    @property
+    def schema(self) -> StoreSchema:
+        """The reflected, checked schema (reflected once; ConfigError if config mismatches)."""
+        engine = self.engine
+        with self._lock:
+            if self._schema is None:
+                self._schema = reflect_store(engine, self.store)
+            return self._schema
+
+    def index_warnings(self) -> tuple[str, ...]:
+        """Missing-index warnings for locate, computed once per connector."""
+        schema, engine = self.schema, self.engine
+        with self._lock:
+            if self._warnings is None:
+                with sql_errors(self.name, "checking indexes"):
+                    advice = missing_indexes(engine, schema, self.store)
+                self._warnings = tuple(a.warning for a in advice)
+            return self._warnings
+
+    def locate(self, identities: Identities) -> Findings:
+        """The subject's rows and derived identities in this store."""
+        schema, warnings = self.schema, self.index_warnings()
+        with sql_errors(self.name, "locate"):
+            return locate(
+                self.engine, schema, self.store, identities, self.batch_size, warnings=warnings
+            )
+
+    def export(self, findings: Findings) -> Iterator[ExportItem]:
+        """Every found row, all columns, JSON-safe, streamed by key batches."""
+        return export_rows(self.engine, self.schema, findings, self.batch_size)
+
+    def plan_erasure(
+        self, findings: Findings, today: str, subject: Pseudonym | None = None
+    ) -> StorePlan:
+        """Delete, mask, defer or keep per found row, under the policy and legal holds."""
+        from connectors.sql.planning import plan_erasure
+
+        return plan_erasure(
+            self.schema,
+            self.store,
+            findings,
+            self.policy.requests.erasure,
+            self.policy.legal_holds,
+            date.fromisoformat(today),
+            subject,
+        )
+
+    def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:
+        """Carry out ``plan`` in batches, then make the erased values unrecoverable."""
+        from connectors.sql.execute import execute_plan, finish_secure_erasure
+        from connectors.sql.masks import Masker
+
+        schema = self.schema
+        with sql_errors(self.name, "erasure"):
+            results = execute_plan(
+                self.engine, schema, plan, Masker(self._keys), on_batch, self.batch_size
+            )
+        touched = sorted({s.target for s in plan.steps if s.action in _TOUCHING and s.keys})
+        with sql_errors(self.name, "secure erasure"):
+            finish_secure_erasure(
+                self.engine, schema, touched, bool(self.store.vacuum_after_erasure)
+            )
+        return results
+
+    def verify(self, identities: Identities, plan: StorePlan) -> Verification:
+        """Locate again and report anything the plan said would be gone."""
+        from connectors.sql.masks import Masker
+        from connectors.sql.verify import verify_erasure
+
+        after = self.locate(identities)
+        with sql_errors(self.name, "verify"):
+            return verify_erasure(self.engine, self.schema, plan, after, Masker(self._keys))
+
+    def rectify(self, findings: Findings, changes: Mapping[str, str]) -> list[BatchResult]:
+        """Correct the subject's found rows (``changes``: ``table.column`` or column -> text)."""
+        from connectors.sql.rectify import rectify
+
+        with sql_errors(self.name, "rectify"):
+            return rectify(self.engine, self.schema, self.store, findings, changes, self.batch_size)
+
+    def close(self) -> None:
+        """Dispose of the engine this connector created (an injected one is the caller's)."""
+        with self._lock:
+            if self._engine is not None and self._owns_engine:
+                self._engine.dispose()
+                self._engine = None
