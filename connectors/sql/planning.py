@@ -5,7 +5,9 @@
    without personal fields takes the default rule (a ``mask`` with nothing to mask keeps).
    MASK masks every personal field: with its category's mask kind where that category's
    rule is mask (the field's first such category), else ``null`` if nullable, else
-   ``redact``. The step's reason is the rule's.
+   ``redact``. Identity columns not declared as fields are masked too (a kept row must
+   not identify the person): NULL, else a keyed hash or pseudonym, which keep UNIQUE
+   constraints valid. The step's reason is the rule's.
 2. **Masks must fit.** A mask that would violate the column's type, length or NOT NULL
    (``masks.mask_problem``), targets a key column, or writes non-NULL into an enforced
    foreign key refuses the plan with ``PlanRefused`` listing every problem, before anything
@@ -41,6 +43,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
+
+from sqlalchemy import UniqueConstraint
 
 from config.schema import ErasurePolicy, ErasureRule, LegalHold, SqlStore
 from connectors.base import Action, Findings, Key, MaskSpec, StorePlan, TargetPlan
@@ -109,13 +113,20 @@ class _Context:
         fks = self.enforced_fk_columns(table)
         specs: list[MaskSpec] = []
         problems: list[str] = []
-        for column, categories in sorted(self.fields(table).items()):
-            rules = [self.erasure.rule_for(c) for c in categories]
-            if any(r.action == "keep" for r in rules):
-                continue
-            kind = next((r.mask for r in rules if r.action == "mask" and r.mask), None)
+        fields = self.fields(table)
+        # Identity columns identify the person whether or not they are declared as fields:
+        # a kept row must not keep them.
+        identity = {i.column for i in self.store.table(table).identity} - set(fields)
+        for column in sorted({*fields, *identity}):
             col = sa_table.c[column]
-            kind = kind or ("null" if col.nullable else "redact")
+            if column in identity:
+                kind = _identity_mask(col)
+            else:
+                rules = [self.erasure.rule_for(c) for c in fields[column]]
+                if any(r.action == "keep" for r in rules):
+                    continue
+                chosen = next((r.mask for r in rules if r.action == "mask" and r.mask), None)
+                kind = chosen or ("null" if col.nullable else "redact")
             where = f"{self.store.name}.{table}.{column}"
             if column in keys:
                 problems.append(f"{where}: mask '{kind}' targets a key column")
@@ -161,6 +172,35 @@ class _Context:
         child = self.schema.tables[edge.child]
         keys = set(self.schema.keys.get(edge.child, ()))
         return all(child.c[c].nullable and c not in keys for c in edge.columns)
+
+
+def _identity_mask(column: Any) -> str:
+    """The mask for an undeclared identity column: one that keeps UNIQUE constraints valid.
+
+    NULL where allowed; otherwise a keyed hash or pseudonym (distinct per original value),
+    whichever fits; else ``redact``, which ``mask_problem`` then reports if it cannot fit.
+    """
+    if column.nullable:
+        return "null"
+    for kind in ("hash", "pseudonym"):
+        if mask_problem(kind, column) is None:
+            return kind
+    # A fixed marker would collide in a UNIQUE column once two subjects are masked: ask
+    # for the hash, so the plan is refused with the width it needs.
+    return "hash" if _is_unique(column) else "redact"
+
+
+def _is_unique(column: Any) -> bool:
+    table = column.table
+    single = [column.name]
+    return (
+        bool(column.unique)
+        or any(
+            isinstance(c, UniqueConstraint) and [col.name for col in c.columns] == single
+            for c in table.constraints
+        )
+        or any(i.unique and [col.name for col in i.columns] == single for i in table.indexes)
+    )
 
 
 def _hold_applies(hold: LegalHold, store: str, table: str, subject: Pseudonym | None) -> bool:

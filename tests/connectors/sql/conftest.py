@@ -57,7 +57,7 @@ def build_metadata() -> sa.MetaData:
         "customers",
         md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("customer_number", sa.String(20), nullable=False, unique=True),
+        sa.Column("customer_number", sa.String(64), nullable=False, unique=True),
         sa.Column("email", sa.String(120), nullable=False, index=True),
         sa.Column("full_name", sa.String(80), nullable=False),
         sa.Column("phone", sa.String(40)),

@@ -202,6 +202,7 @@ def test_keep_beats_mask_beats_delete() -> None:
         MaskSpec("full_name", "pseudonym"),
         MaskSpec("phone", "pseudonym"),
         MaskSpec("contract_ended_at", "null"),  # delete-rule field, nullable -> null
+        MaskSpec("customer_number", "hash"),  # undeclared identity column, UNIQUE NOT NULL
     }
 
 
@@ -214,7 +215,33 @@ def test_delete_rule_fields_of_a_masked_table_get_null_or_redact() -> None:
         MaskSpec("email", "redact"),  # NOT NULL
         MaskSpec("full_name", "redact"),  # NOT NULL
         MaskSpec("phone", "null"),  # nullable
+        MaskSpec("customer_number", "hash"),  # identity: distinct per value, keeps UNIQUE
     }
+
+
+def test_undeclared_identity_columns_are_masked_or_the_plan_refused() -> None:
+    """A kept row must not keep what identifies the person, declared as a field or not."""
+    policy = erasure({"contract": {"action": "mask", "mask": "null", "reason": "contract law"}})
+    narrow = build_metadata()
+    customers = narrow.tables["customers"]
+    customers.c.customer_number.type = sa.String(20)  # too narrow for a hash or pseudonym
+    with pytest.raises(PlanRefused) as refused:
+        world_plan(policy=policy, keys={"customers": [(1,)]}, metadata=narrow)
+    assert refused.value.problems == [
+        "crm.customers.customer_number: mask 'hash' needs 64 characters, column allows 20"
+    ]
+    customers.c.customer_number.unique = False  # no UNIQUE: a fixed marker is safe
+    for constraint in list(customers.constraints):
+        if isinstance(constraint, sa.UniqueConstraint):
+            customers.constraints.discard(constraint)
+    masks = set(
+        only(
+            world_plan(policy=policy, keys={"customers": [(1,)]}, metadata=narrow),
+            "customers",
+            Action.MASK,
+        ).masks
+    )
+    assert MaskSpec("customer_number", "redact") in masks
 
 
 def test_a_table_without_personal_fields_takes_the_default_rule() -> None:
@@ -374,6 +401,7 @@ def test_retained_child_with_not_null_reference_downgrades_the_parent_to_mask() 
         MaskSpec("email", "redact"),
         MaskSpec("full_name", "redact"),
         MaskSpec("phone", "null"),
+        MaskSpec("customer_number", "hash"),
     }
     assert steps_by(plan, "customers") == [(Action.MASK, ((1,),))]  # no delete, no unlink
 
