@@ -120,6 +120,21 @@ def check_field(name: str, value: Any, *, required: bool = False, scan: bool = T
     return str(value)
 
 
+def check_run_id(name: str, value: Any) -> str | None:
+    """A Prefect run id must be a UUID; checking the shape beats scanning it.
+
+    Scanning would misread the digit groups of a UUID as a phone number now and then.
+    """
+    text = check_field(name, value, scan=False)
+    if text is None:
+        return None
+    try:
+        uuid.UUID(text)
+    except ValueError as e:
+        raise InvalidEvent(f"{name} must be a UUID (a Prefect run id)") from e
+    return text
+
+
 def check_mapping_keys(mapping: Mapping[str, Any], path: str) -> None:
     """Scan the keys of a flat mapping (the counts)."""
     for key in mapping:
@@ -167,8 +182,8 @@ def prepare_event(event: NewEvent, default_actor: str) -> PreparedEvent:
         status=_status(event.status),
         actor=check_field("actor", actor, required=True, scan=False) or "",
         request_id=check_field("request_id", event.request_id),
-        flow_run_id=check_field("flow_run_id", event.flow_run_id),
-        task_run_id=check_field("task_run_id", event.task_run_id),
+        flow_run_id=check_run_id("flow_run_id", event.flow_run_id),
+        task_run_id=check_run_id("task_run_id", event.task_run_id),
         connector=check_field("connector", event.connector),
         target=check_field("target", event.target),
         subject=check_subject(event.subject),

@@ -56,8 +56,8 @@ def test_round_trip_is_exact_and_verifies(ledger: Ledger) -> None:
         subject=subject(),
         counts={"rows": 12, "batches": 2},
         detail=AWKWARD_DETAIL,
-        flow_run_id="flow-1",
-        task_run_id="task-1",
+        flow_run_id="0d1a2b3c-0123-4567-89ab-0123456789ab",
+        task_run_id="00112233-0456-4789-8abc-def012345678",  # digit groups a phone scan misread
     )
     read = list(ledger.events())
     assert read == [written]
@@ -239,3 +239,9 @@ def test_naive_since_is_refused(sqlite_ledger: Ledger) -> None:
 
     with pytest.raises(TerminalError, match="timezone-aware"):
         list(sqlite_ledger.events(since=datetime(2024, 1, 1)))
+
+
+def test_run_ids_must_be_uuids(sqlite_ledger: Ledger) -> None:
+    with pytest.raises(InvalidEvent, match="task_run_id must be a UUID"):
+        sqlite_ledger.append("step", status="succeeded", task_run_id="+44 20 7946 0123")
+    assert sqlite_ledger.count() == 0
