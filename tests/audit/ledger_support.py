@@ -7,6 +7,7 @@ so the tests show what ``verify`` catches when the database no longer protects i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,8 +44,8 @@ def sample(i: int, **overrides: Any) -> NewEvent:
         "subject": subject(i % 5),
         "counts": {"rows": i, "batches": 1},
         "detail": {"strategy": "delete", "step": i, "tables": ["customers", "orders"]},
-        "flow_run_id": "flow-1",
-        "task_run_id": f"task-{i}",
+        "flow_run_id": str(uuid.UUID(int=1)),
+        "task_run_id": str(uuid.UUID(int=1_000_000 + i)),
     }
     fields.update(overrides)
     return NewEvent(**fields)
