@@ -1,67 +1,209 @@
 """``lifecycle demo``: the product end to end on embedded defaults, with nothing to start.
 
-Validates the demo policy, builds the audit database, walks a data-subject request
-through the register (its identity sealed, then destroyed on close), signs and exports
-the ledger head, and proves the ledger intact. Later features add the stores and flows.
+Validates the demo policy, opens (and migrates) the audit database, re-seeds the demo CRM
+(a fresh SQLite file under the data folder, so every run starts alike; the ledger keeps
+growing and keeps verifying), then runs two data-subject requests for the demo subject
+through the same path as ``lifecycle request submit``: an access request (an encrypted
+package) and an erasure (auto-approved by the demo policy), and finally verifies the
+ledger and exports a signed checkpoint. Output shows request ids, pseudonyms and counts,
+never personal data.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
 
-from cli.output import console, handled_errors, print_table
-from cli.request_cmd import open_register
+from cli.output import console, fail, handled_errors, print_table
+
+if TYPE_CHECKING:
+    from audit.register import RequestRecord
+    from config.schema.model import LifecycleConfig
+    from demo.seed_sql import DemoData
+    from tasks.request_models import RequestOutcome
 
 app = typer.Typer()
 
-DEMO_IDENTITY = {"email": "Demo.Subject@Example.com"}
+DEMO_CUSTOMERS = 2000
+SUBMITTED_EMAIL = "demo.subject@example.com"
+"""How the operator types the address; the CRM stores it as Demo.Subject@Example.com."""
+
+ACCESS_COLUMNS = ["store", "target", "action", "count", "reason"]
+ERASURE_COLUMNS = ["store", "target", "action", "count", "affected", "left", "reason"]
+
+
+def _seed_crm(config: LifecycleConfig) -> DemoData:
+    """Re-create the demo CRM store from scratch; what was seeded."""
+    from config.schema import SqlStore
+    from core.engines import normalize_url
+    from core.errors import ConfigError
+    from demo.seed_sql import remove_sqlite_files, seed_crm
+
+    store = config.store("crm")
+    if not isinstance(store, SqlStore):
+        raise ConfigError("the demo needs the SQL store 'crm' (config/demo/inventory.yaml)")
+    url = store.url.get_secret_value()
+    remove_sqlite_files(url)
+    backend = normalize_url(url).get_backend_name()
+    console.print(
+        f"[bold]Seeding demo CRM[/] (store '{store.name}', {backend}): "
+        f"{DEMO_CUSTOMERS:,} customers ..."
+    )
+    started = time.perf_counter()
+    data = seed_crm(url, customers=DEMO_CUSTOMERS)
+    seconds = time.perf_counter() - started
+    console.print(f"  {data.total:,} rows in {len(data.counts)} tables ({seconds:.1f} s)")
+    console.print(
+        f"  demo subject: {data.subject.total} rows (e-mail stored in mixed case, "
+        "requested in lower case)"
+    )
+    return data
+
+
+def _seed_s3() -> None:
+    """The S3 store ('files') of the demo inventory: seeded in a later issue.
+
+    Until the S3 connector lands, the flow reports the store as skipped; this is where the
+    demo will start the local S3 server (moto) and upload the subject's objects.
+    """
+    console.print("[bold]Store 'files'[/] (S3): not seeded yet; the S3 demo comes later")
+
+
+def _run(kind: str, recipient: Any = None) -> tuple[RequestRecord, RequestOutcome]:
+    """Register and run one request for the demo subject; fails unless it completes."""
+    from demo.walkthrough import run_request, submit_request
+
+    record = submit_request(kind, {"email": SUBMITTED_EMAIL}, recipient)
+    console.print(f"  {record.id} registered (subject {record.subject})")
+    started = time.perf_counter()
+    outcome = run_request(record.id)
+    if outcome.status != "completed":
+        raise fail(f"{kind} request {record.id} ended '{outcome.status}', not completed")
+    console.print(f"  {record.id} {outcome.status} in {time.perf_counter() - started:.1f} s")
+    return record, outcome
+
+
+def _access(data_dir: Path) -> tuple[RequestRecord, RequestOutcome]:
+    from demo.walkthrough import package_recipient, request_rows
+
+    console.print("[bold]Access request[/] for the demo subject")
+    console.print("  the first flow run starts Prefect's temporary server (10-20 s) ...")
+    recipient, private_key = package_recipient(data_dir / "keys")
+    record, outcome = _run("access", recipient)
+    print_table(request_rows(record.id), ACCESS_COLUMNS, title=f"Exported records ({record.id})")
+    if outcome.package is not None:
+        console.print(
+            f"  encrypted package: {outcome.package.location} ({outcome.package.size:,} bytes);"
+            f" opens with {private_key}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return record, outcome
+
+
+def _erasure() -> tuple[RequestRecord, RequestOutcome]:
+    from demo.walkthrough import request_rows
+
+    console.print(
+        "[bold]Erasure request[/] for the demo subject (auto-approved by the demo policy)"
+    )
+    record, outcome = _run("erasure")
+    rows = request_rows(record.id)
+    print_table(rows, ERASURE_COLUMNS, title=f"Erasure per table ({record.id})")
+    left = sum(int(r["left"] or 0) for r in rows)
+    masked = sum(int(r["count"]) for r in rows if r["action"] == "mask")
+    verdict = "clean" if left == 0 else f"{left} rows left"
+    console.print(f"  verification: {verdict}; {masked} masked rows kept (tax law)")
+    return record, outcome
+
+
+@contextmanager
+def _stage(what: str) -> Iterator[None]:
+    """Turn an unexpected error during ``what`` into one clear line and exit code 1.
+
+    Product errors pass through to ``handled_errors`` (they carry their own message);
+    anything else is named by type only: its text may quote values.
+    """
+    from core.errors import LifecycleError
+
+    try:
+        yield
+    except (LifecycleError, typer.Exit):
+        raise
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise fail(f"demo failed while {what}: {e.strerror or type(e).__name__}{where}") from None
+    except Exception as e:
+        raise fail(f"demo failed while {what}: {type(e).__name__}") from None
+
+
+def _summary(
+    data: DemoData,
+    access: tuple[RequestRecord, RequestOutcome],
+    erasure: tuple[RequestRecord, RequestOutcome],
+    checkpoint: str,
+    verdict: str,
+) -> None:
+    found = sum(s.found for s in access[1].stores)
+    erased = sum(s.affected for s in erasure[1].stores)
+    print_table(
+        [
+            {"step": "CRM seeded", "result": f"{data.total:,} rows in {len(data.counts)} tables"},
+            {
+                "step": "access request",
+                "result": f"{access[0].id} {access[1].status}: {found} records exported "
+                f"for subject {access[0].subject}",
+            },
+            {
+                "step": "erasure request",
+                "result": f"{erasure[0].id} {erasure[1].status}: {erased} rows deleted or "
+                f"masked for subject {erasure[0].subject}",
+            },
+            {"step": "checkpoint exported", "result": checkpoint},
+            {"step": "ledger verified", "result": verdict},
+        ],
+        ["step", "result"],
+        title="Demo",
+    )
 
 
 @app.callback(invoke_without_command=True)
 def demo() -> None:
     """Run the demo on embedded defaults (SQLite files under the data folder)."""
-    from audit.register import RequestKind, RequestStatus
+    from audit.ledger import Ledger
+    from cli.request_submit import quiet_prefect
     from config.loader import load_config
     from config.settings import get_settings
 
+    quiet_prefect(verbose=False)  # before Prefect is first imported
     with handled_errors():
         settings = get_settings()
         config = load_config()
         console.print(
             f"[bold]Policy[/] {config.source}: {len(config.inventory.stores)} stores, "
-            f"{len(config.policy.retention)} retention rules"
+            f"{len(config.policy.retention)} retention rules; configuration valid"
         )
-        register = open_register()
-        ledger = register.ledger
-        console.print(f"[bold]Audit ledger[/] {ledger!r}: {ledger.count()} events so far")
-
-        record = register.register(RequestKind.ACCESS, DEMO_IDENTITY, requested_by="demo-operator")
-        for status in (
-            RequestStatus.PLANNED,
-            RequestStatus.APPROVED,
-            RequestStatus.EXECUTING,
-            RequestStatus.VERIFYING,
-        ):
-            register.transition(record.id, status, actor="demo")
-        closed = register.close(record.id, outcome=RequestStatus.COMPLETED, actor="demo")
-
-        anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
-        anchor.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint = ledger.export_checkpoint(anchor)
-        report = ledger.verify()
-
-        print_table(
-            [
-                {"step": "request registered", "result": f"{record.id} (subject {record.subject})"},
-                {
-                    "step": "request closed",
-                    "result": f"{closed.status}; identity destroyed: {closed.identity_destroyed}",
-                },
-                {"step": "checkpoint exported", "result": f"event {checkpoint.seq} -> {anchor}"},
-                {"step": "ledger verified", "result": "intact" if report.ok else report.problem},
-            ],
-            ["step", "result"],
-            title="Demo",
-        )
-        if not report.ok:
-            raise typer.Exit(1)
+        with _stage("opening the audit ledger"):
+            ledger = Ledger.open()
+            console.print(f"[bold]Audit ledger[/] {ledger!r}: {ledger.count():,} events so far")
+        with _stage("seeding the demo stores"):
+            data = _seed_crm(config)
+            _seed_s3()
+        with _stage("running the access request"):
+            access = _access(settings.data_dir)
+        with _stage("running the erasure request"):
+            erasure = _erasure()
+        with _stage("verifying the audit ledger"):
+            anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
+            anchor.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint = ledger.export_checkpoint(anchor)
+            report = ledger.verify()
+    verdict = "intact" if report.ok else f"NOT intact: {report.problem}"
+    _summary(data, access, erasure, f"event {checkpoint.seq} -> {anchor}", verdict)
+    if not report.ok:
+        raise fail("the audit ledger did not verify")

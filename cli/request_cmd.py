@@ -1,27 +1,38 @@
-"""``lifecycle request``: track data-subject requests in the register.
+"""``lifecycle request``: submit, run and track data-subject requests.
 
-``list`` shows deadlines (days left, negative once overdue), ``status`` one request
-with its history, ``extend`` grants the one extension the policy allows. Deadlines come
-from the policy (``policy.requests``). Identities are never printed: the register only
-shows pseudonyms.
+``submit`` registers a request and runs the subject-request flow in this process (only
+the request id reaches Prefect); ``status`` shows one request with its history and
+per-store progress; ``list`` shows deadlines (days left, negative once overdue);
+``extend`` grants the one extension the policy allows; ``keygen`` makes the X25519 key
+pair an access package can be encrypted for. Identities are never printed: the register
+only shows pseudonyms.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from audit.ledger import Ledger
 from audit.register import HistoryEntry, RequestRecord, RequestRegister, RequestStatus
 from cli.output import JsonOption, console, emit, handled_errors, print_json, print_table
+from cli.request_submit import submit_command
 
 app = typer.Typer(no_args_is_help=True)
 
 LIST_COLUMNS = ["id", "kind", "status", "received", "due", "days_left", "extended"]
 HISTORY_COLUMNS = ["at", "action", "from", "to", "actor", "note"]
+PROGRESS_COLUMNS = ["store", "phase", "found", "affected", "deferred", "remaining", "note"]
 StatusOption = typer.Option(None, "--status", case_sensitive=False, help="Only this status.")
+
+
+def _keys() -> Any:
+    from core.keys import keyring_from_settings
+
+    return keyring_from_settings()
 
 
 def open_register() -> RequestRegister:
@@ -99,15 +110,28 @@ def show_status(
     request_id: str = typer.Argument(..., metavar="ID", help="Request id (req_...)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one request, its deadline and its history."""
+    """Show one request: status, due date, days left, history, per-store progress and counts."""
+    from audit.progress import RequestProgress
+    from tasks.request_summary import build_outcome
+
     with handled_errors():
         register = open_register()
         record = register.get(request_id)
         entries = register.history(request_id)
+        progress = RequestProgress(register.ledger.engine, _keys())
+        outcome = build_outcome(progress, record, progress.stores(request_id))
     detail = _detail(record, as_json)
     rows = [_history_row(e, as_json) for e in entries]
+    stores = [
+        s.model_dump(exclude={"skipped_reason"}) | {"note": s.skipped_reason}
+        for s in outcome.stores
+    ]
+    extra = {
+        "deferrals": [d.model_dump() for d in outcome.deferrals],
+        "package": None if outcome.package is None else outcome.package.model_dump(),
+    }
     if as_json:
-        print_json({"request": detail, "history": rows})
+        print_json({"request": detail, "history": rows, "progress": stores} | extra)
         return
     print_table(
         [{"field": k, "value": v} for k, v in detail.items()],
@@ -115,6 +139,13 @@ def show_status(
         title=f"Request {record.id}",
     )
     print_table(rows, HISTORY_COLUMNS, title="History")
+    if stores:
+        print_table(stores, PROGRESS_COLUMNS, title="Progress per store")
+    for d in outcome.deferrals:
+        until = f" until {d.until}" if d.until else ""
+        console.print(f"deferred: {d.store}.{d.target} ({d.count}): {d.reason or ''}{until}")
+    if outcome.package is not None:
+        console.print(f"package: {outcome.package.location} (sha256 {outcome.package.sha256})")
 
 
 @app.command("extend")
@@ -138,3 +169,20 @@ def extend(
     console.print(
         f"{record.id} extended by {days} days; due {due} ({record.days_left()} days left)"
     )
+
+
+app.command("submit")(submit_command)
+
+
+@app.command("keygen")
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="Private key file to create (mode 0600).")],
+) -> None:
+    """Make an X25519 key pair for access packages; the public key goes beside it (.pub)."""
+    from core.package import generate_keypair
+
+    with handled_errors():
+        public_path, public_text = generate_keypair(out)
+    console.print(f"private key: {out} (keep it secret)")
+    console.print(f"public key:  {public_path}")
+    console.print(public_text, highlight=False, soft_wrap=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from core.pseudonym import Pseudonym
+
 JsonScalar = str | int | bool | None
 Key = tuple[JsonScalar, ...]
 """A row's primary key values in key-column order, or (object key, version id) on S3."""
@@ -228,8 +230,13 @@ class Connector(Protocol):
         """Stream what was found, in bounded batches, for the encrypted access package."""
         ...
 
-    def plan_erasure(self, findings: Findings, today: str) -> StorePlan:
-        """Decide per target: delete, mask, defer (holds, locks) or keep. Pure of side effects."""
+    def plan_erasure(
+        self, findings: Findings, today: str, subject: Pseudonym | None = None
+    ) -> StorePlan:
+        """Decide per target: delete, mask, defer (holds, locks) or keep. Pure of side effects.
+
+        ``subject`` lets holds scoped to one subject's pseudonym apply.
+        """
         ...
 
     def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:
@@ -238,6 +245,10 @@ class Connector(Protocol):
 
     def verify(self, identities: Identities, plan: StorePlan) -> Verification:
         """Re-scan and report anything left that should be gone."""
+        ...
+
+    def rectify(self, findings: Findings, changes: Mapping[str, str]) -> list[BatchResult]:
+        """Write corrected values (``table.column`` or field -> text) to the found data."""
         ...
 
     def close(self) -> None:

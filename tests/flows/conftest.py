@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ["PREFECT_HOME"] = str(home)
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    # The server's usage statistics race its own SQLite writes ("database is locked").
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=60):
@@ -24,3 +27,34 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture
 def prefect_home(prefect_server: None) -> Path:
     return Path(os.environ["PREFECT_HOME"])
+
+
+@pytest.fixture
+def configure(
+    isolated_settings: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Path]:
+    """Write the test inventory and policy (options as ``support.write_config``), seed the
+    fake stores and serve SQL stores with the fake connector; returns the config folder."""
+    from config.settings import get_settings
+    from tests.flows import fakes, support
+
+    fakes.install(monkeypatch)
+
+    def apply(**options: Any) -> Path:
+        folder = support.write_config(tmp_path / "config", **options)
+        monkeypatch.setenv("LIFECYCLE_CONFIG_DIR", str(folder))
+        get_settings.cache_clear()
+        support.seed_stores(isolated_settings)
+        return folder
+
+    return apply
+
+
+@pytest.fixture
+def prefect_api_url(prefect_server: None) -> str:
+    """The test server's API URL, for subprocesses that should use it too."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url
+    return str(url)

@@ -1,0 +1,157 @@
+"""Registering a subject request: check everything, then register; a refusal changes nothing.
+
+Shared by ``lifecycle request submit`` and the flow's deployment form (``NewRequest``).
+Checks: identity kinds some store searches, corrections that name a declared table or
+field, a package recipient for access requests, and the four-eyes rule for a
+pre-approval. Errors name fields, never values.
+
+Corrections are ``table.column`` (or a bare field) -> new value. The register keys sealed
+values by lowercase identifiers, so corrections travel as numbered entries whose sealed
+value is ``[name, value]`` in JSON (``encode_changes``/``decode_changes``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+
+from audit.register import RequestKind, RequestRecord
+from audit.register_model import check_actor, text_fingerprint
+from config.schema.inventory import S3Store, SqlStore
+from core.errors import TerminalError
+from core.package import Recipient
+from tasks.approval_tasks import four_eyes_problem
+from tasks.request_support import RequestContext
+
+_CHANGE_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
+_CHANGE_KEY = "change_{}"
+
+
+def parse_changes(lines: Sequence[str]) -> dict[str, str]:
+    """``table.column=value`` lines as a mapping; errors name the line number, not its text."""
+    changes: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not _CHANGE_NAME.match(name):
+            raise TerminalError(
+                f"correction {number}: expected table.column=value (or field=value)"
+            )
+        if name in changes:
+            raise TerminalError(f"correction {number}: '{name}' is given twice")
+        changes[name] = value
+    return changes
+
+
+def encode_changes(changes: Mapping[str, str]) -> dict[str, str]:
+    """Corrections in the register's sealed form (numbered entries)."""
+    return {
+        _CHANGE_KEY.format(n): json.dumps([name, value])
+        for n, (name, value) in enumerate(sorted(changes.items()), start=1)
+    }
+
+
+def decode_changes(sealed: Mapping[str, str]) -> dict[str, str]:
+    """Corrections back from the register's sealed form."""
+    changes: dict[str, str] = {}
+    for entry in sealed.values():
+        name, value = json.loads(entry)
+        changes[str(name)] = str(value)
+    return changes
+
+
+def changes_for(store: SqlStore | S3Store, changes: Mapping[str, str]) -> dict[str, str]:
+    """The corrections that name one of ``store``'s tables (``table.column``) or fields."""
+    if not isinstance(store, SqlStore):
+        return {}
+    picked: dict[str, str] = {}
+    for name, value in changes.items():
+        table, _, column = name.rpartition(".")
+        if table:
+            if any(t.name == table for t in store.tables):
+                picked[name] = value
+        elif any(
+            column in t.fields or column in {i.column for i in t.identity} for t in store.tables
+        ):
+            picked[name] = value
+    return picked
+
+
+def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> None:
+    known = ctx.config.identity_kinds()
+    for kind in identity:
+        if kind not in known:
+            choices = ", ".join(sorted(known)) or "none"
+            raise TerminalError(
+                f"no store is searched by identity kind '{kind}' (inventory has: {choices})"
+            )
+
+
+def _check_changes(ctx: RequestContext, kind: RequestKind, changes: Mapping[str, str]) -> None:
+    if kind is not RequestKind.RECTIFICATION:
+        if changes:
+            raise TerminalError(f"only rectification requests take corrections, not {kind}")
+        return
+    if not changes:
+        raise TerminalError("a rectification request needs corrections (table.column=value)")
+    stores = ctx.config.inventory.stores
+    for name in changes:
+        if not any(changes_for(store, {name: ""}) for store in stores):
+            raise TerminalError(f"correction '{name}' names no declared table or field")
+
+
+def submit(
+    ctx: RequestContext,
+    *,
+    kind: str,
+    identity: Mapping[str, str],
+    requested_by: str,
+    changes: Mapping[str, str] | None = None,
+    recipient: Recipient | None = None,
+    reviewer: str | None = None,
+    note: str = "",
+) -> RequestRecord:
+    """Check and register a request; record its package recipient and pre-approval.
+
+    ``reviewer`` pre-approves the plans the flow will make, under the same four-eyes rule
+    as an approval in the UI (an approver, not the requester).
+    """
+    try:
+        request_kind = RequestKind(kind)
+    except ValueError:
+        raise TerminalError(
+            "unknown request kind; expected one of " + ", ".join(k.value for k in RequestKind)
+        ) from None
+    check_actor(requested_by, "requested_by")
+    _check_identity(ctx, identity)
+    _check_changes(ctx, request_kind, changes or {})
+    if request_kind is RequestKind.ACCESS and recipient is None:
+        raise TerminalError(
+            "an access request needs a package recipient: a public key or a passphrase"
+        )
+    if request_kind is not RequestKind.ACCESS and recipient is not None:
+        raise TerminalError("only access requests produce a package; drop the recipient")
+    if reviewer is not None:
+        problem = four_eyes_problem(ctx.config.policy.requests.approval, reviewer, requested_by)
+        if problem is not None:
+            raise TerminalError(f"pre-approval refused: {problem}")
+    record = ctx.register.register(
+        request_kind,
+        identity,
+        changes=encode_changes(changes) if changes else None,
+        requested_by=requested_by,
+    )
+    ctx.progress.runs.ensure_run(record.id)
+    if recipient is not None:
+        ctx.progress.runs.set_recipient(record.id, recipient)
+    if reviewer is not None:
+        ctx.progress.runs.record_approval(
+            record.id,
+            decision="approved",
+            reviewer=reviewer.strip(),
+            source="pre-approved",
+            note_sha256=str(text_fingerprint(note)["sha256"]) if note else None,
+            digest=None,
+        )
+    return record

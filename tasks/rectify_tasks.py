@@ -1,0 +1,105 @@
+"""Rectification: apply the corrected values in each store, then re-locate to verify.
+
+The corrections (``table.column`` or a bare field name -> new value) come from the
+register, sealed until the request closes; each store gets the ones that name its
+tables or fields. Rectifying is idempotent (it sets values), so a store whose progress
+does not say "executed" is simply rectified again after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from audit.events import EventStatus
+from audit.progress import Phase
+from config.schema.inventory import S3Store, SqlStore
+from connectors.base import Identities
+from core.errors import TerminalError
+from tasks.erasure_tasks import audit_batches
+from tasks.intake import changes_for, decode_changes
+from tasks.request_support import (
+    RequestContext,
+    batch_record,
+    clean_errors,
+    crash_point,
+    findings_from_data,
+    request_context,
+    request_task,
+)
+
+
+def identities_after(
+    store: SqlStore | S3Store, identities: Identities, changes: Mapping[str, str]
+) -> dict[str, frozenset[str]]:
+    """``identities`` with corrected identity columns' new values added (for re-locating)."""
+    updated = dict(identities)
+    if not isinstance(store, SqlStore):
+        return updated
+    for table in store.tables:
+        for ident in table.identity:
+            for name in (f"{table.name}.{ident.column}", ident.column):
+                if changes.get(name):
+                    updated[ident.kind] = updated.get(ident.kind, frozenset()) | {changes[name]}
+    return updated
+
+
+@request_task("rectify-store")
+def rectify_store(request_id: str, store: str) -> int:
+    """Write the corrections to the subject's rows in ``store``; returns rows updated."""
+    with clean_errors(f"rectifying in store '{store}'"):
+        ctx = request_context()
+        row = ctx.progress.store(request_id, store)
+        if row is None:
+            raise TerminalError(f"request {request_id}: store '{store}' was not located")
+        if row.phase is Phase.SKIPPED:
+            return 0
+        if not row.phase.reached(Phase.EXECUTED):
+            _rectify(ctx, request_id, store)
+            crash_point("executed", store)
+        audit_batches(ctx, request_id, store, "rectification")
+        return sum(b.affected for b in ctx.progress.batches(request_id, store))
+
+
+def _rectify(ctx: RequestContext, request_id: str, store: str) -> None:
+    changes = changes_for(
+        ctx.config.store(store), decode_changes(ctx.register.open_changes(request_id))
+    )
+    findings = findings_from_data(store, ctx.progress.findings(request_id, store), {})
+    if changes and findings.total:
+        with ctx.connector(store) as connector:
+            results = connector.rectify(findings, changes)
+        # One transaction per store, reported after its commit: record every batch.
+        for batch in results:
+            ctx.progress.record_batch(request_id, batch_record(batch), committed=True)
+    ctx.progress.mark_executed(request_id, store)
+
+
+@request_task("verify-rectified-store")
+def verify_rectified_store(request_id: str, store: str) -> int:
+    """Re-locate the subject (with corrected identities); returns rows no longer found."""
+    with clean_errors(f"verifying the rectification in store '{store}'"):
+        ctx = request_context()
+        row = ctx.progress.store(request_id, store)
+        if row is None or row.phase in (Phase.SKIPPED, Phase.VERIFIED):
+            return 0
+        config = ctx.config.store(store)
+        changes = decode_changes(ctx.register.open_changes(request_id))
+        identities = identities_after(
+            config, ctx.identities(request_id, before=row.position), changes
+        )
+        with ctx.connector(store) as connector:
+            fresh = connector.locate(identities).counts()
+        lost = {t: n - fresh.get(t, 0) for t, n in row.counts.items() if n > fresh.get(t, 0)}
+        ctx.audit(
+            ctx.event(
+                "rectification.verified",
+                EventStatus.FAILED if lost else EventStatus.SUCCEEDED,
+                request_id,
+                connector=store,
+                counts={"found_before": row.found, "found_after": sum(fresh.values())},
+                detail={"lost": lost},
+            )
+        )
+        ctx.progress.record_verification(request_id, store, {"remaining": lost}, clean=not lost)
+        crash_point("verified", store)
+        return sum(lost.values())

@@ -1,0 +1,296 @@
+"""What every subject-request task shares: the request context, connectors, clean errors.
+
+Tasks take a request id and a store name, never identities or keys: they read what they
+need from our own tables (register, progress) through ``RequestContext``. Every task is
+declared with ``request_task``: results not persisted, no cache key (inputs are not
+hashed), retries only for ``TransientError``. ``clean_errors`` strips exception chains
+before Prefect sees them, since a driver's message can quote row values and Prefect
+stores tracebacks in its logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+
+from audit.events import EventStatus, NewEvent
+from audit.ledger import Ledger
+from audit.progress import BatchRecord, RequestProgress
+from audit.register import RequestRecord, RequestRegister, RequestStatus
+from config.loader import load_config
+from config.schema.model import LifecycleConfig
+from connectors.base import BatchResult, Connector, Findings, Identities, StorePlan, TargetFinding
+from core.errors import LifecycleError, PersonalDataRefused, TerminalError, TransientError
+from core.keys import KeyRing, keyring_from_settings
+from core.pseudonym import Pseudonym
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FLOW_ACTOR = "flow:subject-request"
+"""Who the ledger and register name for the flow's own steps."""
+
+RETRIES = 2
+RETRY_DELAYS: list[float] = [2.0, 10.0]
+
+
+def retry_transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
+    """Retry only failures that may clear (lost connection, lock timeout)."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def request_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The task decorator for subject requests (see the module docstring for why)."""
+    return task(
+        name=name,
+        retries=RETRIES,
+        retry_delay_seconds=RETRY_DELAYS,
+        retry_condition_fn=retry_transient,
+        persist_result=False,
+        cache_policy=NO_CACHE,
+        log_prints=False,
+    )
+
+
+@contextmanager
+def clean_errors(what: str) -> Iterator[None]:
+    """Let only product errors out, without their causes; anything else becomes one line."""
+    try:
+        yield
+    except LifecycleError as e:
+        e.__cause__ = None
+        e.__suppress_context__ = True
+        raise
+    except Exception as e:
+        raise TerminalError(f"{what} failed ({type(e).__name__})") from None
+
+
+def run_ids() -> dict[str, str | None]:
+    """The Prefect flow and task run ids, for ledger events (None outside Prefect)."""
+    from prefect.runtime import flow_run, task_run
+
+    return {"flow_run_id": flow_run.get_id(), "task_run_id": task_run.get_id()}
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Configuration, keys, ledger, register and progress for one task's work."""
+
+    config: LifecycleConfig
+    keys: KeyRing
+    ledger: Ledger
+    register: RequestRegister
+    progress: RequestProgress
+    _subjects: dict[str, Pseudonym] = field(default_factory=dict, repr=False)
+
+    def record(self, request_id: str) -> RequestRecord:
+        return self.register.get(request_id)
+
+    def subject(self, request_id: str) -> Pseudonym:
+        """The request's subject pseudonym (read once per context)."""
+        if request_id not in self._subjects:
+            self._subjects[request_id] = self.record(request_id).subject
+        return self._subjects[request_id]
+
+    def event(
+        self,
+        kind: str,
+        status: EventStatus,
+        request_id: str,
+        *,
+        connector: str | None = None,
+        target: str | None = None,
+        counts: Mapping[str, int] | None = None,
+        detail: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> NewEvent:
+        """A ledger event about the request, with its subject pseudonym and run ids."""
+        return NewEvent(
+            kind=kind,
+            status=status,
+            request_id=request_id,
+            connector=connector,
+            target=target,
+            subject=self.subject(request_id),
+            counts=counts or {},
+            detail=detail or {},
+            actor=actor or FLOW_ACTOR,
+            **run_ids(),
+        )
+
+    def audit(self, *events: NewEvent) -> None:
+        """Append ``events`` in one transaction (all or none)."""
+        self.ledger.append_many(list(events))
+
+    def identities(self, request_id: str, before: int | None = None) -> Identities:
+        """The subject's identity plus identities derived by stores before ``before``."""
+        own = {k: frozenset({v}) for k, v in self.register.open_identity(request_id).items()}
+        derived = self.progress.derived_identities(request_id, before)
+        merged = dict(own)
+        for kind, values in derived.items():
+            merged[kind] = merged.get(kind, frozenset()) | values
+        return merged
+
+    def store_names(self) -> list[str]:
+        return [store.name for store in self.config.inventory.stores]
+
+    def position(self, store: str) -> int:
+        return self.store_names().index(store)
+
+    @contextmanager
+    def connector(self, store: str) -> Iterator[Connector]:
+        """The connector of ``store``, closed afterwards."""
+        from connectors.registry import connector_for
+
+        connector = connector_for(self.config.store(store), self.config.policy, self.keys)
+        try:
+            yield connector
+        finally:
+            connector.close()
+
+
+def has_connector(store_type: str) -> bool:
+    """Whether a connector is registered for the store type (S3 comes in a later issue)."""
+    from connectors.registry import CONNECTORS
+
+    return store_type in CONNECTORS
+
+
+def request_context() -> RequestContext:
+    """The context from settings: the configured policy, keys and audit database."""
+    config = load_config()
+    keys = keyring_from_settings()
+    ledger = Ledger.open(keys=keys, actor=FLOW_ACTOR)
+    policy = config.policy.requests
+    register = RequestRegister(
+        ledger, keys, deadline_days=policy.deadline_days, max_deadline_days=policy.max_deadline_days
+    )
+    return RequestContext(config, keys, ledger, register, RequestProgress(ledger.engine, keys))
+
+
+def safe_message(error: LifecycleError) -> str | None:
+    """The error's message if the ledger would accept it (no personal data), else None."""
+    from audit.guard import check_text
+
+    try:
+        check_text(error.message, "message")
+    except PersonalDataRefused:
+        return None
+    return error.message[:500]
+
+
+_FORWARD = (
+    RequestStatus.RECEIVED,
+    RequestStatus.PLANNED,
+    RequestStatus.AWAITING_APPROVAL,
+    RequestStatus.APPROVED,
+    RequestStatus.EXECUTING,
+    RequestStatus.VERIFYING,
+    RequestStatus.COMPLETED,
+)
+
+
+def status_past(current: RequestStatus, target: RequestStatus) -> bool:
+    """Whether a request at ``current`` has moved beyond ``target`` on the normal path.
+
+    ``failed`` counts as past approval (it failed while executing or verifying).
+    """
+    if current is RequestStatus.FAILED:
+        return target in _FORWARD[:4]
+    if current not in _FORWARD or target not in _FORWARD:
+        return current.terminal
+    return _FORWARD.index(current) > _FORWARD.index(target)
+
+
+def today() -> str:
+    """Today's date in UTC, ISO format (erasure plans compare hold dates to it)."""
+    return datetime.now(UTC).date().isoformat()
+
+
+# -- JSON forms of connector data, stored in our own tables ---------------------------------
+
+
+def findings_data(findings: Findings) -> dict[str, Any]:
+    """Findings without derived identities (those are sealed separately)."""
+    return {
+        "warnings": list(findings.warnings),
+        "targets": [
+            {
+                "target": t.target,
+                "keys": [list(k) for k in t.keys],
+                "categories": list(t.categories),
+                "via": t.via,
+            }
+            for t in findings.targets
+        ],
+    }
+
+
+def findings_from_data(
+    store: str, data: Mapping[str, Any], derived: Mapping[str, frozenset[str]]
+) -> Findings:
+    return Findings(
+        store=store,
+        targets=tuple(
+            TargetFinding(
+                target=t["target"],
+                keys=tuple(tuple(k) for k in t["keys"]),
+                categories=tuple(t["categories"]),
+                via=t["via"],
+            )
+            for t in data["targets"]
+        ),
+        derived=dict(derived),
+        warnings=tuple(data["warnings"]),
+    )
+
+
+def batch_record(batch: BatchResult) -> BatchRecord:
+    """A connector's batch result as the progress tables record it."""
+    return BatchRecord(
+        store=batch.store,
+        target=batch.target,
+        action=str(batch.action),
+        affected=batch.affected,
+        keys_digest=batch.keys_digest,
+    )
+
+
+def plan_summary(plan: StorePlan) -> list[dict[str, Any]]:
+    """The plan's steps with counts only: what the approver, the ledger and status show."""
+    return [
+        {
+            "target": s.target,
+            "action": str(s.action),
+            "count": s.count,
+            "reason": s.reason,
+            "until": s.until,
+        }
+        for s in plan.steps
+    ]
+
+
+def crash_point(phase: str, store: str = "request") -> None:
+    """Test hook: die here (exit 137, no cleanup) when LIFECYCLE_TEST_CRASH_AT names this point.
+
+    Honoured only with LIFECYCLE_TEST_HOOKS=1, so a stray variable in production does
+    nothing. Used to prove that a rerun after a crash at any step ends as if uninterrupted.
+    """
+    if os.environ.get("LIFECYCLE_TEST_HOOKS") != "1":
+        return
+    if os.environ.get("LIFECYCLE_TEST_CRASH_AT") == f"{phase}:{store}":
+        os._exit(137)

@@ -1,0 +1,267 @@
+"""Test setup for subject-request flows: a small inventory and policy, seeded fake stores.
+
+Two SQL stores served by the fake connector (``crm`` finds the subject by e-mail or
+customer number and derives ``customer_id``; ``shop`` is reached only through that
+derived identity) and one S3 store, which has no connector yet and must be skipped.
+The subject is Robin Quill; Sam Birch is a bystander whose rows must never change.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from audit.events import StoredEvent
+from audit.ledger import Ledger
+from config.settings import PROJECT_ROOT
+from tests.flows.fakes import read_store, write_store
+
+SUBJECT_EMAIL = "Robin.Quill@Example.com"
+SUBJECT_NUMBER = "C-1001"
+OTHER_EMAIL = "sam.birch@example.com"
+APPROVER = "privacy-officer"
+REQUESTER = "intake-desk"
+
+INVENTORY = """\
+stores:
+  - name: crm
+    type: sql
+    url: "sqlite:///${LIFECYCLE_DATA_DIR}/stores/crm.db"
+    region: eu-central-1
+    tables:
+      - name: customers
+        identity:
+          - {column: email, kind: email, case_insensitive: true}
+          - {column: customer_number, kind: customer_number}
+        derives:
+          - {column: id, as: customer_id}
+        fields:
+          email: [contact]
+          full_name: [contact]
+      - name: orders
+        fields:
+          shipping_address: [contact, order_history]
+      - name: invoices
+        fields:
+          billing_name: [billing]
+  - name: shop
+    type: sql
+    url: "sqlite:///${LIFECYCLE_DATA_DIR}/stores/shop.db"
+    region: eu-central-1
+    tables:
+      - name: carts
+        fields:
+          items: [order_history]
+      - name: wishlists
+        fields:
+          items: [order_history]
+  - name: files
+    type: s3
+    region: eu-central-1
+    buckets:
+      - name: test-attachments
+        categories: [support]
+        key_templates: ["tickets/{customer_id}/"]
+"""
+
+POLICY = """\
+categories:
+  - {name: contact}
+  - {name: order_history}
+  - {name: billing}
+  - {name: support}
+requests:
+  deadline_days: 30
+  approval:
+    required_for: [__REQUIRED__]
+    auto_approve: __AUTO__
+    approvers: [privacy-officer, dpo]
+  erasure:
+    default: {action: delete}
+    categories:
+      billing: {action: mask, mask: redact, reason: "invoices kept 10 years (tax law)"}
+legal_holds:__HOLDS__
+"""
+
+HOLD = """
+  - id: HOLD-TEST-1
+    reason: "Litigation hold: wishlist dispute"
+    scope: {store: shop, table: wishlists}
+    starts: 2020-01-01
+    ends: 2099-12-31"""
+
+
+def write_config(
+    folder: Path,
+    *,
+    required_for: tuple[str, ...] = ("erasure",),
+    auto_approve: bool = True,
+    hold: bool = False,
+) -> Path:
+    """Write inventory.yaml and policy.yaml for the fake stores into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inventory.yaml").write_text(INVENTORY)
+    policy = (
+        POLICY.replace("__REQUIRED__", ", ".join(required_for))
+        .replace("__AUTO__", "true" if auto_approve else "false")
+        .replace("__HOLDS__", HOLD if hold else " []")
+    )
+    (folder / "policy.yaml").write_text(policy)
+    return folder
+
+
+def seed_stores(data_dir: Path) -> None:
+    """The subject (customer 1) and a bystander (customer 2) in both SQL stores."""
+    stores = data_dir / "stores"
+    write_store(
+        stores / "crm.json",
+        {
+            "tables": {
+                "customers": [
+                    {
+                        "id": 1,
+                        "email": SUBJECT_EMAIL,
+                        "customer_number": SUBJECT_NUMBER,
+                        "full_name": "Robin Quill",
+                    },
+                    {
+                        "id": 2,
+                        "email": OTHER_EMAIL,
+                        "customer_number": "C-1002",
+                        "full_name": "Sam Birch",
+                    },
+                ],
+                "orders": [
+                    {"id": 10, "customer_id": 1, "shipping_address": "1 Quill Lane"},
+                    {"id": 11, "customer_id": 1, "shipping_address": "1 Quill Lane"},
+                    {"id": 12, "customer_id": 1, "shipping_address": "2 Quill Lane"},
+                    {"id": 13, "customer_id": 2, "shipping_address": "9 Birch Road"},
+                ],
+                "invoices": [
+                    {"id": 20, "customer_id": 1, "billing_name": "Robin Quill"},
+                    {"id": 21, "customer_id": 2, "billing_name": "Sam Birch"},
+                ],
+            },
+            "links": {
+                "orders": ["customer_id", "customers"],
+                "invoices": ["customer_id", "customers"],
+            },
+        },
+    )
+    write_store(
+        stores / "shop.json",
+        {
+            "tables": {
+                "carts": [
+                    {"id": 30, "customer_id": 1, "items": "pens"},
+                    {"id": 31, "customer_id": 2, "items": "ink"},
+                ],
+                "wishlists": [{"id": 40, "customer_id": 1, "items": "quills"}],
+            }
+        },
+    )
+
+
+def store_rows(data_dir: Path, store: str) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = read_store(data_dir / "stores" / f"{store}.json")[
+        "tables"
+    ]
+    return rows
+
+
+def set_failure(data_dir: Path, store: str, method: str, failure: str | None) -> None:
+    """Make the fake store's ``method`` fail ("transient" or a message), or heal it."""
+    path = data_dir / "stores" / f"{store}.json"
+    data = read_store(path)
+    fail = data.setdefault("fail", {})
+    if failure is None:
+        fail.pop(method, None)
+    else:
+        fail[method] = failure
+    write_store(path, data)
+
+
+def events(request_id: str) -> list[StoredEvent]:
+    return list(Ledger.open().events(request_id=request_id))
+
+
+def kinds(request_id: str) -> list[str]:
+    return [e.kind for e in events(request_id)]
+
+
+@contextmanager
+def reviewer(*answers: dict[str, str]) -> Iterator[list[UUID]]:
+    """A background approver: answers each pause of a paused flow run with the next answer.
+
+    Yields the ids of the runs it resumed. Stops after the last answer or on exit.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    resumed: list[UUID] = []
+    stop = threading.Event()
+    pending = list(answers)
+
+    def answer() -> None:
+        with get_client(sync_client=True) as client:
+            while pending and not stop.is_set():
+                paused = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[StateType.PAUSED])
+                        )
+                    )
+                )
+                for run in paused:
+                    try:
+                        resume_flow_run(run.id, run_input=pending[0])
+                    except Exception:
+                        continue  # the form's schema is not saved yet: try again shortly
+                    resumed.append(run.id)
+                    pending.pop(0)
+                    break
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield resumed
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``lifecycle ARGS`` in a subprocess, with fake SQL stores (``tests.flows.crash_runner``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.flows.crash_runner", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This test's environment (data dir, config, key) for a subprocess, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIFECYCLE_TEST_")}
+    env.update(extra)
+    return env

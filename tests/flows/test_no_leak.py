@@ -1,0 +1,210 @@
+"""No raw personal data reaches Prefect, the ledger, the output or the logs.
+
+Two ways a request starts, both checked against everything Prefect stores:
+1. ``lifecycle request submit`` in a subprocess, with a fresh PREFECT_HOME (its temporary
+   server's SQLite database, WAL included) and data folder, on the real SQL connector:
+   the raw bytes of every file are searched for the identity in any letter case.
+2. The deployment form (``start=NewRequest``): the identity does enter Prefect as a flow
+   parameter, and the flow overwrites it; then every table of the test server's
+   database is dumped through SQL and searched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Select, inspect, literal_column, select, table
+from sqlalchemy.engine import make_url
+
+from config.settings import PROJECT_ROOT
+from core.engines import make_engine
+from flows.subject_request import NewRequest, subject_request
+from tests.flows.support import REQUESTER, SUBJECT_EMAIL, kinds, store_rows
+
+Configure = Callable[..., Path]
+DEMO_EMAIL = "Demo.Subject@Example.com"
+DEMO_NAME = "Demonstra Subjectworth"
+
+
+def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
+    """Files under ``root`` whose raw bytes contain a needle, ignoring letter case."""
+    hits = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes().lower()
+        hits += [f"{path.name}: {n.decode()}" for n in needles if n.lower() in data]
+    return hits
+
+
+@pytest.mark.slow
+def test_cli_submit_leaves_no_identity_in_prefect_ledger_or_output(tmp_path: Path) -> None:
+    from demo.seed_sql import seed_crm
+
+    data_dir, prefect_home = tmp_path / "data", tmp_path / "prefect-home"
+    seed_crm(f"sqlite:///{data_dir / 'crm.db'}", customers=50)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "LIFECYCLE_TEST_")) and k != "LIFECYCLE_CONFIG_DIR"
+    }
+    env |= {
+        "LIFECYCLE_DATA_DIR": str(data_dir),
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "cli.main", "request", "submit", "--kind", "erasure"),
+            *("--identity", f"email={DEMO_EMAIL.lower()}", "--json"),
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["status"] == "completed"
+    needles = [DEMO_EMAIL.encode(), DEMO_NAME.encode()]
+    output = (done.stdout + done.stderr).lower()
+    assert all(n.decode().lower() not in output for n in needles)
+    prefect_db = prefect_home / "prefect.db"
+    assert prefect_db.exists() and b"subject-request" in prefect_db.read_bytes()
+    assert _files_containing(prefect_home, needles) == []
+    audit_files = [p for p in data_dir.iterdir() if p.name.startswith("audit.db")]
+    assert audit_files
+    for path in audit_files:
+        assert DEMO_EMAIL.lower().encode() not in path.read_bytes().lower(), path.name
+    assert "Traceback" not in done.stderr and "database is locked" not in done.stderr
+
+
+def _prefect_rows() -> list[str]:
+    """Every row of every table of the test server's database, as lowercase text."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = make_url(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()))
+    engine = make_engine(f"sqlite:///{url.database}")
+    try:
+        rows: list[str] = []
+        with engine.connect() as conn:
+            for name in inspect(engine).get_table_names():
+                everything: Select[Any] = select(literal_column("*")).select_from(table(name))
+                rows += [
+                    f"{name}: {tuple(row)!r}".lower() for row in conn.execute(everything).all()
+                ]
+        return rows
+    finally:
+        engine.dispose()
+
+
+def _flush_prefect(flow_run_id: UUID, state: str = "completed") -> None:
+    """Wait until logs and events of the run are in the server's database (batched writes)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = _prefect_rows()
+        if any(r.startswith("events:") and str(flow_run_id) in r and state in r for r in rows):
+            return
+        time.sleep(0.5)
+    found = [r[:300] for r in _prefect_rows() if str(flow_run_id) in r and r.startswith("event")]
+    raise AssertionError(f"the run's events never reached the database: {found}")
+
+
+def _assert_nowhere_in_prefect(*needles: str) -> None:
+    rows = _prefect_rows()
+    assert rows
+    leaks = [r[:200] for r in rows if any(n.lower() in r for n in needles)]
+    assert leaks == []
+
+
+def test_form_start_overwrites_the_parameters_and_leaves_no_trace(
+    prefect_server: None, configure: Configure, isolated_settings: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    configure(auto_approve=True)
+    # A deployment run as a worker executes it: the form's values arrive in the flow
+    # run's parameters, in plain JSON (Prefect does not mask SecretStr there).
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run(
+            subject_request,
+            parameters={
+                "start": {
+                    "kind": "erasure",
+                    "email": SUBJECT_EMAIL.upper(),
+                    "requested_by": REQUESTER,
+                }
+            },
+        )
+    assert any(SUBJECT_EMAIL.lower() in r for r in _prefect_rows())  # the dump does see it
+
+    outcome = run_flow(subject_request, flow_run=flow_run)
+
+    assert outcome.status == "completed"  # type: ignore[union-attr]
+    assert [c["id"] for c in store_rows(isolated_settings, "crm")["customers"]] == [2]
+    with get_client(sync_client=True) as client:
+        stored = client.read_flow_run(flow_run.id).parameters
+    rid = outcome.request_id  # type: ignore[union-attr]
+    assert stored == {"request_id": rid, "start": None}
+    assert kinds(rid).count("request.parameters_replaced") == 1
+
+    # And the direct call with a NewRequest (SecretStr fields) as the UI's "run" does.
+    configure(auto_approve=True)
+    direct = subject_request(
+        start=NewRequest(kind="erasure", email=SecretStr(SUBJECT_EMAIL), requested_by=REQUESTER)
+    )
+    assert direct.status == "completed"
+
+    _flush_prefect(flow_run.id)
+    _assert_nowhere_in_prefect(SUBJECT_EMAIL, "robin quill", "quill lane")
+    for request_id in (rid, direct.request_id):
+        ledger = json.dumps([vars(e) for e in _events(request_id)], default=str).lower()
+        assert SUBJECT_EMAIL.lower() not in ledger and "quill" not in ledger
+
+
+def _events(request_id: str) -> list[object]:
+    from tests.flows.support import events
+
+    return list(events(request_id))
+
+
+def test_a_refused_form_is_removed_from_prefect_too(
+    prefect_server: None, configure: Configure
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    from core.errors import TerminalError
+
+    configure(auto_approve=True)
+    phone = "+44 20 7946 0958"  # no store is searched by phone in the test inventory
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run(
+            subject_request,
+            parameters={"start": {"kind": "erasure", "phone": phone, "requested_by": REQUESTER}},
+        )
+
+    with pytest.raises(TerminalError, match="identity kind 'phone'"):
+        run_flow(subject_request, flow_run=flow_run)
+
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run.id).parameters == {"request_id": None, "start": None}
+    _flush_prefect(flow_run.id, "failed")
+    _assert_nowhere_in_prefect(phone, "7946 0958")
