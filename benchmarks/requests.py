@@ -58,7 +58,7 @@ from demo.crm_schema import TABLES, crm_metadata
 
 DEFAULT_CUSTOMERS = 1_000_000
 SMALL_FACTOR = 100
-DEFAULT_ROUNDS = 5
+DEFAULT_ROUNDS = 11
 HEAVY_ROUNDS = 3
 RATIO_TARGET = 1.5
 SPEEDUP_TARGET = 10.0
@@ -131,19 +131,28 @@ def subject_ids(customers: int, rounds: int) -> list[int]:
     return [step * (i + 1) for i in range(rounds + 1)]
 
 
-def erasure_seconds(crm: Crm, customers: int, rounds: int, label: str) -> tuple[float, int]:
-    """Median seconds to erase one subject (different each round); rows per subject."""
-    ids = subject_ids(customers, rounds)
-    crm.erase(customer_email(ids[0]))  # warm-up: reflection, connection pool, caches
-    samples: list[float] = []
+def erasure_medians(
+    large: Crm, small: Crm, sizes: tuple[int, int], rounds: int
+) -> tuple[float, float, int]:
+    """Median seconds to erase one subject on each database; rows per subject.
+
+    Rounds alternate large and small (each a different subject), so a change in the
+    shared machine's load lands on both sides instead of skewing the ratio.
+    """
+    large_ids, small_ids = (subject_ids(n, rounds) for n in sizes)
+    for crm, ids in ((large, large_ids), (small, small_ids)):
+        crm.erase(customer_email(ids[0]))  # warm-up: reflection, connection pool, caches
+    samples: dict[str, list[float]] = {"large": [], "small": []}
     rows = 0
-    for i, cid in enumerate(ids[1:], start=1):
-        seconds, rows = timed(partial(crm.erase, customer_email(cid)))
-        samples.append(seconds)
-        log(f"  [{label}] erasure {i}/{rounds}: {rows} rows in {seconds * 1000:.1f} ms")
-    median = statistics.median(samples)
-    log(f"[{label}] erasure median {median * 1000:.1f} ms")
-    return median, rows
+    for i in range(1, rounds + 1):
+        for label, crm, ids in (("large", large, large_ids), ("small", small, small_ids)):
+            seconds, rows = timed(partial(crm.erase, customer_email(ids[i])))
+            samples[label].append(seconds)
+            log(f"  [{label}] erasure {i}/{rounds}: {rows} rows in {seconds * 1000:.1f} ms")
+    medians = {label: statistics.median(values) for label, values in samples.items()}
+    for label, median in medians.items():
+        log(f"[{label}] erasure median {median * 1000:.1f} ms")
+    return medians["large"], medians["small"], rows
 
 
 # --- the 1,000-row subject: connector execute against one statement per row ----------
@@ -276,8 +285,7 @@ def run(customers: int, rounds: int) -> None:
         figures["rows_small"] = sum(_build(small_url, small, "small").values())
         large = stack.enter_context(_crm(large_url, crm_store, config.policy))
         small_crm = stack.enter_context(_crm(small_url, crm_store, config.policy))
-        large_s, rows = erasure_seconds(large, customers, rounds, "large")
-        small_s, _ = erasure_seconds(small_crm, small, rounds, "small")
+        large_s, small_s, rows = erasure_medians(large, small_crm, (customers, small), rounds)
         figures.update(
             {
                 "subject_rows": rows,
