@@ -36,6 +36,7 @@ from sqlalchemy.types import TypeEngine
 
 from audit.register_model import RequestKind, RequestRecord, RequestStatus
 from audit.tables import LENGTHS, UTCDateTime, metadata
+from core.engines import reclaim_storage
 from core.errors import LifecycleError, TerminalError, TransientError
 from core.pseudonym import Pseudonym
 
@@ -178,39 +179,6 @@ def database_errors(operation: str, request_id: str | None = None) -> Iterator[N
 
 
 def vacuum_tables(engine: Engine) -> None:
-    """Rewrite the register's storage so values overwritten or NULLed are physically gone.
-
-    There is no SQLAlchemy construct for these maintenance statements; the table names
-    come from our own metadata and are quoted by the dialect.
-    """
-    backend = engine.dialect.name
-    quote = engine.dialect.identifier_preparer.format_table
+    """Rewrite the register's storage so values overwritten or NULLed are physically gone."""
     with database_errors("vacuum"):
-        if backend == "sqlite":
-            _checkpoint_sqlite(engine)
-        elif backend == "postgresql":
-            # VACUUM cannot run inside a transaction block.
-            with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-                for table in REGISTER_TABLES:
-                    conn.exec_driver_sql(f"VACUUM {quote(table)}")
-        elif backend in ("mysql", "mariadb"):
-            with engine.connect() as conn:
-                for table in REGISTER_TABLES:
-                    conn.exec_driver_sql(f"OPTIMIZE TABLE {quote(table)}").all()
-                conn.commit()
-
-
-def _checkpoint_sqlite(engine: Engine) -> None:
-    # Through the raw DBAPI connection: the engine's "begin" hook wraps statements on a
-    # SQLAlchemy connection in BEGIN, and a checkpoint inside a transaction cannot
-    # truncate the WAL.
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        row = cursor.fetchone()  # (busy, wal frames, frames checkpointed)
-        cursor.close()
-    finally:
-        raw.close()
-    if row is None or row[0]:
-        raise TransientError("WAL checkpoint blocked by an open reader; retry")
+        reclaim_storage(engine, REGISTER_TABLES)

@@ -10,9 +10,10 @@ that must serialize (the ledger's chain head).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -86,3 +87,51 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
+
+
+def checkpoint_wal(engine: Engine, *, vacuum: bool = False) -> None:
+    """SQLite: copy the WAL into the database file and truncate it (``VACUUM`` first if asked).
+
+    Old page images of erased or overwritten rows live in the WAL until a checkpoint. Runs
+    on the raw DBAPI connection: the engine's "begin" hook wraps SQLAlchemy statements in
+    BEGIN, and a checkpoint inside a transaction cannot truncate the WAL.
+    """
+    from core.errors import TransientError
+
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if vacuum:
+            cursor.execute("VACUUM")
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        row = cursor.fetchone()  # (busy, wal frames, frames checkpointed)
+        cursor.close()
+    finally:
+        raw.close()
+    if row is None or row[0]:
+        raise TransientError("WAL checkpoint blocked by an open reader; retry")
+
+
+def reclaim_storage(
+    engine: Engine, tables: Sequence[Table], *, sqlite_vacuum: bool = False
+) -> None:
+    """Rewrite storage so old versions of deleted or overwritten rows are physically gone.
+
+    SQLite: a WAL checkpoint (``secure_delete`` already zeroes freed content). PostgreSQL:
+    ``VACUUM (ANALYZE)`` per table, in autocommit (dead tuples keep old values until then).
+    MySQL/MariaDB: ``OPTIMIZE TABLE`` (rebuilds the table). Core has no construct for these
+    statements; the names come from reflected or declared tables, quoted by the dialect.
+    """
+    backend = engine.dialect.name
+    quote = engine.dialect.identifier_preparer.format_table
+    if backend == "sqlite":
+        checkpoint_wal(engine, vacuum=sqlite_vacuum)
+    elif backend == "postgresql":
+        with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            for table in tables:
+                conn.exec_driver_sql(f"VACUUM (ANALYZE) {quote(table)}")
+    elif backend in ("mysql", "mariadb"):
+        with engine.connect() as conn:
+            for table in tables:
+                conn.exec_driver_sql(f"OPTIMIZE TABLE {quote(table)}").all()
+            conn.commit()

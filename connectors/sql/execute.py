@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from connectors.base import Action, BatchResult, Key, OnBatch, StorePlan, TargetPlan, keys_digest
 from connectors.sql.masks import MASK_KINDS, PER_ROW, Masker, is_masked_value, masked_clause
 from connectors.sql.schema import Edge, StoreSchema, batches, driver_code, key_clause
-from core.engines import IMMEDIATE
+from core.engines import IMMEDIATE, checkpoint_wal, reclaim_storage
 from core.errors import LifecycleError, TerminalError, TransientError
 
 # Lock and connection problems, which a retry may clear. PostgreSQL SQLSTATE classes 08
@@ -238,35 +238,14 @@ def execute_plan(  # noqa: PLR0917 - the connector's fixed call signature
     return results
 
 
-def _raw(engine: Engine, statement: str) -> tuple[Any, ...] | None:
-    """A maintenance statement through the raw DBAPI connection, outside any transaction.
-
-    The engine's begin hook wraps SQLAlchemy statements in BEGIN, and neither VACUUM nor
-    a truncating WAL checkpoint can run inside a transaction.
-    """
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute(statement)
-        row = cursor.fetchone()
-        cursor.close()
-    finally:
-        raw.close()
-    return None if row is None else tuple(row)
-
-
 def _finish_sqlite(engine: Engine, vacuum: bool) -> None:
     dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
-        if vacuum:
-            _raw(engine, "VACUUM")
-        row = _raw(engine, "PRAGMA wal_checkpoint(TRUNCATE)")  # (busy, frames, checkpointed)
+        checkpoint_wal(engine, vacuum=vacuum)
     except dbapi_error as e:
         code = getattr(e, "sqlite_errorcode", 0)
         kind = TransientError if int(code) & 0xFF in _SQLITE_CODES else TerminalError
         raise kind(f"secure erasure: SQLite maintenance failed ({type(e).__name__})") from e
-    if row is None or row[0]:
-        raise TransientError("secure erasure: WAL checkpoint blocked by an open reader; retry")
 
 
 def finish_secure_erasure(
@@ -301,22 +280,12 @@ def finish_secure_erasure(
             store=schema.store,
         )
     names = sorted(set(tables))
-    quote = engine.dialect.identifier_preparer.format_table
-    backend = engine.dialect.name
-    if backend == "sqlite":
+    if engine.dialect.name == "sqlite":
         _finish_sqlite(engine, vacuum)
         return
     if not vacuum or not names:
         return
     try:
-        if backend == "postgresql":
-            with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-                for name in names:
-                    conn.exec_driver_sql(f"VACUUM (ANALYZE) {quote(schema.tables[name])}")
-        elif backend in ("mysql", "mariadb"):
-            with engine.connect() as conn:
-                for name in names:
-                    conn.exec_driver_sql(f"OPTIMIZE TABLE {quote(schema.tables[name])}").all()
-                conn.commit()
+        reclaim_storage(engine, [schema.tables[name] for name in names])
     except SQLAlchemyError as e:
         raise translate_error(e, schema.store, "secure erasure (vacuum)") from e
