@@ -167,6 +167,15 @@ class Bucket(Strict):
     )
     replicas: tuple[Replica, ...] = ()
     keys_contain_personal_data: bool = False
+    allow_governance_bypass: bool = Field(
+        default=False,
+        description=(
+            "The policy's explicit permission to delete object versions under Object Lock "
+            "GOVERNANCE retention (BypassGovernanceRetention) on erasure; off, they are "
+            "deferred until their retain-until date. COMPLIANCE retention and object legal "
+            "holds are never bypassed."
+        ),
+    )
 
     @field_validator("key_templates")
     @classmethod

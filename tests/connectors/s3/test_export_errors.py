@@ -1,0 +1,89 @@
+"""Export of current objects; error translation at the boundary."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from connectors.base import Findings, TargetFinding
+from connectors.s3.client import s3_errors
+from core.errors import TerminalError, TransientError
+from tests.connectors.s3.conftest import (
+    SUBJECT,
+    ConnectorFactory,
+    create_bucket,
+    make_store,
+    seed,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+BUCKET = "tickets-eu"
+
+
+def test_export_returns_the_subjects_current_objects(
+    s3: S3Client, connector: ConnectorFactory
+) -> None:
+    create_bucket(s3, BUCKET)
+    seed(s3, BUCKET, ["tickets/1/a.txt"], versions=2, ContentType="text/plain")
+    s3.put_object(
+        Bucket=BUCKET, Key="tickets/1/big.bin", Body=b"x" * 2048, Metadata={"origin": "upload"}
+    )
+    seed(s3, BUCKET, ["tickets/1/gone.txt"])
+    s3.delete_object(Bucket=BUCKET, Key="tickets/1/gone.txt")  # current: a delete marker
+    seed(s3, BUCKET, ["tickets/2/other.txt"])
+    store = make_store({"name": BUCKET, "key_templates": ["tickets/{customer_id}/"]})
+    c = connector(store, export_max_bytes=1024)
+    items = list(c.export(c.locate(SUBJECT)))
+    by_key = {i.data["key"]: i for i in items}
+    assert set(by_key) == {"tickets/1/a.txt", "tickets/1/big.bin"}
+    small = by_key["tickets/1/a.txt"]
+    assert small.store == "files" and small.target == BUCKET and small.categories == ("support",)
+    assert base64.b64decode(small.data["body_base64"]) == b"v1 of tickets/1/a.txt"
+    assert small.data["content_type"] == "text/plain" and small.data["last_modified"]
+    big = by_key["tickets/1/big.bin"]
+    assert "body_base64" not in big.data and "metadata only" in big.data["body_omitted"]
+    assert big.data["size"] == 2048 and big.data["metadata"] == {"origin": "upload"}
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": "about tickets/1/secret.txt"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "DeleteObjects")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (_client_error("SlowDown", 503), TransientError),
+        (_client_error("InternalError", 500), TransientError),
+        (_client_error("AccessDenied", 403), TerminalError),
+        (_client_error("NoSuchBucket", 404), TerminalError),
+        (EndpointConnectionError(endpoint_url="https://s3.example.com"), TransientError),
+    ],
+)
+def test_errors_are_translated_without_keys(error: Exception, kind: type[Exception]) -> None:
+    with pytest.raises(kind) as info, s3_errors("files", "erasure", BUCKET):
+        raise error
+    assert info.value.__cause__ is error
+    assert "tickets/1" not in str(info.value) and "files" in str(info.value)
+
+
+def test_missing_bucket_is_a_terminal_error(s3: S3Client, connector: ConnectorFactory) -> None:
+    store = make_store({"name": "no-such-bucket", "key_templates": ["tickets/{customer_id}/"]})
+    with pytest.raises(TerminalError, match="bucket 'no-such-bucket': locate failed"):
+        connector(store).locate(SUBJECT)
+
+
+def test_rectify_refuses_changes(s3: S3Client, connector: ConnectorFactory) -> None:
+    c = connector(make_store({"name": BUCKET, "key_templates": ["t/{customer_id}/"]}))
+    findings = Findings("files", (TargetFinding(BUCKET, (("t/1/a", "v", False),)),))
+    assert c.rectify(findings, {}) == []
+    with pytest.raises(TerminalError, match="not supported"):
+        c.rectify(findings, {"email": "new@example.com"})
