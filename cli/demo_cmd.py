@@ -7,13 +7,20 @@ through the same path as ``lifecycle request submit``: an access request (an enc
 package) and an erasure (auto-approved by the demo policy), and finally verifies the
 ledger and exports a signed checkpoint. Output shows request ids, pseudonyms and counts,
 never personal data.
+
+The S3 store ``files`` is served by a local S3 server (moto, over HTTP on 127.0.0.1),
+started fresh for the run with its dummy credentials and ``LIFECYCLE_S3_ENDPOINT`` set for
+the duration: versioned ticket attachments (with delete markers) and an Object Lock
+archive where the subject's contract is under COMPLIANCE retention and an amendment under
+a legal hold. The erasure purges every version of the subject's attachments and defers
+the locked contract, with the reason; "completed with deferrals" is the expected ending.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +31,17 @@ from cli.output import console, fail, handled_errors, print_table
 if TYPE_CHECKING:
     from audit.register import RequestRecord
     from config.schema.model import LifecycleConfig
+    from demo.s3_server import LocalS3
+    from demo.seed_s3 import S3DemoData
     from demo.seed_sql import DemoData
     from tasks.request_models import RequestOutcome
 
 app = typer.Typer()
 
 DEMO_CUSTOMERS = 2000
+DEMO_S3_CUSTOMERS = 100
+"""Customers with objects in the local S3: a window of ids around the subject (uploading
+objects for all 2,000 takes over a minute on moto's single server)."""
 SUBMITTED_EMAIL = "demo.subject@example.com"
 """How the operator types the address; the CRM stores it as Demo.Subject@Example.com."""
 
@@ -65,13 +77,40 @@ def _seed_crm(config: LifecycleConfig) -> DemoData:
     return data
 
 
-def _seed_s3() -> None:
-    """The S3 store ('files') of the demo inventory: seeded in a later issue.
+def s3_customer_ids(subject_customer_id: int, customers: int = DEMO_CUSTOMERS) -> list[int]:
+    """The ids (within 1..customers) that get objects: DEMO_S3_CUSTOMERS around the subject."""
+    first = max(1, min(subject_customer_id - DEMO_S3_CUSTOMERS // 2, customers - DEMO_S3_CUSTOMERS))
+    return list(range(first, min(customers, first + DEMO_S3_CUSTOMERS - 1) + 1))
 
-    Until the S3 connector lands, the flow reports the store as skipped; this is where the
-    demo will start the local S3 server (moto) and upload the subject's objects.
-    """
-    console.print("[bold]Store 'files'[/] (S3): not seeded yet; the S3 demo comes later")
+
+def _seed_s3(s3: LocalS3, subject_customer_id: int) -> S3DemoData:
+    """Upload the demo objects of the S3 store 'files' to the local S3 server."""
+    from demo.seed_s3 import seed_s3
+
+    ids = s3_customer_ids(subject_customer_id)
+    console.print(
+        f"[bold]Seeding demo S3[/] (store 'files', local server {s3.endpoint_url}): "
+        f"objects of {len(ids)} customers ..."
+    )
+    started = time.perf_counter()
+    client = s3.client(max_pool_connections=16)
+    try:
+        data = seed_s3(
+            client, customer_ids=ids, subject_customer_id=subject_customer_id, region=s3.region
+        )
+    finally:
+        client.close()
+    seconds = time.perf_counter() - started
+    for bucket, counts in data.buckets.items():
+        console.print(
+            f"  {bucket}: {counts.objects} objects, {counts.versions} versions, "
+            f"{counts.delete_markers} delete markers"
+        )
+    console.print(
+        f"  demo subject: {sum(len(k) for k in data.subject_keys.values())} objects; the "
+        f"contract under COMPLIANCE retention, an amendment under legal hold ({seconds:.1f} s)"
+    )
+    return data
 
 
 def _run(kind: str, recipient: Any = None) -> tuple[RequestRecord, RequestOutcome]:
@@ -119,6 +158,15 @@ def _erasure() -> tuple[RequestRecord, RequestOutcome]:
     masked = sum(int(r["count"]) for r in rows if r["action"] == "mask")
     verdict = "clean" if left == 0 else f"{left} rows left"
     console.print(f"  verification: {verdict}; {masked} masked rows kept (tax law)")
+    purged = sum(s.affected for s in outcome.stores if s.store == "files")
+    console.print(f"  S3: {purged} object versions and delete markers of the subject purged")
+    for d in outcome.deferrals:  # completed with deferrals: kept by law, and why
+        until = f" until {d.until}" if d.until else ""
+        console.print(
+            f"  deferred: {d.store}.{d.target} ({d.count}): {d.reason or 'locked'}{until}",
+            highlight=False,
+            soft_wrap=True,
+        )
     return record, outcome
 
 
@@ -144,6 +192,8 @@ def _stage(what: str) -> Iterator[None]:
 
 def _summary(
     data: DemoData,
+    s3_data: S3DemoData,
+    *,
     access: tuple[RequestRecord, RequestOutcome],
     erasure: tuple[RequestRecord, RequestOutcome],
     checkpoint: str,
@@ -151,9 +201,15 @@ def _summary(
 ) -> None:
     found = sum(s.found for s in access[1].stores)
     erased = sum(s.affected for s in erasure[1].stores)
+    deferred = sum(d.count for d in erasure[1].deferrals)
     print_table(
         [
             {"step": "CRM seeded", "result": f"{data.total:,} rows in {len(data.counts)} tables"},
+            {
+                "step": "S3 seeded",
+                "result": f"{s3_data.total_versions:,} object versions in "
+                f"{len(s3_data.buckets)} buckets",
+            },
             {
                 "step": "access request",
                 "result": f"{access[0].id} {access[1].status}: {found} records exported "
@@ -161,8 +217,9 @@ def _summary(
             },
             {
                 "step": "erasure request",
-                "result": f"{erasure[0].id} {erasure[1].status}: {erased} rows deleted or "
-                f"masked for subject {erasure[0].subject}",
+                "result": f"{erasure[0].id} {erasure[1].status}: {erased} rows and object "
+                f"versions deleted or masked for subject {erasure[0].subject}"
+                + (f"; {deferred} deferred (locked)" if deferred else ""),
             },
             {"step": "checkpoint exported", "result": checkpoint},
             {"step": "ledger verified", "result": verdict},
@@ -174,14 +231,15 @@ def _summary(
 
 @app.callback(invoke_without_command=True)
 def demo() -> None:
-    """Run the demo on embedded defaults (SQLite files under the data folder)."""
+    """Run the demo on embedded defaults (SQLite files and a local S3 server)."""
     from audit.ledger import Ledger
     from cli.request_submit import quiet_prefect
     from config.loader import load_config
     from config.settings import get_settings
+    from demo.s3_server import LocalS3
 
     quiet_prefect(verbose=False)  # before Prefect is first imported
-    with handled_errors():
+    with handled_errors(), ExitStack() as stack:
         settings = get_settings()
         config = load_config()
         console.print(
@@ -191,9 +249,12 @@ def demo() -> None:
         with _stage("opening the audit ledger"):
             ledger = Ledger.open()
             console.print(f"[bold]Audit ledger[/] {ledger!r}: {ledger.count():,} events so far")
+        with _stage("starting the local S3 server"):
+            s3 = stack.enter_context(LocalS3())  # fresh: no locked objects of a past run
+            stack.enter_context(s3.applied_env())  # the flow's S3 connector reads these
         with _stage("seeding the demo stores"):
             data = _seed_crm(config)
-            _seed_s3()
+            s3_data = _seed_s3(s3, data.subject.customer_id)
         with _stage("running the access request"):
             access = _access(settings.data_dir)
         with _stage("running the erasure request"):
@@ -204,6 +265,13 @@ def demo() -> None:
             checkpoint = ledger.export_checkpoint(anchor)
             report = ledger.verify()
     verdict = "intact" if report.ok else f"NOT intact: {report.problem}"
-    _summary(data, access, erasure, f"event {checkpoint.seq} -> {anchor}", verdict)
+    _summary(
+        data,
+        s3_data,
+        access=access,
+        erasure=erasure,
+        checkpoint=f"event {checkpoint.seq} -> {anchor}",
+        verdict=verdict,
+    )
     if not report.ok:
         raise fail("the audit ledger did not verify")

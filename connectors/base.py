@@ -71,6 +71,7 @@ class TargetFinding:
     keys: tuple[Key, ...]
     categories: tuple[str, ...] = ()
     via: str = ""  # how it was reached, e.g. "identity:email" or "orders.customer_id"
+    records: int | None = None  # access records the keys yield; None: one per key
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class Findings:
     def counts(self) -> dict[str, int]:
         """Matches per target, for summaries and the ledger."""
         return {t.target: len(t.keys) for t in self.targets}
+
+    def record_counts(self) -> dict[str, int]:
+        """Records an access package must hold per target (a delete marker holds none)."""
+        return {t.target: len(t.keys) if t.records is None else t.records for t in self.targets}
 
 
 @dataclass(frozen=True)

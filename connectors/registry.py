@@ -26,10 +26,19 @@ def _sql(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
     return SqlConnector(store, policy, keys=keys)
 
 
+def _s3(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
+    from connectors.s3.connector import S3Connector
+
+    if not isinstance(store, S3Store):  # the registry key and the model disagree
+        raise ConfigError(f"store '{store.name}' is not an S3 store")
+    return S3Connector(store, policy, keys=keys)
+
+
 CONNECTORS: dict[str, Factory] = {
     "sql": _sql,
+    "s3": _s3,
 }
-"""Store type -> factory. The S3 connector registers here under ``"s3"``."""
+"""Store type -> factory."""
 
 
 def connector_for(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:

@@ -234,6 +234,7 @@ def findings_data(findings: Findings) -> dict[str, Any]:
                 "keys": [list(k) for k in t.keys],
                 "categories": list(t.categories),
                 "via": t.via,
+                "records": t.records,
             }
             for t in findings.targets
         ],
@@ -251,6 +252,7 @@ def findings_from_data(
                 keys=tuple(tuple(k) for k in t["keys"]),
                 categories=tuple(t["categories"]),
                 via=t["via"],
+                records=t.get("records"),
             )
             for t in data["targets"]
         ),

@@ -3,6 +3,11 @@
 Service tests need the local PostgreSQL and MariaDB. Under ``CI=true`` an unreachable
 server fails the test (CI must not pass by skipping); elsewhere it skips with a message.
 Each service test gets a database of its own, created and dropped around it.
+
+``local_s3`` (opt-in) is a real S3 endpoint over HTTP (moto's server, one per session,
+started on first use) holding the two empty buckets of the demo inventory's ``files`` store,
+with ``LIFECYCLE_S3_ENDPOINT`` and dummy ``AWS_*`` credentials set for the test (and so for
+any subprocess that inherits the environment).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import text
@@ -19,6 +25,9 @@ from sqlalchemy.engine import make_url
 
 from config.settings import get_settings
 from core.engines import make_engine
+
+if TYPE_CHECKING:
+    from demo.s3_server import LocalS3
 
 TEST_MASTER_KEY = base64.b64encode(b"k" * 32).decode()
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -87,3 +96,42 @@ def pg_url() -> Iterator[str]:
 def mariadb_url() -> Iterator[str]:
     """A URL to an empty MariaDB database."""
     yield from _fresh_database("mariadb")
+
+
+@pytest.fixture(scope="session")
+def _local_s3_server() -> Iterator[LocalS3]:
+    """One moto S3 server for the session, started when a test first asks for it."""
+    from demo.s3_server import LocalS3
+
+    with LocalS3() as server:
+        yield server
+
+
+@pytest.fixture
+def local_s3(_local_s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> LocalS3:
+    """The session's local S3 with the demo buckets empty; its variables set for this test.
+
+    moto's state is process-wide: another test's ``mock_aws`` or ``LocalS3()`` may have reset
+    it, and an earlier test may have left objects (locked ones cannot be deleted). So every
+    test starts from a reset server with the archive (Object Lock) and the versioned
+    attachments bucket created again.
+    """
+    from demo.seed_s3 import ARCHIVE_BUCKET, TICKETS_BUCKET
+
+    server = _local_s3_server
+    server.reset()
+    client = server.client()
+    for bucket, lock in ((TICKETS_BUCKET, False), (ARCHIVE_BUCKET, True)):
+        client.create_bucket(
+            Bucket=bucket,
+            CreateBucketConfiguration={"LocationConstraint": server.region},  # type: ignore[typeddict-item]
+            ObjectLockEnabledForBucket=lock,
+        )
+        if not lock:  # Object Lock turns versioning on by itself
+            client.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+            )
+    client.close()
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    return server

@@ -205,8 +205,23 @@ class Locator:
                 categories.setdefault(dest, bucket.categories)
         targets = tuple(
             TargetFinding(
-                target=name, keys=tuple(found), categories=categories[name], via=vias[name]
+                target=name,
+                keys=tuple(found),
+                categories=categories[name],
+                via=vias[name],
+                records=_access_records(vias[name], found),
             )
             for name, found in keys.items()
         )
         return Findings(store=self.store.name, targets=targets, warnings=tuple(warnings))
+
+
+def _access_records(via: str, found: Iterable[Key]) -> int:
+    """What an access package holds for a target: every object version, no delete markers.
+
+    Old versions are personal data held too; replicas hold copies of the source's, so
+    they add no records of their own.
+    """
+    if via.startswith(REPLICA_VIA):
+        return 0
+    return sum(1 for key in found if not key[2])

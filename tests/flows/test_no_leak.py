@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from config.settings import PROJECT_ROOT
 from core.engines import make_engine
+from demo.s3_server import LocalS3
 from flows.subject_request import NewRequest, subject_request
 from tests.flows.support import REQUESTER, SUBJECT_EMAIL, kinds, store_rows
 
@@ -46,7 +47,9 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_cli_submit_leaves_no_identity_in_prefect_ledger_or_output(tmp_path: Path) -> None:
+def test_cli_submit_leaves_no_identity_in_prefect_ledger_or_output(
+    tmp_path: Path, local_s3: LocalS3
+) -> None:
     from demo.seed_sql import seed_crm
 
     data_dir, prefect_home = tmp_path / "data", tmp_path / "prefect-home"
@@ -56,7 +59,7 @@ def test_cli_submit_leaves_no_identity_in_prefect_ledger_or_output(tmp_path: Pat
         for k, v in os.environ.items()
         if not k.startswith(("PREFECT_", "LIFECYCLE_TEST_")) and k != "LIFECYCLE_CONFIG_DIR"
     }
-    env |= {
+    env |= local_s3.env() | {  # the S3 store 'files' of the demo inventory
         "LIFECYCLE_DATA_DIR": str(data_dir),
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

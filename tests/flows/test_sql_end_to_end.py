@@ -1,8 +1,9 @@
 """End to end on the real SQL connector: the demo CRM on SQLite (through the CLI) and PostgreSQL.
 
 The demo inventory and policy: invoices are masked (tax law), everything else of the
-subject is deleted; the second demo subject's rows must not change. The S3 store has no
-connector yet and is reported as skipped.
+subject is deleted; the second demo subject's rows must not change. The S3 store ``files``
+is served by a local S3 over HTTP (``local_s3``): empty for the SQL-focused tests, seeded
+with the demo objects for the erasure that reaches both stores.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from config.settings import PROJECT_ROOT, get_settings
 from core.engines import make_engine
 from core.package import generate_keypair, load_private_key, read_package
 from demo.crm_schema import crm_metadata
+from demo.s3_server import LocalS3
+from demo.seed_s3 import ARCHIVE_BUCKET, TICKETS_BUCKET, seed_s3
 from demo.seed_sql import DemoData, DemoSubject, seed_crm
 from flows.subject_request import subject_request
 from tasks.intake import submit
@@ -66,7 +69,9 @@ def footprint(url: str, subject: DemoSubject) -> dict[str, int]:
 
 
 @pytest.fixture
-def crm(isolated_settings: Path, prefect_server: None) -> Iterator[tuple[str, DemoData]]:
+def crm(
+    isolated_settings: Path, prefect_server: None, local_s3: LocalS3
+) -> Iterator[tuple[str, DemoData]]:
     """The demo CRM seeded at the demo inventory's SQLite URL, with the demo policy."""
     url = f"sqlite:///{isolated_settings / 'crm.db'}"
     yield url, seed_crm(url, customers=CUSTOMERS)
@@ -98,7 +103,7 @@ def test_cli_erasure_on_sqlite(crm: tuple[str, DemoData]) -> None:
     assert payload["status"] == "completed"
     stores = {s["store"]: s for s in payload["stores"]}
     assert stores["crm"]["found"] == data.subject.total and stores["crm"]["remaining"] == 0
-    assert stores["files"]["phase"] == "skipped"
+    assert stores["files"]["found"] == 0 and stores["files"]["phase"] != "skipped"
     after = footprint(url, data.subject)
     assert after == {
         "customers": 0,
@@ -113,6 +118,55 @@ def test_cli_erasure_on_sqlite(crm: tuple[str, DemoData]) -> None:
     rid = payload["request_id"]
     assert kinds(rid).count("request.completed") == 1
     assert request_context().register.get(rid).status is RequestStatus.COMPLETED
+    assert data.subject.email.lower() not in (out + err).lower()
+
+
+def _versions(s3: LocalS3, bucket: str) -> set[tuple[str, str, bool]]:
+    """Every (key, version id, is delete marker) in ``bucket``."""
+    client = s3.client()
+    out: set[tuple[str, str, bool]] = set()
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        out |= {(v["Key"], v["VersionId"], False) for v in page.get("Versions", [])}
+        out |= {(m["Key"], m["VersionId"], True) for m in page.get("DeleteMarkers", [])}
+    client.close()
+    return out
+
+
+def test_cli_erasure_reaches_s3_over_http(crm: tuple[str, DemoData], local_s3: LocalS3) -> None:
+    _url, data = crm
+    subject_id = data.subject.customer_id
+    s3_data = seed_s3(
+        local_s3.client(),
+        customer_ids=list(range(1, CUSTOMERS + 1)),
+        subject_customer_id=subject_id,
+        region=local_s3.region,
+    )
+    tickets_before = _versions(local_s3, TICKETS_BUCKET)
+    archive_before = _versions(local_s3, ARCHIVE_BUCKET)
+    mine = f"tickets/{subject_id}/"
+    subject_tickets = {v for v in tickets_before if v[0].startswith(mine)}
+    assert subject_tickets and any(v[2] for v in subject_tickets)  # versions and a marker
+
+    code, out, err = invoke(
+        "submit", "--kind", "erasure", "--identity", f"email={data.subject.email}", "--json"
+    )
+
+    assert code == 4, err  # completed with deferrals: the locked contract stays
+    payload = json.loads(out)
+    assert payload["status"] == "completed" and payload["exit_code"] == 4
+    tickets_after = _versions(local_s3, TICKETS_BUCKET)
+    assert not any(v[0].startswith(mine) for v in tickets_after)  # every version and marker
+    assert tickets_after == tickets_before - subject_tickets  # the others' objects untouched
+    archive_after = _versions(local_s3, ARCHIVE_BUCKET)
+    kept = {v[0] for v in archive_after if v[0].startswith(f"contracts/{subject_id}/")}
+    assert s3_data.retained_key in kept and s3_data.held_key in kept
+    others = {v for v in archive_before if not v[0].startswith(f"contracts/{subject_id}/")}
+    assert others <= archive_after
+    deferrals = [d for d in payload["deferrals"] if d["store"] == "files"]
+    assert deferrals and {d["target"] for d in deferrals} == {ARCHIVE_BUCKET}
+    assert all(d["reason"] for d in deferrals)
+    files = next(s for s in payload["stores"] if s["store"] == "files")
+    assert files["deferred"] >= 2 and files["remaining"] == 0
     assert data.subject.email.lower() not in (out + err).lower()
 
 
@@ -225,7 +279,11 @@ def _lifecycle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 @pytest.mark.service
 def test_erasure_on_postgresql(
-    pg_url: str, prefect_server: None, isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+    pg_url: str,
+    prefect_server: None,
+    isolated_settings: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    local_s3: LocalS3,
 ) -> None:
     data = seed_crm(pg_url, customers=CUSTOMERS)
     config = isolated_settings.parent / "config"

@@ -10,11 +10,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from connectors.base import Findings, TargetFinding
 from connectors.s3.client import s3_errors
-from core.errors import TerminalError, TransientError
+from core.errors import ConfigError, TerminalError, TransientError
 from tests.connectors.s3.conftest import (
+    KEYS,
+    REGION,
     SUBJECT,
     ConnectorFactory,
     create_bucket,
+    make_policy,
     make_store,
     seed,
 )
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 BUCKET = "tickets-eu"
 
 
-def test_export_returns_the_subjects_current_objects(
+def test_export_returns_every_version_of_the_subjects_objects(
     s3: S3Client, connector: ConnectorFactory
 ) -> None:
     create_bucket(s3, BUCKET)
@@ -38,14 +41,25 @@ def test_export_returns_the_subjects_current_objects(
     seed(s3, BUCKET, ["tickets/2/other.txt"])
     store = make_store({"name": BUCKET, "key_templates": ["tickets/{customer_id}/"]})
     c = connector(store, export_max_bytes=1024)
-    items = list(c.export(c.locate(SUBJECT)))
-    by_key = {i.data["key"]: i for i in items}
-    assert set(by_key) == {"tickets/1/a.txt", "tickets/1/big.bin"}
-    small = by_key["tickets/1/a.txt"]
+    found = c.locate(SUBJECT)
+    items = list(c.export(found))
+    # Old versions and versions hidden behind a delete marker are still data held; the
+    # marker itself is not. The count is what the flow checks the package against.
+    assert len(items) == found.record_counts()[BUCKET] == 4
+    assert sorted(i.data["key"] for i in items) == [
+        "tickets/1/a.txt",
+        "tickets/1/a.txt",
+        "tickets/1/big.bin",
+        "tickets/1/gone.txt",
+    ]
+    versions = [i for i in items if i.data["key"] == "tickets/1/a.txt"]
+    assert len({v.data["version_id"] for v in versions}) == 2
+    bodies = {base64.b64decode(v.data["body_base64"]) for v in versions}
+    assert b"v1 of tickets/1/a.txt" in bodies and len(bodies) == 2
+    small = versions[0]
     assert small.store == "files" and small.target == BUCKET and small.categories == ("support",)
-    assert base64.b64decode(small.data["body_base64"]) == b"v1 of tickets/1/a.txt"
     assert small.data["content_type"] == "text/plain" and small.data["last_modified"]
-    big = by_key["tickets/1/big.bin"]
+    (big,) = (i for i in items if i.data["key"] == "tickets/1/big.bin")
     assert "body_base64" not in big.data and "metadata only" in big.data["body_omitted"]
     assert big.data["size"] == 2048 and big.data["metadata"] == {"origin": "upload"}
 
@@ -87,3 +101,32 @@ def test_rectify_refuses_changes(s3: S3Client, connector: ConnectorFactory) -> N
     assert c.rectify(findings, {}) == []
     with pytest.raises(TerminalError, match="not supported"):
         c.rectify(findings, {"email": "new@example.com"})
+
+
+def test_the_registry_builds_an_s3_connector_for_an_s3_store(s3: S3Client) -> None:
+    from connectors.registry import CONNECTORS, connector_for
+    from connectors.s3 import S3Connector
+
+    create_bucket(s3, BUCKET)
+    seed(s3, BUCKET, ["tickets/1/a.txt", "tickets/2/b.txt"])
+    store = make_store({"name": BUCKET, "key_templates": ["tickets/{customer_id}/"]})
+    c = connector_for(store, make_policy(), KEYS)
+    assert isinstance(c, S3Connector)
+    [target] = c.locate(SUBJECT).targets  # works against the (mocked) default client
+    assert target.target == BUCKET and [k[0] for k in target.keys] == ["tickets/1/a.txt"]
+    with pytest.raises(ConfigError, match="not an S3 store"):
+        CONNECTORS["s3"](_sql_store(), make_policy(), KEYS)
+
+
+def _sql_store() -> Any:
+    from config.schema import SqlStore
+
+    return SqlStore.model_validate(
+        {
+            "type": "sql",
+            "name": "crm",
+            "url": "sqlite://",
+            "region": REGION,
+            "tables": [{"name": "customers"}],
+        }
+    )
