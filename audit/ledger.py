@@ -130,10 +130,18 @@ class Ledger:
         )
         return self._committer.submit(prepare_event(event, self.actor), self._write)
 
-    def append_many(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        """Record ``events`` in order, all in one transaction (all or none)."""
+    def append_many(
+        self, events: Sequence[NewEvent], also: Callable[[Connection], None] | None = None
+    ) -> list[StoredEvent]:
+        """Record ``events`` in order, all in one transaction (all or none).
+
+        ``also`` runs inside that transaction, for bookkeeping in the audit database that
+        must commit exactly when the events do.
+        """
         prepared = [prepare_event(e, self.actor) for e in events]
-        return self._write(prepared) if prepared else []
+        if not prepared:
+            return []
+        return write_batch(self.engine, self._keys.ledger_hmac, prepared, also)
 
     def events(
         self,

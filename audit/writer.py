@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.canonical import event_content, event_scalars, format_time
@@ -82,8 +82,17 @@ _MOVE_HEAD = (
 )
 
 
-def write_batch(engine: Engine, key: bytes, events: Sequence[PreparedEvent]) -> list[StoredEvent]:
-    """Chain ``events`` onto the head and commit them in one transaction."""
+def write_batch(
+    engine: Engine,
+    key: bytes,
+    events: Sequence[PreparedEvent],
+    also: Callable[[Connection], None] | None = None,
+) -> list[StoredEvent]:
+    """Chain ``events`` onto the head and commit them in one transaction.
+
+    ``also`` runs in the same transaction (progress bookkeeping that must commit exactly
+    when its events do: a sweep batch is marked audited together with its event).
+    """
     try:
         with engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
             head = conn.execute(_LOCK_HEAD).one_or_none()
@@ -99,6 +108,8 @@ def write_batch(engine: Engine, key: bytes, events: Sequence[PreparedEvent]) -> 
             rows = [_row(e) for e in stored]
             conn.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
             conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+            if also is not None:
+                also(conn)
     except SQLAlchemyError as e:
         raise translate_db_error(e, "appending to the audit ledger") from e
     return stored

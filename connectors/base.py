@@ -195,6 +195,21 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class SweepBatch:
+    """Keys ``lo`` (exclusive; None: from the start) to ``hi`` (inclusive), read before acting.
+
+    A retention sweep reads a batch's keys first (their count and digest are recorded),
+    then acts on the key range in one short step; re-applying a range whose data is gone
+    changes nothing, which is what makes a resumed sweep exact.
+    """
+
+    lo: Key | None
+    hi: Key
+    count: int
+    keys_digest: str
+
+
+@dataclass(frozen=True)
 class Verification:
     """A re-scan after execution: anything left that the plan said would be gone."""
 

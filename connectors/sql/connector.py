@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import date
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -25,6 +26,7 @@ from connectors.base import (
     ExportItem,
     Findings,
     Identities,
+    Key,
     OnBatch,
     StorePlan,
     Verification,
@@ -36,6 +38,10 @@ from connectors.sql.schema import StoreSchema, reflect_store, sql_errors
 from core.engines import make_engine
 from core.keys import KeyRing
 from core.pseudonym import Pseudonym
+from retention.targets import SweepTarget
+
+if TYPE_CHECKING:
+    from connectors.sql.sweep import SqlSweeper
 
 _TOUCHING = (Action.DELETE, Action.MASK, Action.UNLINK)
 
@@ -159,6 +165,29 @@ class SqlConnector:
 
         with sql_errors(self.name, "rectify"):
             return rectify(self.engine, self.schema, self.store, findings, changes, self.batch_size)
+
+    def sweeper(
+        self, target: SweepTarget, *, today: date, held_keys: frozenset[Key] = frozenset()
+    ) -> SqlSweeper:
+        """A retention sweeper for one table target (``today`` is unused: no object locks)."""
+        from connectors.sql.masks import Masker
+        from connectors.sql.sweep import SqlSweeper
+
+        del today
+        with sql_errors(self.name, "sweep", target.table):
+            return SqlSweeper(self.engine, self.schema, target, Masker(self._keys), held_keys)
+
+    def finish_sweep(self, target: SweepTarget) -> None:
+        """After a sweep target: make what it removed unrecoverable (as after an erasure)."""
+        from connectors.sql.execute import finish_secure_erasure
+
+        with sql_errors(self.name, "secure erasure after sweep", target.table):
+            finish_secure_erasure(
+                self.engine,
+                self.schema,
+                [target.table or ""],
+                bool(self.store.vacuum_after_erasure),
+            )
 
     def close(self) -> None:
         """Dispose of the engine this connector created (an injected one is the caller's)."""

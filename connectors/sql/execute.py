@@ -153,7 +153,7 @@ def _unlink(conn: Connection, schema: StoreSchema, step: TargetPlan, batch: Sequ
     return conn.execute(stmt).rowcount
 
 
-def _mask(
+def mask_batch(
     conn: Connection, schema: StoreSchema, step: TargetPlan, batch: Sequence[Key], masker: Masker
 ) -> int:
     table = schema.tables[step.target]
@@ -224,7 +224,7 @@ def execute_plan(  # noqa: PLR0917 - the connector's fixed call signature
                     elif step.action == Action.UNLINK:
                         affected = _unlink(conn, schema, step, batch)
                     else:
-                        affected = _mask(conn, schema, step, batch, masker)
+                        affected = mask_batch(conn, schema, step, batch, masker)
                     results.append(
                         BatchResult(
                             plan.store, step.target, step.action, affected, keys_digest(batch)

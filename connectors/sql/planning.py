@@ -120,7 +120,7 @@ class _Context:
         for column in sorted({*fields, *identity}):
             col = sa_table.c[column]
             if column in identity:
-                kind = _identity_mask(col)
+                kind = identity_mask(col)
             else:
                 rules = [self.erasure.rule_for(c) for c in fields[column]]
                 if any(r.action == "keep" for r in rules):
@@ -174,7 +174,7 @@ class _Context:
         return all(child.c[c].nullable and c not in keys for c in edge.columns)
 
 
-def _identity_mask(column: Any) -> str:
+def identity_mask(column: Any) -> str:
     """The mask for an undeclared identity column: one that keeps UNIQUE constraints valid.
 
     NULL where allowed; otherwise a keyed hash or pseudonym (distinct per original value),

@@ -1,0 +1,74 @@
+"""Tables of retention-sweep progress (SQLAlchemy Core), on the audit database's metadata.
+
+``sweep_runs``: one row per sweep: the moment it measures age from (pinned, so a resumed
+sweep deletes exactly what the uninterrupted one would have), whether it was a dry run,
+its status and the plan and summary as counts-only JSON. ``sweep_targets``: per target,
+the counts planned, the keyset cursor reached and the rows done. ``sweep_batches``: each
+batch's key range, count and digest, written *before* the batch acts (state ``pending``)
+and marked ``audited`` in the same transaction as its ledger event. Migration
+``0004_sweeps`` creates the three; keep them in step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
+
+from audit.progress_tables import DIGEST_LEN, PHASE_LEN, STORE_LEN, TARGET_LEN, long_text
+from audit.register_tables import ID_LEN, MYSQL_TABLE_ARGS, history_pk_type
+from audit.tables import UTCDateTime, metadata
+
+sweep_runs = Table(
+    "sweep_runs",
+    metadata,
+    Column("id", String(ID_LEN), primary_key=True),
+    Column("as_of", UTCDateTime(), nullable=False),
+    Column("dry_run", Boolean(), nullable=False),
+    Column("status", String(PHASE_LEN), nullable=False),  # running | completed | failed
+    Column("rules", Text(), nullable=False),  # JSON: the rule ids asked for ([] = all)
+    Column("plan", long_text(), nullable=False),  # JSON: targets with counts, no keys
+    Column("summary", long_text(), nullable=True),
+    Column("flow_run_id", String(36), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_sweep_runs_status", "status", "started_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
+sweep_targets = Table(
+    "sweep_targets",
+    metadata,
+    Column("sweep_id", String(ID_LEN), primary_key=True),
+    Column("target", String(TARGET_LEN), primary_key=True),
+    Column("position", Integer(), nullable=False),
+    Column("store", String(STORE_LEN), nullable=False),
+    Column("action", String(PHASE_LEN), nullable=False),
+    Column("expired", BigInteger(), nullable=False),  # planned: to act on
+    Column("held", BigInteger(), nullable=False),  # planned: kept by legal holds / locks
+    Column("done", BigInteger(), nullable=False),  # rows or versions acted on so far
+    Column("batches", Integer(), nullable=False),
+    Column("cursor", Text(), nullable=True),  # JSON key the last audited batch ended at
+    Column("state", String(PHASE_LEN), nullable=False),  # pending | done | held | failed
+    Column("updated_at", UTCDateTime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+sweep_batches = Table(
+    "sweep_batches",
+    metadata,
+    Column("id", history_pk_type(), primary_key=True, autoincrement=True),
+    Column("sweep_id", String(ID_LEN), nullable=False),
+    Column("target", String(TARGET_LEN), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("lo", Text(), nullable=True),  # JSON key, exclusive
+    Column("hi", Text(), nullable=False),  # JSON key, inclusive
+    Column("count", BigInteger(), nullable=False),  # keys read for the batch
+    Column("keys_digest", String(DIGEST_LEN), nullable=False),
+    Column("affected", BigInteger(), nullable=True),  # rows the range statement changed
+    Column("state", String(PHASE_LEN), nullable=False),  # pending | audited
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Index("ix_sweep_batches_target", "sweep_id", "target", "seq", unique=True),
+    **MYSQL_TABLE_ARGS,
+)
+
+SWEEP_TABLES = (sweep_runs, sweep_targets, sweep_batches)

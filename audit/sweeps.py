@@ -1,0 +1,319 @@
+"""Retention-sweep progress in the audit database: where each sweep stands, batch by batch.
+
+The protocol that makes a resumed sweep exact (see ``tasks.sweep_runner``):
+
+1. ``record_intent``: a batch's key range, count and digest, read from the store, are
+   written as ``pending`` before anything changes.
+2. The store acts on that range in its own transaction.
+3. ``audited``: the batch is marked audited and the target's cursor moves past it in the
+   same transaction as the batch's ledger event (``Ledger.append_many(also=...)``).
+
+A crash between 1 and 3 leaves a pending batch; the rerun applies its range again (a
+no-op when the store had committed) and audits it from the recorded digest, so every
+batch reaches the ledger exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from audit.register_tables import database_errors
+from audit.sweep_tables import sweep_batches, sweep_runs, sweep_targets
+from core.engines import IMMEDIATE
+
+Key = tuple[Any, ...]
+"""A store's row key or (object key,) as JSON scalars (``connectors.base.Key``)."""
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """A batch's key range (``lo`` exclusive, ``hi`` inclusive), count and digest."""
+
+    lo: Key | None
+    hi: Key
+    count: int
+    keys_digest: str
+
+
+def new_sweep_id() -> str:
+    """``swp_`` + 16 hex digits (the shape of request ids, so the ledger filters by it)."""
+    return "swp_" + secrets.token_hex(8)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _key(text: str | None) -> Key | None:
+    return None if text is None else tuple(json.loads(text))
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One sweep as recorded."""
+
+    id: str
+    as_of: datetime
+    dry_run: bool
+    status: str
+    rules: tuple[str, ...]
+    plan: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    flow_run_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """One target of a sweep: planned counts, what is done, and where the cursor stands."""
+
+    target: str
+    position: int
+    store: str
+    action: str
+    expired: int
+    held: int
+    done: int
+    batches: int
+    cursor: Key | None
+    state: str
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch whose intent was recorded but whose audit was not (a crash in between)."""
+
+    seq: int
+    batch: BatchRange
+
+
+class SweepProgress:
+    """Reads and advances sweep progress."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{IMMEDIATE: True})
+
+    def __repr__(self) -> str:
+        return f"SweepProgress(backend={self._engine.dialect.name!r})"
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        sweep_id: str,
+        *,
+        as_of: datetime,
+        dry_run: bool,
+        rules: Sequence[str],
+        plan: list[dict[str, Any]],
+        flow_run_id: str | None,
+    ) -> None:
+        """Record a new sweep and its targets (``plan``: one dict per target, counts only)."""
+        now = datetime.now(UTC)
+        with database_errors("sweep start"), self._writer.begin() as conn:
+            conn.execute(
+                insert(sweep_runs).values(
+                    id=sweep_id,
+                    as_of=as_of,
+                    dry_run=dry_run,
+                    status="running",
+                    rules=_dumps(list(rules)),
+                    plan=_dumps(plan),
+                    flow_run_id=flow_run_id,
+                    started_at=now,
+                    updated_at=now,
+                )
+            )
+            rows = [
+                {
+                    "sweep_id": sweep_id,
+                    "target": t["target"],
+                    "position": i,
+                    "store": t["store"],
+                    "action": t["action"],
+                    "expired": t["expired"],
+                    "held": t["held"],
+                    "done": 0,
+                    "batches": 0,
+                    "cursor": None,
+                    "state": "held" if t.get("holds") else "pending",
+                    "updated_at": now,
+                }
+                for i, t in enumerate(plan)
+            ]
+            if rows:
+                conn.execute(insert(sweep_targets), rows)
+
+    def _run(self, row: Any) -> SweepRun:
+        return SweepRun(
+            id=row.id,
+            as_of=row.as_of,
+            dry_run=bool(row.dry_run),
+            status=row.status,
+            rules=tuple(json.loads(row.rules)),
+            plan=json.loads(row.plan),
+            summary=json.loads(row.summary) if row.summary else None,
+            flow_run_id=row.flow_run_id,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+    def run(self, sweep_id: str) -> SweepRun | None:
+        """The sweep called ``sweep_id``, or None."""
+        query = select(sweep_runs).where(sweep_runs.c.id == sweep_id)
+        with database_errors("sweep read"), self._engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else self._run(row)
+
+    def unfinished(self) -> SweepRun | None:
+        """The newest real sweep left running (a crash) or failed: a rerun resumes it."""
+        query = (
+            select(sweep_runs)
+            .where(sweep_runs.c.status.in_(("running", "failed")), sweep_runs.c.dry_run.is_(False))
+            .order_by(sweep_runs.c.started_at.desc())
+            .limit(1)
+        )
+        with database_errors("sweep read"), self._engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else self._run(row)
+
+    def recent(self, limit: int = 20) -> list[SweepRun]:
+        """The newest sweeps first."""
+        query = select(sweep_runs).order_by(sweep_runs.c.started_at.desc()).limit(limit)
+        with database_errors("sweep read"), self._engine.connect() as conn:
+            return [self._run(r) for r in conn.execute(query)]
+
+    def finish(self, sweep_id: str, status: str, summary: dict[str, Any]) -> None:
+        """Close the sweep with its final status and counts-only summary."""
+        now = datetime.now(UTC)
+        with database_errors("sweep finish"), self._writer.begin() as conn:
+            conn.execute(
+                update(sweep_runs)
+                .where(sweep_runs.c.id == sweep_id)
+                .values(status=status, summary=_dumps(summary), finished_at=now, updated_at=now)
+            )
+
+    # -- targets ------------------------------------------------------------------------
+
+    def targets(self, sweep_id: str) -> list[TargetState]:
+        """Every target of the sweep, in plan order."""
+        t = sweep_targets.c
+        query = select(sweep_targets).where(t.sweep_id == sweep_id).order_by(t.position)
+        with database_errors("sweep read"), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            TargetState(
+                target=r.target,
+                position=r.position,
+                store=r.store,
+                action=r.action,
+                expired=int(r.expired),
+                held=int(r.held),
+                done=int(r.done),
+                batches=int(r.batches),
+                cursor=_key(r.cursor),
+                state=r.state,
+            )
+            for r in rows
+        ]
+
+    def target(self, sweep_id: str, target: str) -> TargetState:
+        """One target's state (KeyError if the sweep has no such target)."""
+        for state in self.targets(sweep_id):
+            if state.target == target:
+                return state
+        raise KeyError(target)
+
+    def set_target_state(self, sweep_id: str, target: str, state: str) -> None:
+        """Mark a target done, held or failed."""
+        with database_errors("sweep target"), self._writer.begin() as conn:
+            conn.execute(
+                update(sweep_targets)
+                .where(sweep_targets.c.sweep_id == sweep_id, sweep_targets.c.target == target)
+                .values(state=state, updated_at=datetime.now(UTC))
+            )
+
+    def totals(self, sweep_id: str) -> tuple[int, int]:
+        """(done, planned) over all targets: what a progress bar shows."""
+        t = sweep_targets.c
+        query = select(func.coalesce(func.sum(t.done), 0), func.coalesce(func.sum(t.expired), 0))
+        with database_errors("sweep read"), self._engine.connect() as conn:
+            done, planned = conn.execute(query.where(t.sweep_id == sweep_id)).one()
+        return int(done), int(planned)
+
+    # -- batches ------------------------------------------------------------------------
+
+    def pending(self, sweep_id: str, target: str) -> PendingBatch | None:
+        """The target's batch recorded but not audited (at most one), if any."""
+        b = sweep_batches.c
+        query = select(sweep_batches).where(
+            b.sweep_id == sweep_id, b.target == target, b.state == "pending"
+        )
+        with database_errors("sweep read"), self._engine.connect() as conn:
+            row = conn.execute(query.order_by(b.seq)).first()
+        if row is None:
+            return None
+        hi = _key(row.hi)
+        assert hi is not None  # the column is NOT NULL
+        batch = BatchRange(_key(row.lo), hi, int(row._mapping["count"]), row.keys_digest)
+        return PendingBatch(int(row.seq), batch)
+
+    def record_intent(self, sweep_id: str, target: str, batch: BatchRange) -> int:
+        """Write the batch as pending before it acts; returns its sequence number."""
+        b = sweep_batches.c
+        with database_errors("sweep batch"), self._writer.begin() as conn:
+            last = conn.execute(
+                select(func.max(b.seq)).where(b.sweep_id == sweep_id, b.target == target)
+            ).scalar_one()
+            seq = int(last or 0) + 1
+            conn.execute(
+                insert(sweep_batches).values(
+                    sweep_id=sweep_id,
+                    target=target,
+                    seq=seq,
+                    lo=None if batch.lo is None else _dumps(list(batch.lo)),
+                    hi=_dumps(list(batch.hi)),
+                    count=batch.count,
+                    keys_digest=batch.keys_digest,
+                    affected=None,
+                    state="pending",
+                    recorded_at=datetime.now(UTC),
+                )
+            )
+        return seq
+
+    @staticmethod
+    def audited(
+        sweep_id: str, target: str, seq: int, batch: BatchRange, affected: int
+    ) -> Callable[[Connection], None]:
+        """Statements marking a batch audited and moving the cursor, for ``also=``."""
+
+        def run(conn: Connection) -> None:
+            now = datetime.now(UTC)
+            b, t = sweep_batches.c, sweep_targets.c
+            conn.execute(
+                update(sweep_batches)
+                .where(b.sweep_id == sweep_id, b.target == target, b.seq == seq)
+                .values(state="audited", affected=affected)
+            )
+            conn.execute(
+                update(sweep_targets)
+                .where(t.sweep_id == sweep_id, t.target == target)
+                .values(
+                    cursor=_dumps(list(batch.hi)),
+                    done=t.done + affected,
+                    batches=t.batches + 1,
+                    updated_at=now,
+                )
+            )
+
+        return run

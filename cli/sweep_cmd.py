@@ -1,0 +1,159 @@
+"""``lifecycle sweep``: run the retention sweep flow now, with a progress bar.
+
+The flow runs in this process (on Prefect's temporary server unless ``PREFECT_API_URL``
+points at one); a background thread reads our own progress table and draws the bar on
+stderr, so stdout carries only the result (a table, or JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from cli.output import console, err_console, handled_errors, print_error, print_json, print_table
+from cli.request_submit import quiet_prefect
+
+RESULT_COLUMNS = ["target", "action", "planned", "done", "held", "batches", "state"]
+PLAN_COLUMNS = ["target", "action", "rules", "expired", "held", "holds"]
+
+
+class _ProgressBar(threading.Thread):
+    """Polls ``sweep_targets`` for the sweep this command started or resumed."""
+
+    def __init__(self, started: datetime) -> None:
+        super().__init__(daemon=True, name="sweep-progress")
+        self.started = started
+        self.stop = threading.Event()
+
+    def _current(self, progress: Any) -> Any:
+        for run in progress.recent(limit=5):
+            if run.status == "running" and not run.dry_run:
+                return run
+        return None
+
+    def run(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        from audit.database import audit_engine
+        from audit.sweeps import SweepProgress
+
+        progress = SweepProgress(audit_engine())
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("planning", total=None)
+            while not self.stop.wait(0.5):
+                run = self._current(progress)
+                if run is None:
+                    continue
+                done, planned = progress.totals(run.id)
+                bar.update(task, description=f"sweep {run.id}", completed=done, total=planned)
+
+
+def sweep(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan only: count expired and held, change nothing.")
+    ] = False,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option("--rule", help="Only targets this retention rule applies to (repeatable)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=100, max=50_000, help="Rows per SQL batch."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")] = False,
+) -> None:
+    """Run the retention sweep now: delete or anonymize expired data, except what holds keep.
+
+    An unfinished sweep (a crash, a failed target) is resumed with its own cut-offs first.
+    Exit codes: 0 done (or dry run); 1 a target failed (rerun to resume); 2 invalid
+    configuration or usage.
+    """
+    quiet_prefect(verbose)
+    with handled_errors():
+        from config.loader import load_config
+
+        load_config()  # invalid configuration: exit 2 with every problem, before Prefect starts
+    from core.errors import LifecycleError
+    from flows.retention_sweep import SweepParameters, retention_sweep
+
+    params = SweepParameters(dry_run=dry_run, rules=list(rule or []))
+    if batch_size is not None:
+        params.batch_size = batch_size
+    bar = _ProgressBar(datetime.now()) if sys.stderr.isatty() and not as_json else None
+    if bar is not None:
+        bar.start()
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    try:
+        summary = retention_sweep(params=params)
+    except LifecycleError as e:
+        error = e.message
+    finally:
+        if bar is not None:
+            bar.stop.set()
+            bar.join(timeout=2)
+    if summary is None:
+        summary = _last_summary()
+    _report(summary, as_json, error)
+    if error is not None:
+        print_error(error)
+        raise typer.Exit(1)
+
+
+def _last_summary() -> dict[str, Any] | None:
+    from audit.database import audit_engine
+    from audit.sweeps import SweepProgress
+
+    runs = SweepProgress(audit_engine()).recent(limit=1)
+    return runs[0].summary if runs else None
+
+
+def _report(summary: dict[str, Any] | None, as_json: bool, error: str | None) -> None:
+    if as_json:
+        print_json((summary or {}) | ({"error": error} if error else {}))
+        return
+    if summary is None:
+        return
+    if summary.get("dry_run"):
+        _print_plan(summary["sweep_id"])
+        console.print(f"dry run {summary['sweep_id']}: nothing was changed", highlight=False)
+        return
+    print_table(summary["targets"], RESULT_COLUMNS, title=f"Retention sweep {summary['sweep_id']}")
+    console.print(
+        f"sweep {summary['sweep_id']}: {summary['status']}; deleted {summary['deleted']}, "
+        f"anonymized {summary['anonymized']}, kept under hold {summary['held']}",
+        highlight=False,
+    )
+
+
+def _print_plan(sweep_id: str) -> None:
+    from audit.database import audit_engine
+    from audit.sweeps import SweepProgress
+
+    run = SweepProgress(audit_engine()).run(sweep_id)
+    if run is None:
+        return
+    rows = [
+        {
+            "target": p["label"],
+            "action": p["action"],
+            "rules": ", ".join(p["rules"]),
+            "expired": p["expired"],
+            "held": p["held"],
+            "holds": ", ".join(p["holds"] + p["partial_holds"]),
+        }
+        for p in run.plan
+    ]
+    print_table(rows, PLAN_COLUMNS, title=f"Retention sweep plan {sweep_id} (dry run)")

@@ -1,0 +1,198 @@
+"""Retention sweeps on one SQL table: count, then delete or anonymize in keyset batches.
+
+A batch is found by a keyset read (``pk > cursor ORDER BY pk LIMIT n`` over the expired
+rows), then acted on by a *range* statement in its own short transaction:
+``DELETE ... WHERE expired AND pk > lo AND pk <= hi``. The range statement touches exactly
+the keys that were read (no expired row lies between them, by construction), costs one
+index range scan, and binds four values however large the batch, so it works within every
+driver's parameter limit. The read's keys give the batch's count and digest before
+anything changes, which is what the caller records first: a crash between the commit and
+the audit record is then finished from that record, and re-running a range whose rows
+are gone touches nothing.
+
+Expiry is the conjunction of the target's conditions (the longest retention wins); a clock
+reached through references is an ``IN (SELECT ...)`` chain, which every backend runs as a
+semi-join. Rows of subjects under a legal hold are excluded by key. Anonymizing skips
+rows whose fields already hold their mask, so sweeps are idempotent night after night.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from config.schema.inventory import Reference
+from connectors.base import Action, Key, MaskSpec, SweepBatch, TargetPlan, keys_digest
+from connectors.sql.execute import mask_batch
+from connectors.sql.masks import Masker, mask_problem, masked_clause
+from connectors.sql.planning import identity_mask
+from connectors.sql.schema import StoreSchema, coerce_key, json_key, key_clause
+from core.engines import IMMEDIATE
+from core.errors import ConfigError, TerminalError
+from retention.targets import Condition, SweepTarget
+
+
+def cutoff_value(column: sa.ColumnElement[Any], cutoff: datetime) -> Any:
+    """``cutoff`` (naive UTC) as the column compares: aware for TIMESTAMPTZ, a date for DATE."""
+    typ = column.type
+    if isinstance(typ, sa.DateTime):
+        return cutoff.replace(tzinfo=UTC) if typ.timezone else cutoff
+    if isinstance(typ, sa.Date):
+        return cutoff.date()  # a DATE is expired from the day after the cut-off's day
+    return cutoff
+
+
+def _via(
+    schema: StoreSchema, table: sa.Table, hops: Sequence[Reference], column: str, cutoff: datetime
+) -> ColumnElement[bool]:
+    ref, rest = hops[0], hops[1:]
+    parent = schema.tables[ref.table]
+    if rest:
+        inner = _via(schema, parent, rest, column, cutoff)
+    else:
+        inner = parent.c[column] < cutoff_value(parent.c[column], cutoff)
+    sub = sa.select(*(parent.c[c] for c in ref.to_columns)).where(inner)
+    cols = [table.c[c] for c in ref.columns]
+    clause: ColumnElement[bool] = (cols[0] if len(cols) == 1 else sa.tuple_(*cols)).in_(sub)
+    return clause
+
+
+def expired_clause(
+    schema: StoreSchema, table: sa.Table, condition: Condition
+) -> ColumnElement[bool]:
+    """SQL true for rows whose clock is before the condition's cut-off (NULL: no clock yet)."""
+    clock = condition.clock
+    if clock.column is None:
+        raise TerminalError(f"rule '{condition.rule_id}' has no column clock for a SQL table")
+    if clock.via:
+        return _via(schema, table, clock.via, clock.column, condition.cutoff)
+    column = table.c[clock.column]
+    expired: ColumnElement[bool] = column < cutoff_value(column, condition.cutoff)
+    return expired
+
+
+def anonymize_masks(table: sa.Table, fields: Sequence[str]) -> tuple[MaskSpec, ...]:
+    """The mask per field: NULL where allowed, else a keyed hash (distinct, so UNIQUE holds).
+
+    Refused with a ConfigError naming each column when no mask fits.
+    """
+    specs, problems = [], []
+    for name in fields:
+        column = table.c[name]
+        kind = identity_mask(column)
+        problem = mask_problem(kind, column)
+        if problem:
+            problems.append(f"{table.name}.{name}: {problem}")
+        specs.append(MaskSpec(name, kind))
+    if problems:
+        raise ConfigError(
+            "cannot anonymize: " + "; ".join(problems), problems=[str(p) for p in problems]
+        )
+    return tuple(specs)
+
+
+class SqlSweeper:
+    """One sweep target on one table: counts, keyset batches and their execution."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        schema: StoreSchema,
+        target: SweepTarget,
+        masker: Masker,
+        held_keys: frozenset[Key] = frozenset(),
+    ) -> None:
+        if target.kind != "sql" or target.table is None:
+            raise ValueError("SqlSweeper needs a SQL target")
+        if target.table in schema.unkeyed:
+            raise TerminalError(
+                f"table {target.label} has no primary key; retention sweeps page by it",
+                store=target.store,
+                table=target.table,
+            )
+        self.engine = engine
+        self.schema = schema
+        self.target = target
+        self.masker = masker
+        self.table = schema.tables[target.table]
+        self.key_columns = [self.table.c[c] for c in schema.keys[target.table]]
+        self.masks = (
+            anonymize_masks(self.table, target.fields) if target.action == "anonymize" else ()
+        )
+        self.held_keys = held_keys
+        expired = [expired_clause(schema, self.table, c) for c in target.conditions]
+        if self.masks:
+            done = sa.and_(*(masked_clause(m.mask, self.table.c[m.column]) for m in self.masks))
+            expired.append(sa.not_(done))
+        self._expired = sa.and_(*expired)
+
+    def _key_expr(self) -> ColumnElement[Any]:
+        cols = self.key_columns
+        return cols[0] if len(cols) == 1 else sa.tuple_(*cols)
+
+    def _bound(self, key: Key) -> Any:
+        values = coerce_key(self.key_columns, key)
+        if values is None:
+            raise TerminalError(f"sweep cursor does not fit the key of {self.target.label}")
+        return values[0] if len(values) == 1 else sa.tuple_(*(sa.literal(v) for v in values))
+
+    def _not_held(self) -> list[ColumnElement[bool]]:
+        if not self.held_keys:
+            return []
+        return [sa.not_(key_clause(self.table, self.schema.keys[self.table.name], self.held_keys))]
+
+    def _range(self, lo: Key | None, hi: Key | None) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = [self._expired, *self._not_held()]
+        key = self._key_expr()
+        if lo is not None:
+            where.append(key > self._bound(lo))
+        if hi is not None:
+            where.append(key <= self._bound(hi))
+        return where
+
+    def counts(self) -> tuple[int, int]:
+        """(expired rows the sweep will act on, expired rows held by a legal hold)."""
+        total_q = sa.select(sa.func.count()).select_from(self.table).where(self._expired)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(total_q).scalar_one())
+            if self.target.held:
+                return 0, total
+            held = 0
+            if self.held_keys and total:
+                key_cols = self.schema.keys[self.table.name]
+                held_q = total_q.where(key_clause(self.table, key_cols, self.held_keys))
+                held = int(conn.execute(held_q).scalar_one())
+        return total - held, held
+
+    def next_batch(self, cursor: Key | None, size: int) -> SweepBatch | None:
+        """The next ``size`` expired, unheld keys after ``cursor``; None when none are left."""
+        if self.target.held:
+            return None
+        query = (
+            sa.select(*self.key_columns)
+            .where(*self._range(cursor, None))
+            .order_by(*self.key_columns)
+            .limit(size)
+        )
+        with self.engine.connect() as conn:
+            keys = [json_key(row) for row in conn.execute(query)]
+        if not keys:
+            return None
+        return SweepBatch(lo=cursor, hi=keys[-1], count=len(keys), keys_digest=keys_digest(keys))
+
+    def apply(self, batch: SweepBatch) -> int:
+        """Delete or anonymize the batch's range in one short transaction; rows changed."""
+        where = self._range(batch.lo, batch.hi)
+        with self.engine.execution_options(**{IMMEDIATE: True}).begin() as conn:
+            if self.target.action == "delete":
+                return int(conn.execute(sa.delete(self.table).where(*where)).rowcount)
+            keys = [json_key(r) for r in conn.execute(sa.select(*self.key_columns).where(*where))]
+            if not keys:
+                return 0
+            step = TargetPlan(self.target.table or "", Action.MASK, tuple(keys), self.masks)
+            return mask_batch(conn, self.schema, step, keys, self.masker)

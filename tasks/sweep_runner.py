@@ -1,0 +1,436 @@
+"""The retention sweep's work, without Prefect: plan, run batch ranges, summarise.
+
+``flows.retention_sweep`` calls these through thin tasks; the CLI's progress bar and the
+benchmark call them too, so what is measured is what runs. A sweep is pinned to its
+``as_of`` moment (cut-offs are computed from it), recorded in ``sweep_runs``; a rerun
+after a crash resumes the unfinished sweep rather than starting another, so it deletes
+exactly what the uninterrupted sweep would have.
+
+Per batch (see ``audit.sweeps``): read the keys, record the intent, act on the range in
+one short store transaction, then audit the batch and move the cursor in one audit
+transaction. ``crash_point("sweep-batch", ...)`` lets tests kill the process between
+those steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from audit.events import EventStatus, NewEvent
+from audit.ledger import Ledger
+from audit.sweeps import BatchRange, SweepProgress, SweepRun, new_sweep_id
+from config.loader import load_config
+from config.schema.model import LifecycleConfig
+from connectors.base import Connector, Key, SweepBatch
+from core.keys import KeyRing, keyring_from_settings
+from retention.targets import SweepTarget, resolve_targets, utc_naive
+from tasks.request_support import crash_point, run_ids
+from tasks.sweep_holds import held_keys_by_target
+
+SWEEP_ACTOR = "flow:retention-sweep"
+DEFAULT_BATCH_SIZE = 5000
+"""Rows per SQL batch: chosen by ``benchmarks/retention.py`` (see README, Benchmarks)."""
+S3_BATCH_SIZE = 1000  # object versions: one DeleteObjects call
+
+
+class Sweeper(Protocol):
+    """What SQL and S3 sweepers share (``connectors.sql.sweep``, ``connectors.s3.sweep``)."""
+
+    def counts(self) -> tuple[int, int]: ...
+
+    def next_batch(self, cursor: Key | None, size: int) -> SweepBatch | None: ...
+
+    def apply(self, batch: SweepBatch) -> int: ...
+
+
+@dataclass(frozen=True)
+class RangeOutcome:
+    """What one task's batch range did, and whether its target is finished."""
+
+    target: str
+    batches: int
+    affected: int
+    finished: bool
+
+
+@dataclass
+class SweepContext:
+    """Configuration, keys, ledger and progress for one sweep's work (one process)."""
+
+    config: LifecycleConfig
+    keys: KeyRing
+    ledger: Ledger
+    progress: SweepProgress
+    _connectors: dict[str, Connector] = field(default_factory=dict, repr=False)
+    _held: dict[str, dict[str, frozenset[Key]]] = field(default_factory=dict, repr=False)
+    _stack: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    def connector(self, store: str) -> Connector:
+        """The store's connector, kept open for the context's lifetime."""
+        if store not in self._connectors:
+            from connectors.registry import connector_for
+
+            made = connector_for(self.config.store(store), self.config.policy, self.keys)
+            self._stack.callback(made.close)
+            self._connectors[store] = made
+        return self._connectors[store]
+
+    def close(self) -> None:
+        self._stack.close()
+        self._connectors.clear()
+
+    def targets(self, run: SweepRun) -> list[SweepTarget]:
+        """The sweep's targets, resolved again at its pinned ``as_of`` (same cut-offs)."""
+        resolved = resolve_targets(self.config, run.as_of.replace(tzinfo=UTC), run.rules)
+        planned = {t["target"] for t in run.plan}
+        return [t for t in resolved if t.id in planned or not planned]
+
+    def held_keys(self, run: SweepRun, target: SweepTarget) -> frozenset[Key]:
+        """Keys of subjects under a legal hold within ``target`` (computed once per sweep)."""
+        if not target.subject_holds:
+            return frozenset()
+        if run.id not in self._held:
+            self._held[run.id] = held_keys_by_target(self, self.targets(run))
+        return self._held[run.id].get(target.id, frozenset())
+
+    def sweeper(self, run: SweepRun, target: SweepTarget) -> Sweeper:
+        """The connector's sweeper for ``target``."""
+        connector: Any = self.connector(target.store)
+        sweeper: Sweeper = connector.sweeper(
+            target, today=run.as_of.date(), held_keys=self.held_keys(run, target)
+        )
+        return sweeper
+
+    def event(
+        self,
+        kind: str,
+        status: EventStatus,
+        sweep_id: str,
+        *,
+        connector: str | None = None,
+        target: str | None = None,
+        counts: Mapping[str, int] | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> NewEvent:
+        """A ledger event about the sweep (its id in ``request_id``, so the ledger filters)."""
+        ids = run_ids()
+        return NewEvent(
+            kind=kind,
+            status=status,
+            request_id=sweep_id,
+            connector=connector,
+            target=target,
+            counts=counts or {},
+            detail=detail or {},
+            actor=SWEEP_ACTOR,
+            flow_run_id=ids["flow_run_id"],
+            task_run_id=ids["task_run_id"],
+        )
+
+
+@contextmanager
+def sweep_context() -> Iterator[SweepContext]:
+    """A context from settings (policy, keys, audit database), closed afterwards."""
+    keys = keyring_from_settings()
+    ledger = Ledger.open(keys=keys, actor=SWEEP_ACTOR)
+    ctx = SweepContext(load_config(), keys, ledger, SweepProgress(ledger.engine))
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+# -- planning ---------------------------------------------------------------------------
+
+
+def target_plan(target: SweepTarget, expired: int, held: int) -> dict[str, Any]:
+    """One target's plan entry: counts, rules and holds only (safe for UI and ledger)."""
+    return {
+        "target": target.id,
+        "label": target.label,
+        "store": target.store,
+        "kind": target.kind,
+        "action": target.action,
+        "fields": list(target.fields),
+        "rules": list(target.rule_ids),
+        "governing_rule": target.governing.rule_id,
+        "age": target.governing.age,
+        "clock": target.governing.clock.describe(),
+        "cutoff": min(c.cutoff for c in target.conditions).isoformat(),
+        "expired": expired,
+        "held": held,
+        "holds": list(target.holds),
+        "partial_holds": [h.id for h in target.partial_holds],
+    }
+
+
+RESUME_WINDOW = timedelta(hours=20)
+"""An unfinished sweep younger than this is resumed with its own cut-offs; an older one
+(it kept failing) is closed as abandoned and a fresh sweep, whose newer cut-offs cover
+everything the old one had left, starts instead, so one stuck target cannot pin every
+later night to a stale plan."""
+
+
+def _stale(run: SweepRun) -> bool:
+    return datetime.now(UTC) - run.started_at > RESUME_WINDOW
+
+
+def _abandon(ctx: SweepContext, run: SweepRun) -> None:
+    done, planned = ctx.progress.totals(run.id)
+    ctx.progress.finish(run.id, "abandoned", {"done": done, "planned": planned})
+    ctx.ledger.append_many(
+        [
+            ctx.event(
+                "sweep.abandoned",
+                EventStatus.FAILED,
+                run.id,
+                counts={"done": done, "planned": planned},
+                detail={"reason": "unfinished for longer than the resume window"},
+            )
+        ]
+    )
+
+
+def plan_sweep(
+    ctx: SweepContext,
+    *,
+    as_of: datetime | None,
+    rules: tuple[str, ...],
+    dry_run: bool,
+    resume: bool = True,
+) -> SweepRun:
+    """Resume the unfinished sweep, or count what is expired now and record a new one.
+
+    The plan (counts per target) goes to ``sweep_runs`` and the ledger. A dry run is
+    recorded as such and acts on nothing.
+    """
+    if resume and not dry_run:
+        unfinished = ctx.progress.unfinished()
+        if unfinished is not None and _stale(unfinished):
+            _abandon(ctx, unfinished)
+        elif unfinished is not None:
+            ctx.ledger.append_many(
+                [
+                    ctx.event(
+                        "sweep.resumed",
+                        EventStatus.PLANNED,
+                        unfinished.id,
+                        detail={"as_of": unfinished.as_of.isoformat()},
+                    )
+                ]
+            )
+            return unfinished
+    moment = utc_naive(as_of or datetime.now(UTC)).replace(tzinfo=UTC)
+    sweep_id = new_sweep_id()
+    probe = SweepRun(sweep_id, moment, dry_run, "running", rules, [], None, None, moment, None)
+    plan = []
+    for target in resolve_targets(ctx.config, moment, rules):
+        expired, held = ctx.sweeper(probe, target).counts()
+        plan.append(target_plan(target, expired, held))
+    flow_run_id = run_ids()["flow_run_id"]
+    ctx.progress.start(
+        sweep_id, as_of=moment, dry_run=dry_run, rules=rules, plan=plan, flow_run_id=flow_run_id
+    )
+    ctx.ledger.append_many(
+        [
+            ctx.event(
+                "sweep.planned",
+                EventStatus.PLANNED,
+                sweep_id,
+                counts={
+                    "targets": len(plan),
+                    "expired": sum(p["expired"] for p in plan),
+                    "held": sum(p["held"] for p in plan),
+                },
+                detail={
+                    "as_of": moment.isoformat(),
+                    "dry_run": dry_run,
+                    "rules": list(rules),
+                    "targets": [
+                        {k: p[k] for k in ("target", "rules", "expired", "held", "holds")}
+                        for p in plan
+                    ],
+                },
+            )
+        ]
+    )
+    run = ctx.progress.run(sweep_id)
+    assert run is not None  # just written
+    return run
+
+
+# -- execution --------------------------------------------------------------------------
+
+
+def _audit_batch(
+    ctx: SweepContext,
+    *,
+    run: SweepRun,
+    target: SweepTarget,
+    seq: int,
+    batch: SweepBatch,
+    affected: int,
+    recovered: bool,
+) -> None:
+    verb = "deleted" if target.action == "delete" else "anonymized"
+    event = ctx.event(
+        "sweep.batch",
+        EventStatus.SUCCEEDED,
+        run.id,
+        connector=target.store,
+        target=target.id,
+        counts={verb: affected},
+        detail={
+            "batch": seq,
+            "keys_digest": batch.keys_digest,
+            "keys_read": batch.count,
+            "rules": list(target.rule_ids),
+            "recovered": recovered,
+        },
+    )
+    bookkeeping = SweepProgress.audited(
+        run.id,
+        target.id,
+        seq,
+        BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest),
+        affected,
+    )
+    ctx.ledger.append_many([event], also=bookkeeping)
+
+
+def run_range(
+    ctx: SweepContext,
+    run: SweepRun,
+    target: SweepTarget,
+    *,
+    batch_size: int,
+    max_batches: int = 50,
+    max_seconds: float = 10.0,
+) -> RangeOutcome:
+    """Run up to ``max_batches`` batches (or ``max_seconds``) of one target, from its cursor.
+
+    A pending batch left by a crash is finished first: its range is applied again (a
+    no-op if the store had committed) and it is audited from its recorded digest.
+    """
+    sweeper = ctx.sweeper(run, target)
+    size = S3_BATCH_SIZE if target.kind == "s3" else batch_size
+    started = time.monotonic()
+    done_batches = affected_total = 0
+    pending = ctx.progress.pending(run.id, target.id)
+    if pending is not None:
+        p = pending.batch
+        again = SweepBatch(p.lo, p.hi, p.count, p.keys_digest)
+        affected = sweeper.apply(again)
+        # Zero rows changed: the store had committed before the crash; the intent's
+        # count is what that commit did.
+        recovered = affected == 0
+        affected = affected or again.count
+        _audit_batch(
+            ctx,
+            run=run,
+            target=target,
+            seq=pending.seq,
+            batch=again,
+            affected=affected,
+            recovered=recovered,
+        )
+        done_batches, affected_total = 1, affected
+    cursor = ctx.progress.target(run.id, target.id).cursor
+    while done_batches < max_batches and time.monotonic() - started < max_seconds:
+        batch = sweeper.next_batch(cursor, size)
+        if batch is None:
+            return RangeOutcome(target.id, done_batches, affected_total, finished=True)
+        seq = ctx.progress.record_intent(
+            run.id, target.id, BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest)
+        )
+        crash_point("sweep-intent", target.id)
+        affected = sweeper.apply(batch)
+        crash_point("sweep-applied", target.id)
+        _audit_batch(
+            ctx,
+            run=run,
+            target=target,
+            seq=seq,
+            batch=batch,
+            affected=affected,
+            recovered=False,
+        )
+        done_batches += 1
+        affected_total += affected
+        cursor = batch.hi
+    return RangeOutcome(target.id, done_batches, affected_total, finished=False)
+
+
+def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict[str, Any]:
+    """Close a finished target: secure-erasure follow-up, state, and its ledger event."""
+    connector: Any = ctx.connector(target.store)
+    finish = getattr(connector, "finish_sweep", None)
+    if finish is not None and not target.held:
+        finish(target)
+    state = ctx.progress.target(run.id, target.id)
+    final = "held" if target.held else "done"
+    ctx.progress.set_target_state(run.id, target.id, final)
+    verb = "deleted" if target.action == "delete" else "anonymized"
+    ctx.ledger.append_many(
+        [
+            ctx.event(
+                "sweep.target",
+                EventStatus.DEFERRED if target.held else EventStatus.SUCCEEDED,
+                run.id,
+                connector=target.store,
+                target=target.id,
+                counts={verb: state.done, "batches": state.batches, "held": state.held},
+                detail={"rules": list(target.rule_ids), "holds": list(target.holds)},
+            )
+        ]
+    )
+    return {"target": target.id, verb: state.done, "held": state.held, "state": final}
+
+
+def summarise(ctx: SweepContext, run: SweepRun, *, status: str = "completed") -> dict[str, Any]:
+    """Close the sweep: per-target counts to ``sweep_runs`` and one ``sweep.completed`` event."""
+    states = ctx.progress.targets(run.id)
+    rows: list[dict[str, Any]] = [
+        {
+            "target": s.target,
+            "store": s.store,
+            "action": s.action,
+            "planned": s.expired,
+            "done": s.done,
+            "held": s.held,
+            "batches": s.batches,
+            "state": s.state,
+        }
+        for s in states
+    ]
+    summary: dict[str, Any] = {
+        "sweep_id": run.id,
+        "as_of": run.as_of.isoformat(),
+        "dry_run": run.dry_run,
+        "status": status,
+        "targets": rows,
+        "deleted": sum(r["done"] for r in rows if r["action"] == "delete"),
+        "anonymized": sum(r["done"] for r in rows if r["action"] == "anonymize"),
+        "held": sum(r["held"] for r in rows),
+        "planned": sum(r["planned"] for r in rows),
+    }
+    ctx.progress.finish(run.id, status, summary)
+    ev_status = EventStatus.FAILED if status == "failed" else EventStatus.SUCCEEDED
+    kind = {"completed": "sweep.completed", "dry_run": "sweep.dry_run"}.get(status, "sweep.failed")
+    ctx.ledger.append_many(
+        [
+            ctx.event(
+                kind,
+                ev_status,
+                run.id,
+                counts={k: summary[k] for k in ("deleted", "anonymized", "held", "planned")},
+                detail={"dry_run": run.dry_run, "targets": len(rows)},
+            )
+        ]
+    )
+    return summary

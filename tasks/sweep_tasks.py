@@ -1,0 +1,80 @@
+"""Prefect tasks of the retention sweep: thin wrappers over ``tasks.sweep_runner``.
+
+One task plans the sweep; one task runs a *range* of batches of one target (up to 50
+batches or 10 seconds), never one per row or object; one closes each target, one the
+sweep. Tasks follow the subject-request conventions (``request_task``): results not
+persisted, no cache, retries only for ``TransientError``, errors without causes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from audit.events import EventStatus
+from audit.sweeps import SweepRun
+from core.errors import LifecycleError
+from retention.targets import SweepTarget
+from tasks.request_support import clean_errors, request_task, safe_message
+from tasks.sweep_runner import (
+    RangeOutcome,
+    SweepContext,
+    finish_target,
+    plan_sweep,
+    run_range,
+    summarise,
+)
+
+
+@request_task("plan-sweep")
+def plan_sweep_task(
+    ctx: SweepContext, as_of: datetime | None, rules: tuple[str, ...], dry_run: bool
+) -> SweepRun:
+    """Resume the unfinished sweep or count what is expired and held now (counts only)."""
+    with clean_errors("planning the sweep"):
+        return plan_sweep(ctx, as_of=as_of, rules=rules, dry_run=dry_run)
+
+
+@request_task("sweep-range")
+def sweep_range_task(
+    ctx: SweepContext, run: SweepRun, target: SweepTarget, batch_size: int
+) -> RangeOutcome:
+    """A range of batches of one target, each audited with its count and key digest."""
+    with clean_errors(f"sweeping {target.id}"):
+        return run_range(ctx, run, target, batch_size=batch_size)
+
+
+@request_task("finish-sweep-target")
+def finish_target_task(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict[str, Any]:
+    """Secure-erasure follow-up for the target and its ledger event."""
+    with clean_errors(f"finishing {target.id}"):
+        return finish_target(ctx, run, target)
+
+
+@request_task("summarise-sweep")
+def summarise_task(ctx: SweepContext, run: SweepRun, status: str) -> dict[str, Any]:
+    """Close the sweep in our tables and the ledger."""
+    with clean_errors("summarising the sweep"):
+        return summarise(ctx, run, status=status)
+
+
+def record_target_failure(
+    ctx: SweepContext, run: SweepRun, target: SweepTarget, error: BaseException
+) -> None:
+    """Audit a target that failed (the sweep stays resumable) and mark it failed."""
+    message = safe_message(error) if isinstance(error, LifecycleError) else None
+    state = ctx.progress.target(run.id, target.id)
+    ctx.ledger.append_many(
+        [
+            ctx.event(
+                "sweep.target",
+                EventStatus.FAILED,
+                run.id,
+                connector=target.store,
+                target=target.id,
+                counts={"done": state.done, "batches": state.batches},
+                detail={"error": message or type(error).__name__},
+            )
+        ]
+    )
+    ctx.progress.set_target_state(run.id, target.id, "failed")
