@@ -30,6 +30,11 @@ _GROUPS = [
     ("cli.audit_cmd", "audit", "Show and verify the audit ledger; export checkpoints."),
     ("cli.request_cmd", "request", "Register, run and track data-subject requests."),
     ("cli.doctor_cmd", "doctor", "Check SQL stores: reachable, schema as declared, indexes."),
+    (
+        "cli.retention_cmd",
+        "retention",
+        "Retention rules: explain what applies, render S3 lifecycle rules.",
+    ),
     ("cli.demo_cmd", "demo", "Run the demo end to end on embedded defaults."),
 ]
 
@@ -41,6 +46,11 @@ for module_name, group, help_text in _GROUPS:
             raise
         continue
     app.add_typer(module.app, name=group, help=help_text)
+
+# Commands that are a single action rather than a group.
+app.command(name="sweep", help="Run the retention sweep now (progress bar; --dry-run plans only).")(
+    importlib.import_module("cli.sweep_cmd").sweep
+)
 
 
 def main() -> None:
