@@ -60,6 +60,7 @@ class _ProgressBar(threading.Thread):
 
 
 def sweep(
+    *,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan only: count expired and held, change nothing.")
     ] = False,
@@ -70,6 +71,14 @@ def sweep(
     batch_size: Annotated[
         int | None,
         typer.Option("--batch-size", min=100, max=50_000, help="Rows per SQL batch."),
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="Measure ages from this moment (UTC) instead of now, e.g. to repeat a past "
+            "sweep's cut-offs.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")] = False,
@@ -88,7 +97,7 @@ def sweep(
     from core.errors import LifecycleError
     from flows.retention_sweep import SweepParameters, retention_sweep
 
-    params = SweepParameters(dry_run=dry_run, rules=list(rule or []))
+    params = SweepParameters(dry_run=dry_run, rules=list(rule or []), as_of=as_of)
     if batch_size is not None:
         params.batch_size = batch_size
     bar = _ProgressBar(datetime.now()) if sys.stderr.isatty() and not as_json else None

@@ -68,7 +68,9 @@ def _covers(target: SweepTarget, subject: Subject) -> bool:
     if target.kind == "sql":
         if target.table != subject.table:
             return False
-        return subject.column is None or target.action == "delete" or subject.column in target.fields
+        return (
+            subject.column is None or target.action == "delete" or subject.column in target.fields
+        )
     if target.bucket != subject.bucket:
         return False
     key = subject.key

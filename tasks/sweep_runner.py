@@ -348,9 +348,9 @@ def run_range(
         seq = ctx.progress.record_intent(
             run.id, target.id, BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest)
         )
-        crash_point("sweep-intent", target.id)
+        crash_point("sweep-intent", f"{target.id}#{seq}")
         affected = sweeper.apply(batch)
-        crash_point("sweep-applied", target.id)
+        crash_point("sweep-applied", f"{target.id}#{seq}")
         _audit_batch(
             ctx,
             run=run,
