@@ -124,7 +124,22 @@ def explain(config: LifecycleConfig, text: str, now: datetime) -> dict[str, Any]
                 "verdict": _verdict(target, holds),
             }
         )
-    return {"subject": text, "as_of": utc_naive(now).isoformat(), "targets": out}
+    probe = SweepTarget(
+        id=text,
+        kind="sql" if subject.table else "s3",
+        store=subject.store,
+        action="delete",
+        conditions=(),
+        table=subject.table,
+        bucket=subject.bucket,
+        prefix=subject.key,
+    )
+    holds = [
+        _hold_view(h, reach, h.active_on(today))
+        for h in config.policy.legal_holds
+        if (reach := hold_reach(h, probe)) != "none"
+    ]
+    return {"subject": text, "as_of": utc_naive(now).isoformat(), "targets": out, "holds": holds}
 
 
 def _verdict(target: SweepTarget, holds: list[dict[str, Any]]) -> str:
