@@ -20,6 +20,7 @@ from connectors.base import (
     ExportItem,
     Findings,
     Identities,
+    Key,
     OnBatch,
     StorePlan,
     Verification,
@@ -33,9 +34,12 @@ from connectors.s3.verify import verify_erasure
 from core.errors import TerminalError
 from core.keys import KeyRing
 from core.pseudonym import Pseudonym
+from retention.targets import SweepTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from connectors.s3.sweep import S3Sweeper
 
 
 class S3Connector:
@@ -137,6 +141,29 @@ class S3Connector:
             "replace the object or erase it",
             store=self.name,
             operation="rectify",
+        )
+
+    def sweeper(
+        self, target: SweepTarget, *, today: date, held_keys: frozenset[Key] = frozenset()
+    ) -> S3Sweeper:
+        """A retention sweeper for one bucket prefix (``held_keys``: ``(object key,)``)."""
+        from connectors.s3.sweep import S3Sweeper
+
+        purger = Purger(
+            self.client,
+            self.name,
+            max_workers=self.max_workers,
+            max_attempts=self.max_attempts,
+            base_delay=self.retry_base_delay,
+        )
+        return S3Sweeper(
+            self.client,
+            self.store,
+            target,
+            today=today,
+            held_keys=frozenset(str(k[0]) for k in held_keys),
+            purger=purger,
+            page_size=self.page_size,
         )
 
     def close(self) -> None:

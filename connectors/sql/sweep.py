@@ -19,6 +19,7 @@ rows whose fields already hold their mask, so sweeps are idempotent night after 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,10 +32,14 @@ from connectors.base import Action, Key, MaskSpec, SweepBatch, TargetPlan, keys_
 from connectors.sql.execute import mask_batch
 from connectors.sql.masks import Masker, mask_problem, masked_clause
 from connectors.sql.planning import identity_mask
-from connectors.sql.schema import StoreSchema, coerce_key, json_key, key_clause
+from connectors.sql.schema import StoreSchema, coerce_key, json_key, key_clause, sql_errors
 from core.engines import IMMEDIATE
 from core.errors import ConfigError, TerminalError
 from retention.targets import Condition, SweepTarget
+
+MAX_HELD_KEYS = 10_000
+"""Held rows are excluded by binding their keys; drivers cap bound values (PostgreSQL at
+65,535), and a subject hold covers one person's rows, far fewer than this."""
 
 
 def cutoff_value(column: sa.ColumnElement[Any], cutoff: datetime) -> Any:
@@ -84,6 +89,9 @@ def anonymize_masks(table: sa.Table, fields: Sequence[str]) -> tuple[MaskSpec, .
     specs, problems = [], []
     for name in fields:
         column = table.c[name]
+        if column.primary_key or column.foreign_keys:
+            problems.append(f"{table.name}.{name}: a key column cannot be anonymized")
+            continue
         kind = identity_mask(column)
         problem = mask_problem(kind, column)
         if problem:
@@ -124,12 +132,23 @@ class SqlSweeper:
         self.masks = (
             anonymize_masks(self.table, target.fields) if target.action == "anonymize" else ()
         )
+        if len(held_keys) > MAX_HELD_KEYS:
+            raise TerminalError(
+                f"{target.label}: subject holds cover {len(held_keys)} rows, more than the "
+                f"{MAX_HELD_KEYS} a sweep excludes by key; hold the table instead, or narrow it",
+                store=target.store,
+                table=target.table,
+            )
         self.held_keys = held_keys
         expired = [expired_clause(schema, self.table, c) for c in target.conditions]
         if self.masks:
             done = sa.and_(*(masked_clause(m.mask, self.table.c[m.column]) for m in self.masks))
             expired.append(sa.not_(done))
         self._expired = sa.and_(*expired)
+
+    def _errors(self, operation: str) -> AbstractContextManager[None]:
+        # As at the connector boundary: transient errors retry, the rest stop; no values.
+        return sql_errors(self.target.store, operation, self.target.table)
 
     def _key_expr(self) -> ColumnElement[Any]:
         cols = self.key_columns
@@ -158,7 +177,7 @@ class SqlSweeper:
     def counts(self) -> tuple[int, int]:
         """(expired rows the sweep will act on, expired rows held by a legal hold)."""
         total_q = sa.select(sa.func.count()).select_from(self.table).where(self._expired)
-        with self.engine.connect() as conn:
+        with self._errors("sweep count"), self.engine.connect() as conn:
             total = int(conn.execute(total_q).scalar_one())
             if self.target.held:
                 return 0, total
@@ -179,7 +198,7 @@ class SqlSweeper:
             .order_by(*self.key_columns)
             .limit(size)
         )
-        with self.engine.connect() as conn:
+        with self._errors("sweep read"), self.engine.connect() as conn:
             keys = [json_key(row) for row in conn.execute(query)]
         if not keys:
             return None
@@ -188,7 +207,8 @@ class SqlSweeper:
     def apply(self, batch: SweepBatch) -> int:
         """Delete or anonymize the batch's range in one short transaction; rows changed."""
         where = self._range(batch.lo, batch.hi)
-        with self.engine.execution_options(**{IMMEDIATE: True}).begin() as conn:
+        engine = self.engine.execution_options(**{IMMEDIATE: True})
+        with self._errors(f"sweep {self.target.action}"), engine.begin() as conn:
             if self.target.action == "delete":
                 return int(conn.execute(sa.delete(self.table).where(*where)).rowcount)
             keys = [json_key(r) for r in conn.execute(sa.select(*self.key_columns).where(*where))]
