@@ -47,6 +47,7 @@ SUBMITTED_EMAIL = "demo.subject@example.com"
 
 ACCESS_COLUMNS = ["store", "target", "action", "count", "reason"]
 ERASURE_COLUMNS = ["store", "target", "action", "count", "affected", "left", "reason"]
+SWEEP_COLUMNS = ["target", "action", "planned", "done", "held", "batches", "state"]
 
 
 def _seed_crm(config: LifecycleConfig) -> DemoData:
@@ -170,6 +171,25 @@ def _erasure() -> tuple[RequestRecord, RequestOutcome]:
     return record, outcome
 
 
+def _sweep() -> dict[str, Any]:
+    from flows.retention_sweep import SweepParameters, retention_sweep
+
+    console.print("[bold]Retention sweep[/]: a dry run first, then the sweep itself")
+    plan = retention_sweep(params=SweepParameters(dry_run=True))
+    console.print(
+        f"  dry run {plan['sweep_id']}: {plan['planned']} rows and objects expired, "
+        f"{plan['held']} kept by legal holds; nothing changed"
+    )
+    started = time.perf_counter()
+    summary = retention_sweep(params=SweepParameters())
+    print_table(summary["targets"], SWEEP_COLUMNS, title=f"Retention sweep {summary['sweep_id']}")
+    console.print(
+        f"  {summary['status']} in {time.perf_counter() - started:.1f} s: deleted "
+        f"{summary['deleted']}, anonymized {summary['anonymized']}, held {summary['held']}"
+    )
+    return summary
+
+
 @contextmanager
 def _stage(what: str) -> Iterator[None]:
     """Turn an unexpected error during ``what`` into one clear line and exit code 1.
@@ -196,6 +216,7 @@ def _summary(
     *,
     access: tuple[RequestRecord, RequestOutcome],
     erasure: tuple[RequestRecord, RequestOutcome],
+    sweep: dict[str, Any],
     checkpoint: str,
     verdict: str,
 ) -> None:
@@ -220,6 +241,11 @@ def _summary(
                 "result": f"{erasure[0].id} {erasure[1].status}: {erased} rows and object "
                 f"versions deleted or masked for subject {erasure[0].subject}"
                 + (f"; {deferred} deferred (locked)" if deferred else ""),
+            },
+            {
+                "step": "retention sweep",
+                "result": f"{sweep['sweep_id']} {sweep['status']}: {sweep['deleted']} deleted, "
+                f"{sweep['anonymized']} anonymized, {sweep['held']} kept under legal hold",
             },
             {"step": "checkpoint exported", "result": checkpoint},
             {"step": "ledger verified", "result": verdict},
@@ -259,6 +285,8 @@ def demo() -> None:
             access = _access(settings.data_dir)
         with _stage("running the erasure request"):
             erasure = _erasure()
+        with _stage("running the retention sweep"):
+            sweep = _sweep()
         with _stage("verifying the audit ledger"):
             anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
             anchor.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +298,7 @@ def demo() -> None:
         s3_data,
         access=access,
         erasure=erasure,
+        sweep=sweep,
         checkpoint=f"event {checkpoint.seq} -> {anchor}",
         verdict=verdict,
     )
