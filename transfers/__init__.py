@@ -1,0 +1,1 @@
+"""Transfer and security-posture checks: facts judged against the policy (pure)."""
