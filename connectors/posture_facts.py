@@ -58,4 +58,5 @@ class DatabaseFacts:
     tls_required: bool | None = None  # None: not over a network (SQLite)
     tls_evidence: str = ""  # e.g. "sslmode=require", "no sslmode in the URL"
     server_ssl_in_use: bool | None = None  # the server's own view, where it can be asked
+    loopback: bool = False  # reached on this machine (127.0.0.1, localhost): never on a wire
     unreadable: tuple[str, ...] = field(default=())

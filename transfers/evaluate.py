@@ -270,10 +270,11 @@ def database_findings(
         out.append(
             Finding(
                 "sql.tls-not-required",
-                "high",
+                "medium" if f.loopback else "high",
                 f.store,
                 f.store,
                 f"the connection does not require TLS ({f.tls_evidence})"
+                + ("; the server is on this machine (loopback)" if f.loopback else "")
                 + server.get(f.server_ssl_in_use, ""),
                 f.categories,
                 "encryption in transit (TLS required by the client)",
