@@ -88,10 +88,15 @@ def region_findings(
     return out
 
 
+def _unread(f: BucketFacts, fact: str) -> bool:
+    """Whether ``fact`` could not be read: judged as unreadable, not as missing."""
+    return any(u.split(":")[0] in (fact, "bucket") for u in f.unreadable)
+
+
 def _bucket_security(f: BucketFacts) -> Iterable[Finding]:
     where = f"s3://{f.bucket}"
     cats = f.categories
-    if f.encryption is None:
+    if f.encryption is None and not _unread(f, "encryption"):
         yield Finding(
             "s3.encryption-missing",
             "high",
@@ -101,7 +106,7 @@ def _bucket_security(f: BucketFacts) -> Iterable[Finding]:
             cats,
             "encryption at rest",
         )
-    if not f.tls_only:
+    if not f.tls_only and not _unread(f, "policy"):
         yield Finding(
             "s3.tls-not-enforced",
             "high",
@@ -113,7 +118,7 @@ def _bucket_security(f: BucketFacts) -> Iterable[Finding]:
         )
     flags = f.public_access_block or {}
     off = [name for name in PUBLIC_ACCESS_FLAGS if not flags.get(name)]
-    if off:
+    if off and not _unread(f, "public access block"):
         state = (
             "no public access block"
             if f.public_access_block is None
