@@ -35,6 +35,7 @@ _GROUPS = [
         "retention",
         "Retention rules: explain what applies, render S3 lifecycle rules.",
     ),
+    ("cli.transfers_cmd", "transfers", "Cross-region transfer and security-posture checks."),
     ("cli.demo_cmd", "demo", "Run the demo end to end on embedded defaults."),
 ]
 

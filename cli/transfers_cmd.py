@@ -1,0 +1,87 @@
+"""``lifecycle transfers check``: run the transfer and security-posture check now.
+
+Runs the ``transfer-check`` flow in this process and prints its findings (new, persisting,
+resolved against the previous run). Exit 0 when no high-severity finding stands, 3 when
+one does, 1 when the check itself failed, 2 for invalid configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from cli.output import console, handled_errors, print_error, print_json, print_table
+from cli.request_submit import quiet_prefect
+
+app = typer.Typer(no_args_is_help=True)
+
+EXIT_HIGH = 3
+COLUMNS = ["state", "severity", "rule", "store", "resource", "evidence", "safeguard"]
+
+
+def _latest_rows() -> tuple[str, list[dict[str, Any]], int]:
+    """The newest run's findings compared with the run before it."""
+    from audit.database import audit_engine
+    from audit.transfer_checks import TransferChecks
+    from transfers.findings import Finding, compare
+
+    runs = TransferChecks(audit_engine()).recent(2)
+    current = [Finding.from_json(f) for f in runs[0].findings]
+    previous = [Finding.from_json(f) for f in runs[1].findings] if len(runs) > 1 else []
+    c = compare(previous, current)
+    rows = [
+        {
+            "state": c.status_of(f) if f in c.current else "resolved",
+            **f.to_json(),
+            "categories": ", ".join(f.categories),
+        }
+        for f in (*c.current, *c.resolved)
+    ]
+    return runs[0].id, rows, len(c.high)
+
+
+@app.command("check")
+def check(
+    *,
+    all_buckets: Annotated[
+        bool,
+        typer.Option(
+            "--all-buckets/--declared-only",
+            help="Also report buckets of the account that the inventory does not declare.",
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")] = False,
+) -> None:
+    """Check every store's region, replicas, encryption and TLS against the transfer policy.
+
+    Exit codes: 0 no high-severity finding; 3 at least one; 1 the check could not run;
+    2 invalid configuration.
+    """
+    quiet_prefect(verbose)
+    with handled_errors():
+        from config.loader import load_config
+
+        load_config()
+    from core.errors import LifecycleError
+    from flows.transfer_check import CheckParameters, transfer_check
+
+    try:
+        transfer_check(params=CheckParameters(all_buckets=all_buckets))
+    except LifecycleError as e:
+        if "check_id" not in e.fields:
+            print_error(e.message)
+            raise typer.Exit(1) from None
+    check_id, rows, high = _latest_rows()
+    if as_json:
+        print_json({"check_id": check_id, "high": high, "findings": rows})
+    else:
+        if rows:
+            print_table(rows, COLUMNS, title=f"Transfer and posture check {check_id}")
+        console.print(
+            f"check {check_id}: {sum(r['state'] != 'resolved' for r in rows)} findings, "
+            f"{high} high severity",
+            highlight=False,
+        )
+    raise typer.Exit(EXIT_HIGH if high else 0)
