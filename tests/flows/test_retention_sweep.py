@@ -270,10 +270,16 @@ def test_legal_holds_keep_their_scope_and_expired_holds_do_not(
     assert targets["crm.login_events:delete"]["held"] == len(held_logins)
 
 
-CRASH_POINTS = ["sweep-intent", "sweep-applied"]
-
-
-@pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.parametrize(
+    ("crm_url", "point"),
+    [
+        ("sqlite", "sweep-intent"),
+        ("sqlite", "sweep-applied"),
+        ("postgresql", "sweep-applied"),
+        ("mariadb", "sweep-intent"),
+    ],
+    indirect=["crm_url"],
+)
 def test_killed_sweep_rerun_ends_as_the_uninterrupted_one(
     *,
     demo: Callable[..., Any],
