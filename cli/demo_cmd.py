@@ -47,6 +47,7 @@ SUBMITTED_EMAIL = "demo.subject@example.com"
 
 ACCESS_COLUMNS = ["store", "target", "action", "count", "reason"]
 ERASURE_COLUMNS = ["store", "target", "action", "count", "affected", "left", "reason"]
+CHECK_COLUMNS = ["severity", "rule", "resource", "evidence"]
 SWEEP_COLUMNS = ["target", "action", "planned", "done", "held", "batches", "state"]
 
 
@@ -190,6 +191,38 @@ def _sweep() -> dict[str, Any]:
     return summary
 
 
+def _transfer_check(s3: LocalS3) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from config.loader import load_config
+    from connectors.s3.lifecycle import apply, current_rules, desired_rules
+    from core.errors import TerminalError
+    from demo.seed_s3 import ARCHIVE_BUCKET, TICKETS_BUCKET, enforce_tls
+    from flows.transfer_check import CheckParameters, transfer_check
+    from retention.targets import resolve_targets
+
+    console.print(
+        "[bold]Transfer and posture check[/]: S3 lifecycle rules from the policy and a TLS-only "
+        "policy on both buckets first (moto refuses object calls under it, so it comes last)"
+    )
+    client = s3.client()
+    plan = desired_rules(resolve_targets(load_config(), datetime.now(UTC)))
+    for bucket in (TICKETS_BUCKET, ARCHIVE_BUCKET):
+        apply(client, bucket, plan.rules.get(bucket, []), current_rules(client, bucket))
+        enforce_tls(client, bucket)
+    client.close()
+    try:
+        result = transfer_check(params=CheckParameters(all_buckets=True))
+    except TerminalError as e:
+        console.print(f"  {e.message}", highlight=False, soft_wrap=True)
+        return {"findings": [], "high": True}
+    rows = result["findings"]
+    if rows:
+        print_table(rows, CHECK_COLUMNS, title=f"Findings ({result['check_id']})")
+    console.print(f"  {result['check_id']}: {len(rows)} findings, none of high severity")
+    return result
+
+
 @contextmanager
 def _stage(what: str) -> Iterator[None]:
     """Turn an unexpected error during ``what`` into one clear line and exit code 1.
@@ -217,6 +250,7 @@ def _summary(
     access: tuple[RequestRecord, RequestOutcome],
     erasure: tuple[RequestRecord, RequestOutcome],
     sweep: dict[str, Any],
+    check: dict[str, Any],
     checkpoint: str,
     verdict: str,
 ) -> None:
@@ -246,6 +280,12 @@ def _summary(
                 "step": "retention sweep",
                 "result": f"{sweep['sweep_id']} {sweep['status']}: {sweep['deleted']} deleted, "
                 f"{sweep['anonymized']} anonymized, {sweep['held']} kept under legal hold",
+            },
+            {
+                "step": "transfer check",
+                "result": "high-severity findings (see above)"
+                if check.get("high")
+                else f"{check['check_id']}: {len(check['findings'])} findings",
             },
             {"step": "checkpoint exported", "result": checkpoint},
             {"step": "ledger verified", "result": verdict},
@@ -287,6 +327,8 @@ def demo() -> None:
             erasure = _erasure()
         with _stage("running the retention sweep"):
             sweep = _sweep()
+        with _stage("running the transfer check"):
+            check = _transfer_check(s3)
         with _stage("verifying the audit ledger"):
             anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
             anchor.parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +341,7 @@ def demo() -> None:
         access=access,
         erasure=erasure,
         sweep=sweep,
+        check=check,
         checkpoint=f"event {checkpoint.seq} -> {anchor}",
         verdict=verdict,
     )

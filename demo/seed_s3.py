@@ -21,6 +21,7 @@ change the subject) uses a fresh server: ``demo.s3_server.LocalS3`` resets moto 
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -205,6 +206,44 @@ def _ensure_bucket(client: S3Client, bucket: str, region: str, *, object_lock: b
             )
     if not object_lock:
         client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # As AWS sets up new buckets (SSE-S3 and the public access block by default); moto does not.
+    client.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    client.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+def enforce_tls(client: S3Client, bucket: str) -> None:
+    """A bucket policy refusing every request made without TLS.
+
+    moto refuses object calls under such a policy even over https, so the demo sets it last,
+    after the objects are written and erased.
+    """
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 
 def _versions(client: S3Client, bucket: str, prefix: str = "") -> list[ObjectIdentifierTypeDef]:
