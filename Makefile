@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_NO_PROGRESS := 1
 
-.PHONY: help venv demo test lint typecheck pytest bench lock clean
+.PHONY: help venv browser demo test lint typecheck pytest bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,15 @@ $(STAMP): uv.lock pyproject.toml
 
 venv: $(STAMP) ## Create or update .venv from the lock file
 
+CHROMIUM := /usr/bin/chromium
+browser: ## Debian's chromium for the UI end-to-end test (installed with apt when missing)
+	@test -x $(CHROMIUM) || { \
+		echo "installing Debian's chromium for the browser test ..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update >/dev/null && $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }; \
+	}
+
 demo: $(STAMP) ## Run the demo on embedded defaults (SQLite files and a local S3 server)
 	$(BIN)/lifecycle demo
 
@@ -32,7 +41,7 @@ lint: $(STAMP) ## ruff lint and format check
 typecheck: $(STAMP) ## mypy, strict
 	$(BIN)/mypy .
 
-pytest: $(STAMP) ## The test suite only (service tests need local PostgreSQL and MariaDB)
+pytest: $(STAMP) browser ## The test suite only (service tests need local PostgreSQL and MariaDB)
 	$(BIN)/pytest
 
 test: lint typecheck pytest ## Lint, type-check and run every test
