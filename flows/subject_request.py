@@ -164,6 +164,34 @@ def _replace_parameters(request_id: str | None) -> str | None:
     return run_id
 
 
+def _failure_artifact(request_id: str, store: str | None, message: str | None) -> None:
+    """Say in the UI which store failed, what had been done, and how to resume."""
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        stores = request_context().progress.stores(request_id)
+    except LifecycleError:
+        stores = []
+    lines = [
+        f"# Request {request_id} stopped",
+        "",
+        f"**Failing store:** {store or '(the request as a whole)'}",
+        "",
+        f"**Error:** {message or 'withheld (it may quote stored values); see the ledger'}",
+        "",
+        "| store | phase reached |",
+        "|---|---|",
+        *(f"| {s.store} | {s.phase.value} |" for s in stores),
+        "",
+        "Nothing is repeated on resume: every store continues from the phase shown. "
+        f"**Resume** with `lifecycle request submit --resume {request_id}`, or run the "
+        f"subject-request deployment with request_id `{request_id}`.",
+    ]
+    create_markdown_artifact(
+        key="request-failure", markdown="\n".join(lines), description=f"Request {request_id} failed"
+    )
+
+
 def _each(request_id: str, stores: list[str], step: Callable[[str, str], int]) -> list[int]:
     """Run ``step`` per store in order; a failure is audited (store, what was done) and raised."""
     results = []
@@ -173,6 +201,7 @@ def _each(request_id: str, stores: list[str], step: Callable[[str, str], int]) -
         except LifecycleError as e:
             error, message = failure_fields(e)
             record_failure(request_id, store, error, message)
+            _failure_artifact(request_id, store, message)
             raise
     return results
 
@@ -183,6 +212,7 @@ def _guarded(request_id: str, step: Callable[[str], int]) -> int:
     except LifecycleError as e:
         error, message = failure_fields(e)
         record_failure(request_id, None, error, message)
+        _failure_artifact(request_id, None, message)
         raise
 
 

@@ -173,6 +173,10 @@ def test_failing_store_is_reported_with_what_was_done_then_resumes(
     assert [c["id"] for c in store_rows(isolated_settings, "crm")["customers"]] == [2]
     assert len(store_rows(isolated_settings, "shop")["carts"]) == 2  # untouched
     assert "request.completed" not in kinds(rid)
+    report = _latest_markdown("request-failure")
+    assert "**Failing store:** shop" in report and "disk full" in report
+    assert "| crm | executed |" in report
+    assert f"lifecycle request submit --resume {rid}" in report
 
     set_failure(isolated_settings, "shop", "execute", None)
     outcome = subject_request(request_id=rid)  # the same request id resumes
@@ -214,3 +218,19 @@ def test_bystander_erasure_leaves_the_subject_alone(
     crm = store_rows(isolated_settings, "crm")
     assert [c["id"] for c in crm["customers"]] == [1]
     assert [o["id"] for o in crm["orders"]] == [10, 11, 12]
+
+
+def _latest_markdown(key: str) -> str:
+    """The newest artifact under ``key`` as the Prefect UI shows it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert found, f"no artifact {key}"
+    return str(found[0].data)
