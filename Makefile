@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_NO_PROGRESS := 1
 
-.PHONY: help venv browser demo test lint typecheck pytest bench lock clean
+.PHONY: help venv browser demo serve stop test lint typecheck pytest bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,13 @@ browser: ## Debian's chromium for the UI end-to-end test (installed with apt whe
 
 demo: $(STAMP) ## Run the demo on embedded defaults (SQLite files and a local S3 server)
 	$(BIN)/lifecycle demo
+
+serve: $(STAMP) ## Start the local Prefect server (127.0.0.1, basic auth), deployments and a worker
+	$(BIN)/lifecycle server start
+
+stop: ## Stop what `make serve` started (by process id)
+	@test -x $(BIN)/lifecycle || { echo "nothing to stop: no $(BIN)/lifecycle"; exit 0; }
+	$(BIN)/lifecycle server stop
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

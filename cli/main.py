@@ -37,6 +37,11 @@ _GROUPS = [
     ),
     ("cli.transfers_cmd", "transfers", "Cross-region transfer and security-posture checks."),
     ("cli.demo_cmd", "demo", "Run the demo end to end on embedded defaults."),
+    (
+        "cli.server_cmd",
+        "server",
+        "Start, stop and inspect the local Prefect server, worker and deployments.",
+    ),
 ]
 
 for module_name, group, help_text in _GROUPS:

@@ -1,0 +1,1 @@
+"""Operations around the product: running it as a service (a local Prefect server and worker)."""

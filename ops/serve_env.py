@@ -1,0 +1,242 @@
+"""Where ``lifecycle server`` keeps its state, and the environment each of its processes gets.
+
+The pure parts of running the product as a service, testable without starting anything:
+the state folder's layout, the basic-auth credentials file, the server's and the clients'
+environments and the sourceable ``env`` file.
+
+Every Prefect process gets ``PREFECT_HOME`` inside the state folder and no ``PREFECT_*``
+variable from the caller (a stray ``PREFECT_API_URL``, profile or ``PREFECT_API_KEY`` would
+point it elsewhere or make the server answer 401), so the user's ``~/.prefect`` is never
+read or written. The server keeps only its database (and UI API URL) settings from the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config.settings import PROJECT_ROOT, Settings
+from core.errors import ConfigError
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+DEFAULT_S3_PORT = 4566
+USER = "admin"
+POOL = "lifecycle-local"
+WORKER_NAME = "lifecycle-local-worker"
+
+SERVE_DIR_ENV = "LIFECYCLE_SERVE_DIR"
+PORT_ENV = "LIFECYCLE_SERVE_PORT"
+S3_PORT_ENV = "LIFECYCLE_SERVE_S3_PORT"
+_SERVE_ONLY = (SERVE_DIR_ENV, PORT_ENV, S3_PORT_ENV)
+# Path settings of the product, made absolute: flow runs read the same files wherever they run.
+_PATH_SETTINGS = ("LIFECYCLE_DATA_DIR", "LIFECYCLE_CONFIG_DIR", "LIFECYCLE_KEY_FILE")
+# What the server keeps from the caller: its database, and a UI API URL for a proxy or tunnel.
+_SERVER_PASSTHROUGH = (
+    "PREFECT_API_DATABASE_",
+    "PREFECT_SERVER_DATABASE_",
+    "PREFECT_UI_API_URL",
+    "PREFECT_SERVER_UI_API_URL",
+)
+_LOOPBACK = ("127.0.0.1", "localhost")
+
+
+@dataclass(frozen=True)
+class ServePaths:
+    """The state folder (``var/prefect-serve/`` unless ``LIFECYCLE_SERVE_DIR`` says otherwise)."""
+
+    root: Path
+
+    @property
+    def home(self) -> Path:
+        """PREFECT_HOME of the server, deploy and worker (Prefect's SQLite database too)."""
+        return self.root / "home"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "credentials"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "serve.lock"
+
+    def pid_file(self, name: str) -> Path:
+        return self.root / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.root / f"{name}.log"
+
+
+def serve_paths(environ: Mapping[str, str]) -> ServePaths:
+    """The state folder for this environment, as an absolute path."""
+    value = environ.get(SERVE_DIR_ENV, "").strip()
+    root = Path(value).expanduser() if value else PROJECT_ROOT / "var" / "prefect-serve"
+    return ServePaths(root.resolve())
+
+
+def port_setting(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A TCP port from the variable ``name``, or ``default`` when it is unset or empty."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name}={raw!r} is not a TCP port number (1-65535)")
+    return int(raw)
+
+
+def api_url(port: int) -> str:
+    return f"http://{HOST}:{port}/api"
+
+
+def ui_url(port: int) -> str:
+    return f"http://{HOST}:{port}"
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The server's basic-auth user and password, read from the credentials file."""
+
+    user: str
+    password: str = field(repr=False)
+    path: Path
+
+    @property
+    def auth_string(self) -> str:
+        """``user:password``: Prefect's auth string, and what the UI's login asks for."""
+        return f"{self.user}:{self.password}"
+
+
+def ensure_credentials(path: Path) -> tuple[Credentials, bool]:
+    """The credentials in ``path``, generated there (mode 0600) when missing; created or not.
+
+    Created with O_EXCL and mode 0600 in one call, so the password is never readable by
+    others, not even for a moment, and two concurrent starts cannot write different ones.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_credentials(path), False
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"{USER}:{secrets.token_urlsafe(24)}\n")
+    return read_credentials(path), True
+
+
+def read_credentials(path: Path) -> Credentials:
+    """Read ``user:password`` from ``path``, first narrowing its mode to 0600 if needed."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    text = path.read_text(encoding="utf-8").strip()
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password or any(c.isspace() for c in text):
+        raise ConfigError(f"{path}: expected one line 'user:password' (delete it to regenerate)")
+    return Credentials(user=user, password=password, path=path)
+
+
+# -- environments -----------------------------------------------------------------------------
+
+
+def _without_prefect(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if not k.startswith("PREFECT_")}
+
+
+def server_env(
+    environ: Mapping[str, str], paths: ServePaths, port: int, credentials: Credentials
+) -> dict[str, str]:
+    """The environment of ``prefect server start``: 127.0.0.1 only, basic auth, quiet logs.
+
+    The database is SQLite in ``home/`` unless ``PREFECT_API_DATABASE_CONNECTION_URL`` (or
+    another ``PREFECT_*_DATABASE_*`` setting) is set. ``PREFECT_UI_API_URL`` is always set:
+    the UI otherwise calls the API on the default port whatever port the server listens on.
+    """
+    env = _without_prefect(environ)
+    env.update({k: v for k, v in environ.items() if k.startswith(_SERVER_PASSTHROUGH)})
+    if not (env.get("PREFECT_UI_API_URL") or env.get("PREFECT_SERVER_UI_API_URL")):
+        env["PREFECT_UI_API_URL"] = api_url(port)
+    env.update(
+        PREFECT_HOME=str(paths.home),
+        PREFECT_SERVER_API_HOST=HOST,
+        PREFECT_SERVER_API_PORT=str(port),
+        PREFECT_SERVER_API_AUTH_STRING=credentials.auth_string,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    return _no_proxy(env)
+
+
+def client_env(
+    environ: Mapping[str, str],
+    paths: ServePaths,
+    port: int,
+    credentials: Credentials,
+    s3_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of ``prefect deploy``, the worker and the flow runs it starts.
+
+    The product's ``LIFECYCLE_*`` settings pass through with their paths made absolute
+    (``LIFECYCLE_DATA_DIR`` defaults to the repository's ``var/``), so a flow run started by
+    the worker uses the same data as the ``lifecycle`` command; ``s3_env`` (the local S3's
+    endpoint and dummy credentials) is added when the demo S3 runs.
+    """
+    env = _without_prefect(environ)
+    for name in _SERVE_ONLY:
+        env.pop(name, None)
+    for name in _PATH_SETTINGS:
+        if env.get(name):
+            env[name] = str(Path(env[name]).expanduser().resolve())
+    env.setdefault("LIFECYCLE_DATA_DIR", str(Settings.model_fields["data_dir"].default))
+    env.update(s3_env or {})
+    env.update(
+        PREFECT_API_URL=api_url(port),
+        PREFECT_API_AUTH_STRING=credentials.auth_string,
+        PREFECT_HOME=str(paths.home),
+    )
+    return _no_proxy(env)
+
+
+def _no_proxy(env: dict[str, str]) -> dict[str, str]:
+    """Keep the loopback address out of any HTTP proxy the caller has configured."""
+    for name in ("NO_PROXY", "no_proxy"):
+        present = [h.strip() for h in env.get(name, "").split(",") if h.strip()]
+        env[name] = ",".join([*present, *(h for h in _LOOPBACK if h not in present)])
+    return env
+
+
+def shell_env(client: Mapping[str, str], s3_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a shell needs to use this server: Prefect's variables, the data folder, the S3.
+
+    Only these: the caller's own secrets (``LIFECYCLE_MASTER_KEY``, AWS keys) never go into
+    the file.
+    """
+    names = ["PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_HOME", "LIFECYCLE_DATA_DIR"]
+    values = {name: client[name] for name in names if name in client}
+    values.update(s3_env or {})
+    return values
+
+
+def env_file_text(values: Mapping[str, str]) -> str:
+    """A file a POSIX shell can source (``. var/prefect-serve/env``)."""
+    lines = ["# The local Prefect server's environment; use it with: . <this file>"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (replacing it atomically)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    tmp.replace(path)
