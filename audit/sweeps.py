@@ -242,6 +242,15 @@ class SweepProgress:
                 .values(state=state, updated_at=datetime.now(UTC))
             )
 
+    def rewind(self, sweep_id: str, target: str) -> None:
+        """Start the target's next pass from its first key (its counts carry on)."""
+        with database_errors("sweep target"), self._writer.begin() as conn:
+            conn.execute(
+                update(sweep_targets)
+                .where(sweep_targets.c.sweep_id == sweep_id, sweep_targets.c.target == target)
+                .values(cursor=None, updated_at=datetime.now(UTC))
+            )
+
     def totals(self, sweep_id: str) -> tuple[int, int]:
         """(done, planned) over all targets: what a progress bar shows."""
         t = sweep_targets.c

@@ -26,11 +26,13 @@ from audit.sweeps import SweepRun
 from core.errors import TerminalError
 from tasks.sweep_runner import DEFAULT_BATCH_SIZE, SweepContext, sweep_context
 from tasks.sweep_tasks import (
+    MAX_PASSES,
     finish_target_task,
     plan_sweep_task,
     record_target_failure,
     summarise_task,
     sweep_range_task,
+    verify_target_task,
 )
 
 
@@ -114,11 +116,20 @@ def _sweep_targets(ctx: SweepContext, run: SweepRun, batch_size: int) -> list[st
         if states.get(target.id) in ("done", "held") and not target.held:
             continue
         try:
-            while not target.held:
-                outcome = sweep_range_task(ctx, run, target, batch_size)
-                update_progress_artifact(progress_id, _percent(ctx, run))
-                if outcome.finished:
+            for _ in range(MAX_PASSES if not target.held else 0):
+                while True:
+                    outcome = sweep_range_task(ctx, run, target, batch_size)
+                    update_progress_artifact(progress_id, _percent(ctx, run))
+                    if outcome.finished:
+                        break
+                if verify_target_task(ctx, run, target) == 0:
                     break
+            else:
+                if not target.held:
+                    raise TerminalError(
+                        f"{target.id}: expired data still found after {MAX_PASSES} passes",
+                        target=target.id,
+                    )
             finish_target_task(ctx, run, target)
         except Exception as e:  # recorded per target; the flow fails after the others ran
             record_target_failure(ctx, run, target, e)

@@ -366,6 +366,32 @@ def run_range(
     return RangeOutcome(target.id, done_batches, affected_total, finished=False)
 
 
+def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> int:
+    """Expired, unheld data left in ``target`` after its batches; rewinds it when there is some.
+
+    Normally zero. An object store may skip a key in a resumed listing (moto does, after
+    a deleted marker key), and the rewind lets the next pass pick it up from the top.
+    """
+    if target.held:
+        return 0
+    remaining, _held = ctx.sweeper(run, target).counts()
+    ctx.ledger.append_many(
+        [
+            ctx.event(
+                "sweep.verified",
+                EventStatus.SUCCEEDED if remaining == 0 else EventStatus.FAILED,
+                run.id,
+                connector=target.store,
+                target=target.id,
+                counts={"remaining": remaining},
+            )
+        ]
+    )
+    if remaining:
+        ctx.progress.rewind(run.id, target.id)
+    return remaining
+
+
 def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict[str, Any]:
     """Close a finished target: secure-erasure follow-up, state, and its ledger event."""
     connector: Any = ctx.connector(target.store)

@@ -23,6 +23,7 @@ from tasks.sweep_runner import (
     plan_sweep,
     run_range,
     summarise,
+    verify_and_rewind,
 )
 
 
@@ -42,6 +43,18 @@ def sweep_range_task(
     """A range of batches of one target, each audited with its count and key digest."""
     with clean_errors(f"sweeping {target.id}"):
         return run_range(ctx, run, target, batch_size=batch_size)
+
+
+MAX_PASSES = 3
+"""A target is re-scanned after its batches; expired data still found (an object store's
+listing skipped a key, rows written behind the cursor) starts another pass from the top."""
+
+
+@request_task("verify-sweep-target")
+def verify_target_task(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> int:
+    """Re-scan the target: expired, unheld data left; when some is, rewind for another pass."""
+    with clean_errors(f"verifying {target.id}"):
+        return verify_and_rewind(ctx, run, target)
 
 
 @request_task("finish-sweep-target")
