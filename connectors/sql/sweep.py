@@ -18,13 +18,14 @@ rows whose fields already hold their mask, so sweeps are idempotent night after 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
 from config.schema.inventory import Reference
@@ -203,6 +204,46 @@ class SqlSweeper:
         if not keys:
             return None
         return SweepBatch(lo=cursor, hi=keys[-1], count=len(keys), keys_digest=keys_digest(keys))
+
+    @property
+    def deletes_in_one_statement(self) -> bool:
+        """PostgreSQL, a delete target and a single integer key: ``delete_next`` applies."""
+        return (
+            self.schema.backend == "postgresql"
+            and self.target.action == "delete"
+            and len(self.key_columns) == 1
+            and isinstance(self.key_columns[0].type, sa.Integer)
+        )
+
+    def delete_next(
+        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
+    ) -> SweepBatch | None:
+        """Find and delete the next batch in one statement; ``before_commit`` records it.
+
+        PostgreSQL only (``deletes_in_one_statement``): ``DELETE ... WHERE pk IN (next keys)
+        RETURNING pk`` inside a CTE, aggregated in the database to the batch's count, last
+        key and digest, so no key travels to Python. The digest is ``keys_digest``'s, built
+        in SQL: SHA-256 of ``[[k1],[k2],...]`` with the keys in the order of their text.
+        ``before_commit`` runs while the transaction is open (the caller writes the batch's
+        intent there), so a crash leaves either nothing done or a recorded batch.
+        """
+        key = self.key_columns[0]
+        nxt = sa.select(key).where(*self._range(cursor, None)).order_by(key).limit(size)
+        deleted = sa.delete(self.table).where(key.in_(nxt)).returning(key.label("k")).cte("d")
+        text = sa.cast(deleted.c.k, sa.Text)
+        joined = sa.func.string_agg(
+            text, aggregate_order_by(sa.literal_column("'],['"), text.collate("C"))
+        )
+        canonical = sa.literal("[[") + joined + sa.literal("]]")
+        digest = sa.func.encode(sa.func.sha256(sa.func.convert_to(canonical, "UTF8")), "hex")
+        query = sa.select(sa.func.count(), sa.func.max(deleted.c.k), digest)
+        with self._errors("sweep delete"), self.engine.begin() as conn:
+            count, last, hexdigest = conn.execute(query).one()
+            if not count:
+                return None
+            batch = SweepBatch(lo=cursor, hi=(int(last),), count=int(count), keys_digest=hexdigest)
+            before_commit(batch)
+        return batch
 
     def apply(self, batch: SweepBatch) -> int:
         """Delete or anonymize the batch's range in one short transaction; rows changed."""
