@@ -67,6 +67,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def process_peak_rss_mb() -> float:
+    """Peak resident memory of this process's own address space so far, in MiB.
+
+    In a subprocess, ``ru_maxrss`` also counts the parent: Linux folds the parent's peak
+    into the child's at ``exec`` (after ``fork`` or ``vfork``), so a worker started by a
+    large benchmark process would report the benchmark's memory. ``VmHWM`` in
+    ``/proc/self/status`` belongs to the address space ``exec`` created; elsewhere this
+    falls back to ``peak_rss_mb``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def log(message: str) -> None:
     """A progress line on stdout (flushed, so long runs show where they are)."""
     sys.stdout.write(message + "\n")

@@ -220,16 +220,21 @@ class SqlSweeper:
     ) -> SweepBatch | None:
         """Find and delete the next batch in one statement; ``before_commit`` records it.
 
-        PostgreSQL only (``deletes_in_one_statement``): ``DELETE ... WHERE pk IN (next keys)
-        RETURNING pk`` inside a CTE, aggregated in the database to the batch's count, last
-        key and digest, so no key travels to Python. The digest is ``keys_digest``'s, built
+        PostgreSQL only (``deletes_in_one_statement``): ``DELETE ... WHERE expired AND
+        pk > cursor AND pk <= (the n-th next expired key) RETURNING pk`` inside a CTE,
+        aggregated in the database to the batch's count, last key and digest, so no key
+        travels to Python. The digest is ``keys_digest``'s, built
         in SQL: SHA-256 of ``[[k1],[k2],...]`` with the keys in the order of their text.
         ``before_commit`` runs while the transaction is open (the caller writes the batch's
         intent there), so a crash leaves either nothing done or a recorded batch.
         """
         key = self.key_columns[0]
         nxt = sa.select(key).where(*self._range(cursor, None)).order_by(key).limit(size)
-        deleted = sa.delete(self.table).where(key.in_(nxt)).returning(key.label("k")).cte("d")
+        # The batch as a key range ending at the n-th next key: an index range scan. (As
+        # ``pk IN (subquery)`` the planner hashes the subquery and scans the whole table.)
+        hi = sa.select(sa.func.max(nxt.subquery().c[key.name])).scalar_subquery()
+        where = [*self._range(cursor, None), key <= hi]
+        deleted = sa.delete(self.table).where(*where).returning(key.label("k")).cte("d")
         text = sa.cast(deleted.c.k, sa.Text)
         joined = sa.func.string_agg(
             text, aggregate_order_by(sa.literal_column("'],['"), text.collate("C"))
