@@ -87,7 +87,9 @@ from tasks.sweep_runner import (
     plan_sweep,
     run_range,
     summarise,
+    verify_and_rewind,
 )
+from tasks.sweep_tasks import MAX_PASSES
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -285,8 +287,10 @@ def sweep_worker(as_of: datetime, batch_size: int) -> dict[str, Any]:
         start = time.perf_counter()
         run = plan_sweep(ctx, as_of=as_of, rules=(), dry_run=False)
         for target in ctx.targets(run):
-            while not target.held:
-                if run_range(ctx, run, target, batch_size=batch_size).finished:
+            for _ in range(MAX_PASSES if not target.held else 0):  # as the flow: re-scan
+                while not run_range(ctx, run, target, batch_size=batch_size).finished:
+                    pass
+                if verify_and_rewind(ctx, run, target) == 0:  # its count is timed as "count"
                     break
             finish_target(ctx, run, target)
         summary = summarise(ctx, run)
