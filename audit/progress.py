@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from audit.progress_tables import PROGRESS_TABLES, request_batches, request_progress
 from audit.register_tables import database_errors
 from audit.request_runs import RequestRuns, seal, seal_aad, unseal
-from core.engines import IMMEDIATE
+from core.engines import IMMEDIATE, reclaim_storage
 from core.errors import TerminalError
 from core.keys import KeyRing
 
@@ -398,10 +398,5 @@ class RequestProgress:
         """
         if self._engine.dialect.name != "postgresql":
             return
-        quote = self._engine.dialect.identifier_preparer.format_table
-        with (
-            database_errors("vacuum"),
-            self._engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn,
-        ):
-            for table in PROGRESS_TABLES:
-                conn.exec_driver_sql(f"VACUUM {quote(table)}")
+        with database_errors("vacuum"):
+            reclaim_storage(self._engine, PROGRESS_TABLES)

@@ -97,15 +97,16 @@ def scratch_postgres(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
     """Create an empty PostgreSQL database for the run; drop it afterwards."""
     name = f"lc_bench_{uuid.uuid4().hex[:10]}"
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    quoted = admin.dialect.identifier_preparer.quote(name)
     try:
         with admin.connect() as conn:
-            # The name is generated above (hex only), never user input.
-            conn.execute(text(f"CREATE DATABASE {name}"))
+            # The name is generated above (hex only); quoted by the dialect all the same.
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
         try:
             yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         finally:
             with admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
     finally:
         admin.dispose()
 

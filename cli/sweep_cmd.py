@@ -24,9 +24,8 @@ PLAN_COLUMNS = ["target", "action", "rules", "expired", "held", "holds"]
 class _ProgressBar(threading.Thread):
     """Polls ``sweep_targets`` for the sweep this command started or resumed."""
 
-    def __init__(self, started: datetime) -> None:
+    def __init__(self) -> None:
         super().__init__(daemon=True, name="sweep-progress")
-        self.started = started
         self.stop = threading.Event()
 
     def _current(self, progress: Any) -> Any:
@@ -100,7 +99,7 @@ def sweep(
     params = SweepParameters(dry_run=dry_run, rules=list(rule or []), as_of=as_of)
     if batch_size is not None:
         params.batch_size = batch_size
-    bar = _ProgressBar(datetime.now()) if sys.stderr.isatty() and not as_json else None
+    bar = _ProgressBar() if sys.stderr.isatty() and not as_json else None
     if bar is not None:
         bar.start()
     error: str | None = None

@@ -21,24 +21,19 @@ COLUMNS = ["state", "severity", "rule", "store", "resource", "evidence", "safegu
 
 
 def _latest_rows() -> tuple[str, list[dict[str, Any]], int]:
-    """The newest run's findings compared with the run before it."""
+    """The newest run's findings compared with the run before it, as the artifact shows them."""
     from audit.database import audit_engine
     from audit.transfer_checks import TransferChecks
+    from flows.transfer_check import outcome_rows
+    from tasks.transfer_tasks import CheckOutcome
     from transfers.findings import Finding, compare
 
     runs = TransferChecks(audit_engine()).recent(2)
     current = [Finding.from_json(f) for f in runs[0].findings]
     previous = [Finding.from_json(f) for f in runs[1].findings] if len(runs) > 1 else []
-    c = compare(previous, current)
-    rows = [
-        {
-            "state": c.status_of(f) if f in c.current else "resolved",
-            **f.to_json(),
-            "categories": ", ".join(f.categories),
-        }
-        for f in (*c.current, *c.resolved)
-    ]
-    return runs[0].id, rows, len(c.high)
+    comparison = compare(previous, current)
+    rows = outcome_rows(CheckOutcome(runs[0].id, comparison, buckets=0, databases=0))
+    return runs[0].id, rows, len(comparison.high)
 
 
 @app.command("check")

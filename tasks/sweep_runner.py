@@ -269,6 +269,11 @@ def plan_sweep(
 # -- execution --------------------------------------------------------------------------
 
 
+def _as_range(batch: SweepBatch) -> BatchRange:
+    """A connector's batch as the progress tables record it."""
+    return BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest)
+
+
 def _audit_batch(
     ctx: SweepContext,
     *,
@@ -299,7 +304,7 @@ def _audit_batch(
         run.id,
         target.id,
         seq,
-        BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest),
+        _as_range(batch),
         affected,
     )
     ctx.ledger.append_many([event], also=bookkeeping)
@@ -318,7 +323,7 @@ def _delete_next(
     seqs: list[int] = []
 
     def record(batch: SweepBatch) -> None:
-        r = BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest)
+        r = _as_range(batch)
         seqs.append(ctx.progress.record_intent(run.id, target.id, r))
         crash_point("sweep-intent", f"{target.id}#{seqs[-1]}")
 
@@ -391,9 +396,7 @@ def run_range(
         batch = sweeper.next_batch(cursor, size)
         if batch is None:
             return RangeOutcome(target.id, done_batches, affected_total, finished=True)
-        seq = ctx.progress.record_intent(
-            run.id, target.id, BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest)
-        )
+        seq = ctx.progress.record_intent(run.id, target.id, _as_range(batch))
         crash_point("sweep-intent", f"{target.id}#{seq}")
         affected = sweeper.apply(batch)
         crash_point("sweep-applied", f"{target.id}#{seq}")

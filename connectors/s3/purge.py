@@ -171,14 +171,15 @@ class Purger:
                         results.append(result)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
-        problem = self._left_error(outcomes, personal)
+        problem = self.left_error(outcomes, personal)
         if problem is not None:
             raise problem
         return results
 
-    def _left_error(
+    def left_error(
         self, outcomes: Sequence[ChunkOutcome], personal: Callable[[str], bool]
     ) -> LifecycleError | None:
+        """The error naming buckets and counts of keys left, or None when all were deleted."""
         left: dict[str, dict[Key, str]] = {}
         transient = True
         for o in outcomes:

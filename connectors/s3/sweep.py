@@ -295,7 +295,7 @@ class S3Sweeper:
             for part in _cut(keys)
         ]
         personal = self.bucket.keys_contain_personal_data
-        problem = self.purger._left_error(outcomes, lambda _bucket: personal)
+        problem = self.purger.left_error(outcomes, lambda _bucket: personal)
         if problem is not None:
             raise problem
         return sum(len(o.deleted) for o in outcomes)
