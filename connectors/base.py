@@ -26,9 +26,18 @@ Identities = Mapping[str, frozenset[str]]
 """Identity kind (email, customer_number, customer_id, ...) -> the subject's values."""
 
 
+def _key_order(key: Key) -> tuple[tuple[int, int | str], ...]:
+    # Integers in numeric order, everything else by its repr: a total order over mixed
+    # values, and for integer keys the order a database's key index already has, so the
+    # same digest can be computed in SQL without sorting (``connectors.sql.sweep``).
+    return tuple(
+        (0, v) if isinstance(v, int) and not isinstance(v, bool) else (1, repr(v)) for v in key
+    )
+
+
 def keys_digest(keys: Sequence[Key]) -> str:
     """SHA-256 over the sorted canonical keys: proves which keys were touched, reveals none."""
-    canonical = json.dumps(sorted(keys, key=repr), separators=(",", ":"), default=str)
+    canonical = json.dumps(sorted(keys, key=_key_order), separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
