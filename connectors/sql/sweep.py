@@ -10,6 +10,10 @@ anything changes, which is what the caller records first: a crash between the co
 the audit record is then finished from that record, and re-running a range whose rows
 are gone touches nothing.
 
+On PostgreSQL with a single integer key, ``delete_next`` finds, deletes and digests a
+batch in one transaction, with no key sent to Python (see there); rows written in time
+order take its *dense* form, which reads the batch's keys from the key index alone.
+
 Expiry is the conjunction of the target's conditions (the longest retention wins); a clock
 reached through references is an ``IN (SELECT ...)`` chain, which every backend runs as a
 semi-join. Rows of subjects under a legal hold are excluded by key. Anonymizing skips
@@ -21,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -37,6 +42,12 @@ from connectors.sql.schema import StoreSchema, coerce_key, json_key, key_clause,
 from core.engines import IMMEDIATE
 from core.errors import ConfigError, TerminalError
 from retention.targets import Condition, SweepTarget
+
+
+class _Dense(Enum):
+    NOT = "not dense"
+    """``SqlSweeper._delete_dense``: the keys read were not all expired; nothing changed."""
+
 
 MAX_HELD_KEYS = 10_000
 """Held rows are excluded by binding their keys; drivers cap bound values (PostgreSQL at
@@ -146,6 +157,8 @@ class SqlSweeper:
             done = sa.and_(*(masked_clause(m.mask, self.table.c[m.column]) for m in self.masks))
             expired.append(sa.not_(done))
         self._expired = sa.and_(*expired)
+        self._dense_skips = 0  # delete_next: batches to run in the search form first
+        self._dense_backoff = 1
 
     def _errors(self, operation: str) -> AbstractContextManager[None]:
         # As at the connector boundary: transient errors retry, the rest stop; no values.
@@ -218,16 +231,77 @@ class SqlSweeper:
     def delete_next(
         self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
     ) -> SweepBatch | None:
-        """Find and delete the next batch in one statement; ``before_commit`` records it.
+        """Find and delete the next batch on PostgreSQL; ``before_commit`` records it.
 
-        PostgreSQL only (``deletes_in_one_statement``): ``DELETE ... WHERE expired AND
-        pk > cursor AND pk <= (the n-th next expired key) RETURNING pk`` inside a CTE,
-        aggregated in the database to the batch's count, last key and digest, so no key
-        travels to Python. The digest is ``keys_digest``'s, built
-        in SQL: SHA-256 of ``[[k1],[k2],...]`` with the keys in the order of their text.
-        ``before_commit`` runs while the transaction is open (the caller writes the batch's
-        intent there), so a crash leaves either nothing done or a recorded batch.
+        Only where ``deletes_in_one_statement``. ``before_commit`` runs while the
+        transaction is still open (the caller writes the batch's intent there), so a crash
+        leaves either nothing done or a recorded batch. The digest is ``keys_digest``'s,
+        computed in the database: no key travels to Python.
+
+        Where the expired rows lie together in key order (a table written in time order,
+        its old rows first), the *dense* form applies: read the next ``size`` keys from
+        the key index alone, then delete the expired rows among them; when every one of
+        them went, the deleted set is exactly the keys read. Otherwise the *search* form
+        finds the next ``size`` expired keys itself.
         """
+        if self._dense_skips:
+            self._dense_skips -= 1
+        else:
+            dense = self._delete_dense(cursor, size, before_commit)
+            if dense is not _Dense.NOT:
+                self._dense_backoff = 1
+                return dense
+            # Interleaved rows: try the dense form again later, ever more rarely.
+            self._dense_skips = self._dense_backoff
+            self._dense_backoff = min(self._dense_backoff * 2, 64)
+        return self._delete_searched(cursor, size, before_commit)
+
+    @staticmethod
+    def _digest_of(keys: ColumnElement[Any], order: ColumnElement[Any] | None = None) -> Any:
+        """``keys_digest`` in SQL: SHA-256 of ``[[k1],[k2],...]``, keys in numeric order
+        (aggregated as they arrive, or sorted by ``order``)."""
+        sep: Any = sa.literal_column("'],['")
+        joined = sa.func.string_agg(
+            sa.cast(keys, sa.Text), sep if order is None else aggregate_order_by(sep, order)
+        )
+        canonical = sa.literal("[[") + joined + sa.literal("]]")
+        return sa.func.encode(sa.func.sha256(sa.func.convert_to(canonical, "UTF8")), "hex")
+
+    def _delete_dense(
+        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
+    ) -> SweepBatch | Literal[_Dense.NOT] | None:
+        """The dense form; ``_Dense.NOT`` (nothing changed) when a key read was not deleted.
+
+        Both statements run in one REPEATABLE READ transaction, so they see the same rows:
+        a row changed by someone else meanwhile makes the DELETE fail with a serialization
+        error (retried as transient), never delete something the read did not count. The
+        aggregate takes the keys in the order of the ``ORDER BY ... LIMIT`` subquery (an
+        index-only scan of the primary key), which is ``keys_digest``'s order for integer
+        keys, so nothing is sorted twice.
+        """
+        key = self.key_columns[0]
+        after = [key > self._bound(cursor)] if cursor is not None else []
+        window = sa.select(key.label("k")).where(*after).order_by(key).limit(size).subquery()
+        probe = sa.select(sa.func.count(), sa.func.max(window.c.k), self._digest_of(window.c.k))
+        engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
+        with self._errors("sweep delete"), engine.connect() as conn, conn.begin() as tx:
+            count, last, hexdigest = conn.execute(probe).one()
+            if not count:
+                return None  # no row at all after the cursor
+            hi: Key = (int(last),)
+            stmt = sa.delete(self.table).where(*self._range(cursor, hi))
+            if int(conn.execute(stmt).rowcount) != count:
+                tx.rollback()
+                return _Dense.NOT
+            batch = SweepBatch(lo=cursor, hi=hi, count=int(count), keys_digest=hexdigest)
+            before_commit(batch)
+        return batch
+
+    def _delete_searched(
+        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
+    ) -> SweepBatch | None:
+        """The search form: ``DELETE ... WHERE expired AND pk > cursor AND pk <= (the n-th
+        next expired key) RETURNING pk`` in a CTE, aggregated to count, last key, digest."""
         key = self.key_columns[0]
         nxt = sa.select(key).where(*self._range(cursor, None)).order_by(key).limit(size)
         # The batch as a key range ending at the n-th next key: an index range scan. (As
@@ -235,12 +309,8 @@ class SqlSweeper:
         hi = sa.select(sa.func.max(nxt.subquery().c[key.name])).scalar_subquery()
         where = [*self._range(cursor, None), key <= hi]
         deleted = sa.delete(self.table).where(*where).returning(key.label("k")).cte("d")
-        text = sa.cast(deleted.c.k, sa.Text)
-        joined = sa.func.string_agg(
-            text, aggregate_order_by(sa.literal_column("'],['"), text.collate("C"))
-        )
-        canonical = sa.literal("[[") + joined + sa.literal("]]")
-        digest = sa.func.encode(sa.func.sha256(sa.func.convert_to(canonical, "UTF8")), "hex")
+        # RETURNING promises no order, so this aggregate sorts.
+        digest = self._digest_of(deleted.c.k, order=deleted.c.k)
         query = sa.select(sa.func.count(), sa.func.max(deleted.c.k), digest)
         with self._errors("sweep delete"), self.engine.begin() as conn:
             count, last, hexdigest = conn.execute(query).one()

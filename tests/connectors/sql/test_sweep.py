@@ -806,7 +806,7 @@ def test_too_many_held_keys_is_refused_before_anything_runs(
 
 @pytest.mark.service
 def test_postgresql_deletes_a_batch_in_one_statement_with_the_same_digest(pg_url: str) -> None:
-    """The SQL-side digest is ``keys_digest`` (keys in text order: 10 before 9); only they go."""
+    """The SQL-side digest is ``keys_digest`` (keys in numeric order); only expired rows go."""
     from connectors.sql.schema import StoreSchema
     from retention.targets import Clock, Condition
 
@@ -850,4 +850,126 @@ def test_postgresql_deletes_a_batch_in_one_statement_with_the_same_digest(pg_url
     with engine.connect() as conn:
         left = sorted(r[0] for r in conn.execute(sa.select(logs.c.id)))
     assert left == [i for i in range(1, 31) if i % 3 == 0]
+    engine.dispose()
+
+
+def _logs_sweeper(
+    engine: Engine, rows: Mapping[int, datetime], held: frozenset[Key] = frozenset()
+) -> tuple[SqlSweeper, sa.Table]:
+    """A PostgreSQL ``logs`` table holding ``rows`` (id -> time) and a 90-day delete target."""
+    from connectors.sql.schema import StoreSchema
+    from retention.targets import Clock, Condition
+
+    md = sa.MetaData()
+    logs = sa.Table(
+        "logs",
+        md,
+        sa.Column("id", sa.BigInteger, primary_key=True),
+        sa.Column("at", sa.DateTime, nullable=False),
+    )
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(logs), [{"id": i, "at": at} for i, at in rows.items()])
+    schema = StoreSchema("s", "postgresql", {"logs": logs}, {"logs": ("id",)}, ())
+    target = SweepTarget(
+        id="s.logs:delete",
+        kind="sql",
+        store="s",
+        action="delete",
+        table="logs",
+        conditions=(Condition("r", "90d", 90, Clock("at"), NAIVE_NOW - timedelta(days=90)),),
+    )
+    sweeper = SqlSweeper(engine, schema, target, masker=None, held_keys=held)  # type: ignore[arg-type]
+    return sweeper, logs
+
+
+def _ids(engine: Engine, logs: sa.Table) -> list[int]:
+    with engine.connect() as conn:
+        return sorted(int(r[0]) for r in conn.execute(sa.select(logs.c.id)))
+
+
+@pytest.mark.service
+def test_postgresql_time_ordered_rows_go_in_dense_batches_with_exact_digests(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old rows first (ids with gaps): batches read from the key index; each digest is
+    ``keys_digest`` of exactly the rows it deleted; a held row and the new rows stay."""
+    old, new = NAIVE_NOW - timedelta(days=400), NAIVE_NOW
+    ids = [i for i in range(1, 121) if i % 7]  # gaps, as sequences leave them
+    rows = {i: old if i <= 80 else new for i in ids}
+    engine = make_engine(pg_url)
+    sweeper, logs = _logs_sweeper(engine, rows, held=frozenset({(50,)}))
+    searched: list[Key | None] = []
+    search = sweeper._delete_searched
+
+    def spy(cursor: Key | None, size: int, before: Any) -> SweepBatch | None:
+        searched.append(cursor)
+        return search(cursor, size, before)
+
+    monkeypatch.setattr(sweeper, "_delete_searched", spy)
+    recorded: list[SweepBatch] = []
+    cursor: Key | None = None
+    while (batch := sweeper.delete_next(cursor, 10, recorded.append)) is not None:
+        cursor = batch.hi
+        if sum(b.count for b in recorded) >= 68:  # as run_range stops at the plan's count
+            break
+
+    expired = [(i,) for i in ids if i <= 80 and i != 50]
+    assert sum(b.count for b in recorded) == len(expired) == 68
+    for b in recorded:
+        part = [k for k in expired if (b.lo is None or k > b.lo) and k <= b.hi]
+        assert (b.count, b.keys_digest) == (len(part), keys_digest(part))
+    assert _ids(engine, logs) == sorted([50, *(i for i in ids if i > 80)])
+    # Dense until the held row's window, which was searched; not the search per batch.
+    assert 1 <= len(searched) < len(recorded) / 2
+    engine.dispose()
+
+
+@pytest.mark.service
+def test_postgresql_dense_batch_changes_nothing_when_a_row_changes_under_it(
+    pg_url: str,
+) -> None:
+    """A row updated by another session between the key read and the DELETE: the batch
+    fails as transient and deletes nothing, rather than deleting rows it did not count."""
+    old = NAIVE_NOW - timedelta(days=400)
+    engine = make_engine(pg_url)
+    sweeper, logs = _logs_sweeper(engine, {i: old for i in range(1, 21)})
+    other = make_engine(pg_url)
+
+    def meddle(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            with other.begin() as c:
+                c.execute(sa.update(logs).where(logs.c.id == 5).values(at=NAIVE_NOW))
+
+    sa.event.listen(engine, "before_cursor_execute", meddle)
+    recorded: list[SweepBatch] = []
+    with pytest.raises(TransientError):
+        sweeper.delete_next(None, 50, recorded.append)
+    sa.event.remove(engine, "before_cursor_execute", meddle)
+
+    assert recorded == []
+    assert _ids(engine, logs) == list(range(1, 21))
+    again = sweeper.delete_next(None, 50, recorded.append)  # the retry sees row 5 as new
+    assert again is not None and again.count == 19
+    assert _ids(engine, logs) == [5]
+    other.dispose()
+    engine.dispose()
+
+
+@pytest.mark.service
+def test_postgresql_dense_batch_is_rolled_back_when_its_intent_cannot_be_recorded(
+    pg_url: str,
+) -> None:
+    """The intent is written before the commit: if that fails, no row is gone."""
+    old = NAIVE_NOW - timedelta(days=400)
+    engine = make_engine(pg_url)
+    sweeper, logs = _logs_sweeper(engine, {i: old for i in range(1, 31)})
+
+    def fail(batch: SweepBatch) -> None:
+        assert batch.count == 10 and batch.keys_digest == keys_digest([(i,) for i in range(1, 11)])
+        raise RuntimeError("audit database unavailable")
+
+    with pytest.raises(RuntimeError):
+        sweeper.delete_next(None, 10, fail)
+    assert _ids(engine, logs) == list(range(1, 31))
     engine.dispose()
