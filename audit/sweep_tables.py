@@ -48,7 +48,8 @@ sweep_targets = Table(
     Column("done", BigInteger(), nullable=False),  # rows or versions acted on so far
     Column("batches", Integer(), nullable=False),
     Column("cursor", Text(), nullable=True),  # JSON key the last audited batch ended at
-    Column("state", String(PHASE_LEN), nullable=False),  # pending | done | held | failed
+    # pending | rescan (a pass after a verification found some left) | done | held | failed
+    Column("state", String(PHASE_LEN), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     **MYSQL_TABLE_ARGS,
 )

@@ -243,12 +243,15 @@ class SweepProgress:
             )
 
     def rewind(self, sweep_id: str, target: str) -> None:
-        """Start the target's next pass from its first key (its counts carry on)."""
+        """Start the target's next pass from its first key (its counts carry on).
+
+        The state becomes ``rescan``: that pass runs to the end of the data, whatever the
+        plan's count (``tasks.sweep_runner.run_range``)."""
         with database_errors("sweep target"), self._writer.begin() as conn:
             conn.execute(
                 update(sweep_targets)
                 .where(sweep_targets.c.sweep_id == sweep_id, sweep_targets.c.target == target)
-                .values(cursor=None, updated_at=datetime.now(UTC))
+                .values(cursor=None, state="rescan", updated_at=datetime.now(UTC))
             )
 
     def totals(self, sweep_id: str) -> tuple[int, int]:

@@ -69,7 +69,7 @@ def sweep(
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", min=100, max=50_000, help="Rows per SQL batch."),
+        typer.Option("--batch-size", min=100, max=200_000, help="Rows per SQL batch."),
     ] = None,
     as_of: Annotated[
         datetime | None,

@@ -50,7 +50,7 @@ class SweepParameters(BaseModel):
     batch_size: int = Field(
         default=DEFAULT_BATCH_SIZE,
         ge=100,
-        le=50_000,
+        le=200_000,
         description="Rows per SQL batch; each batch is its own short transaction.",
     )
     as_of: datetime | None = Field(

@@ -393,3 +393,46 @@ def test_sweep_reaches_s3_every_version_and_keeps_held_subjects_and_locked_archi
     assert target["held"] == len(held)
     verified = sweep_events("sweep.verified")
     assert verified[-1].counts["remaining"] == 0
+
+
+@pytest.mark.parametrize("crm_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_row_that_expires_behind_the_cursor_is_swept_by_a_second_pass(
+    demo: Callable[..., Any], crm_url: str
+) -> None:
+    """The first pass stops at the plan's count; the re-count finds the row that turned old
+    behind the cursor, and the second pass (``rescan``) runs to the end and takes it."""
+    from tasks.sweep_runner import plan_sweep, run_range, sweep_context, verify_and_rewind
+
+    url, _ = demo()
+    t = crm_metadata().tables["login_events"]
+    cutoff = AS_OF.replace(tzinfo=None) - timedelta(days=90)
+    engine = make_engine(url)
+    with sweep_context() as ctx:
+        run = plan_sweep(ctx, as_of=AS_OF, rules=("login-events-90d",), dry_run=False)
+        (target,) = ctx.targets(run)
+        run_range(ctx, run, target, batch_size=100, max_batches=1)
+        cursor = ctx.progress.target(run.id, target.id).cursor
+        assert cursor is not None
+        with engine.begin() as conn:
+            behind = conn.execute(
+                sa.select(sa.func.max(t.c.id)).where(t.c.id <= cursor[0], t.c.occurred_at >= cutoff)
+            ).scalar_one()
+            assert behind is not None, "the first batch should pass a recent login"
+            conn.execute(
+                sa.update(t).where(t.c.id == behind).values(occurred_at=cutoff.replace(year=2020))
+            )
+        expired = expired_keys(url, AS_OF)["login_events"]
+        before = snapshot(url)["login_events"]
+
+        while not run_range(ctx, run, target, batch_size=100).finished:
+            pass
+        assert verify_and_rewind(ctx, run, target) == 1
+        assert ctx.progress.target(run.id, target.id).state == "rescan"
+        while not run_range(ctx, run, target, batch_size=100).finished:
+            pass
+        assert verify_and_rewind(ctx, run, target) == 0
+
+    assert (behind,) in expired
+    # Every expired row is gone, the turned one too; every other row is as it was.
+    assert snapshot(url)["login_events"] == {k: v for k, v in before.items() if k not in expired}
+    engine.dispose()
