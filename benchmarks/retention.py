@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import cProfile
 import hashlib
 import json
 import math
@@ -282,8 +283,16 @@ def sweep_worker(as_of: datetime, batch_size: int) -> dict[str, Any]:
     keys = keyring_from_settings()
     ledger = _TimedLedger.open(keys=keys, actor=SWEEP_ACTOR)  # migrates: not timed
     ctx = _TimedContext(load_config(), keys, ledger, _TimedProgress(ledger.engine))
+    for store in ctx.config.sql_stores():
+        # Import the driver before the clock starts: a worker that has swept before has it
+        # loaded (psycopg's first import takes about 0.1 s), and the baseline's process too.
+        sa.engine.make_url(store.url.get_secret_value()).get_dialect().import_dbapi()
     rss_before = process_peak_rss_mb()
+    profile_to = os.environ.get("BENCH_PROFILE")  # a path: cProfile the sweep into it
+    profiler = cProfile.Profile() if profile_to else None
     try:
+        if profiler is not None:
+            profiler.enable()
         start = time.perf_counter()
         run = plan_sweep(ctx, as_of=as_of, rules=(), dry_run=False)
         for target in ctx.targets(run):
@@ -296,6 +305,9 @@ def sweep_worker(as_of: datetime, batch_size: int) -> dict[str, Any]:
         summary = summarise(ctx, run)
         seconds = time.perf_counter() - start
     finally:
+        if profiler is not None and profile_to:
+            profiler.disable()
+            profiler.dump_stats(f"{profile_to}.{os.getpid()}")
         ctx.close()
     batch_events = sum(1 for _ in ledger.events(request_id=run.id, kinds=["sweep.batch"]))
     parts = {name: round(CLOCK.seconds.get(name, 0.0), 4) for name in PARTS}
