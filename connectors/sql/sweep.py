@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
 from config.schema.inventory import Reference
@@ -40,13 +39,13 @@ from connectors.sql.masks import Masker, mask_problem, masked_clause
 from connectors.sql.planning import identity_mask
 from connectors.sql.schema import StoreSchema, coerce_key, json_key, key_clause, sql_errors
 from core.engines import IMMEDIATE
-from core.errors import ConfigError, TerminalError
+from core.errors import ConfigError, TerminalError, TransientError
 from retention.targets import Condition, SweepTarget
 
 
 class _Dense(Enum):
     NOT = "not dense"
-    """``SqlSweeper._delete_dense``: the keys read were not all expired; nothing changed."""
+    """``SqlSweeper._read_and_delete``: the DELETE did not take every key read; rolled back."""
 
 
 MAX_HELD_KEYS = 10_000
@@ -233,90 +232,75 @@ class SqlSweeper:
     ) -> SweepBatch | None:
         """Find and delete the next batch on PostgreSQL; ``before_commit`` records it.
 
-        Only where ``deletes_in_one_statement``. ``before_commit`` runs while the
-        transaction is still open (the caller writes the batch's intent there), so a crash
-        leaves either nothing done or a recorded batch. The digest is ``keys_digest``'s,
-        computed in the database: no key travels to Python.
+        Only where ``deletes_in_one_statement``. One REPEATABLE READ transaction reads the
+        batch's keys (count, last key and ``keys_digest``, aggregated in the database: no
+        key travels to Python), deletes their key range, and checks that the DELETE took as
+        many rows as were read. ``before_commit`` runs while it is still open (the caller
+        writes the batch's intent there), so a crash leaves nothing done or a recorded batch.
 
         Where the expired rows lie together in key order (a table written in time order,
-        its old rows first), the *dense* form applies: read the next ``size`` keys from
-        the key index alone, then delete the expired rows among them; when every one of
-        them went, the deleted set is exactly the keys read. Otherwise the *search* form
-        finds the next ``size`` expired keys itself.
+        its old rows first), the *dense* read applies: the next ``size`` keys from the key
+        index alone, whether expired or not; when the DELETE takes every one of them, the
+        deleted set is exactly the keys read. Otherwise nothing changed, and the *search*
+        read finds the next ``size`` expired keys (reading the rows to test them).
         """
         if self._dense_skips:
             self._dense_skips -= 1
         else:
-            dense = self._delete_dense(cursor, size, before_commit)
+            dense = self._read_and_delete(cursor, size, before_commit, dense=True)
             if dense is not _Dense.NOT:
                 self._dense_backoff = 1
                 return dense
-            # Interleaved rows: try the dense form again later, ever more rarely.
+            # Interleaved rows: try the dense read again later, ever more rarely.
             self._dense_skips = self._dense_backoff
             self._dense_backoff = min(self._dense_backoff * 2, 64)
-        return self._delete_searched(cursor, size, before_commit)
+        searched = self._read_and_delete(cursor, size, before_commit, dense=False)
+        if searched is _Dense.NOT:  # the same snapshot and predicate: cannot differ
+            raise TransientError(
+                f"sweep of {self.target.label}: a batch changed while it was deleted",
+                store=self.target.store,
+                table=self.target.table,
+            )
+        return searched
 
-    @staticmethod
-    def _digest_of(keys: ColumnElement[Any], order: ColumnElement[Any] | None = None) -> Any:
-        """``keys_digest`` in SQL: SHA-256 of ``[[k1],[k2],...]``, keys in numeric order
-        (aggregated as they arrive, or sorted by ``order``)."""
-        sep: Any = sa.literal_column("'],['")
-        joined = sa.func.string_agg(
-            sa.cast(keys, sa.Text), sep if order is None else aggregate_order_by(sep, order)
-        )
-        canonical = sa.literal("[[") + joined + sa.literal("]]")
-        return sa.func.encode(sa.func.sha256(sa.func.convert_to(canonical, "UTF8")), "hex")
-
-    def _delete_dense(
-        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
+    def _read_and_delete(
+        self,
+        cursor: Key | None,
+        size: int,
+        before_commit: Callable[[SweepBatch], None],
+        *,
+        dense: bool,
     ) -> SweepBatch | Literal[_Dense.NOT] | None:
-        """The dense form; ``_Dense.NOT`` (nothing changed) when a key read was not deleted.
+        """One batch: read, delete the range, compare counts; ``_Dense.NOT`` rolls back.
 
-        Both statements run in one REPEATABLE READ transaction, so they see the same rows:
-        a row changed by someone else meanwhile makes the DELETE fail with a serialization
-        error (retried as transient), never delete something the read did not count. The
-        aggregate takes the keys in the order of the ``ORDER BY ... LIMIT`` subquery (an
-        index-only scan of the primary key), which is ``keys_digest``'s order for integer
-        keys, so nothing is sorted twice.
+        Both statements see one snapshot (REPEATABLE READ): a row another session changes
+        meanwhile makes the DELETE fail with a serialization error (retried as transient)
+        rather than go uncounted. The aggregate takes the keys in the order of its
+        ``ORDER BY ... LIMIT`` subquery, which is ``keys_digest``'s order for integer keys,
+        so nothing is sorted.
         """
         key = self.key_columns[0]
-        after = [key > self._bound(cursor)] if cursor is not None else []
-        window = sa.select(key.label("k")).where(*after).order_by(key).limit(size).subquery()
-        probe = sa.select(sa.func.count(), sa.func.max(window.c.k), self._digest_of(window.c.k))
+        if dense:
+            where = [key > self._bound(cursor)] if cursor is not None else []
+        else:
+            where = self._range(cursor, None)
+        window = sa.select(key.label("k")).where(*where).order_by(key).limit(size).subquery()
+        # keys_digest's canonical text, [[k1],[k2],...], hashed in the database.
+        joined = sa.func.string_agg(sa.cast(window.c.k, sa.Text), sa.literal_column("'],['"))
+        canonical = sa.literal("[[") + joined + sa.literal("]]")
+        digest = sa.func.encode(sa.func.sha256(sa.func.convert_to(canonical, "UTF8")), "hex")
+        read = sa.select(sa.func.count(), sa.func.max(window.c.k), digest)
         engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
         with self._errors("sweep delete"), engine.connect() as conn, conn.begin() as tx:
-            count, last, hexdigest = conn.execute(probe).one()
+            count, last, hexdigest = conn.execute(read).one()
             if not count:
-                return None  # no row at all after the cursor
+                return None  # nothing (dense: no row at all) after the cursor
             hi: Key = (int(last),)
             stmt = sa.delete(self.table).where(*self._range(cursor, hi))
             if int(conn.execute(stmt).rowcount) != count:
                 tx.rollback()
                 return _Dense.NOT
             batch = SweepBatch(lo=cursor, hi=hi, count=int(count), keys_digest=hexdigest)
-            before_commit(batch)
-        return batch
-
-    def _delete_searched(
-        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
-    ) -> SweepBatch | None:
-        """The search form: ``DELETE ... WHERE expired AND pk > cursor AND pk <= (the n-th
-        next expired key) RETURNING pk`` in a CTE, aggregated to count, last key, digest."""
-        key = self.key_columns[0]
-        nxt = sa.select(key).where(*self._range(cursor, None)).order_by(key).limit(size)
-        # The batch as a key range ending at the n-th next key: an index range scan. (As
-        # ``pk IN (subquery)`` the planner hashes the subquery and scans the whole table.)
-        hi = sa.select(sa.func.max(nxt.subquery().c[key.name])).scalar_subquery()
-        where = [*self._range(cursor, None), key <= hi]
-        deleted = sa.delete(self.table).where(*where).returning(key.label("k")).cte("d")
-        # RETURNING promises no order, so this aggregate sorts.
-        digest = self._digest_of(deleted.c.k, order=deleted.c.k)
-        query = sa.select(sa.func.count(), sa.func.max(deleted.c.k), digest)
-        with self._errors("sweep delete"), self.engine.begin() as conn:
-            count, last, hexdigest = conn.execute(query).one()
-            if not count:
-                return None
-            batch = SweepBatch(lo=cursor, hi=(int(last),), count=int(count), keys_digest=hexdigest)
             before_commit(batch)
         return batch
 

@@ -900,13 +900,14 @@ def test_postgresql_time_ordered_rows_go_in_dense_batches_with_exact_digests(
     engine = make_engine(pg_url)
     sweeper, logs = _logs_sweeper(engine, rows, held=frozenset({(50,)}))
     searched: list[Key | None] = []
-    search = sweeper._delete_searched
+    read_and_delete = sweeper._read_and_delete
 
-    def spy(cursor: Key | None, size: int, before: Any) -> SweepBatch | None:
-        searched.append(cursor)
-        return search(cursor, size, before)
+    def spy(cursor: Key | None, size: int, before: Any, *, dense: bool) -> Any:
+        if not dense:
+            searched.append(cursor)
+        return read_and_delete(cursor, size, before, dense=dense)
 
-    monkeypatch.setattr(sweeper, "_delete_searched", spy)
+    monkeypatch.setattr(sweeper, "_read_and_delete", spy)
     recorded: list[SweepBatch] = []
     cursor: Key | None = None
     while (batch := sweeper.delete_next(cursor, 10, recorded.append)) is not None:
