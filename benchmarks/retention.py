@@ -12,8 +12,10 @@ after the baseline's clock stopped). Rounds alternate (ABBA):
 
 - baseline: one ``DELETE FROM events WHERE ts < cutoff`` in autocommit;
 - sweep: the engine as the flow runs it, without Prefect: ``plan_sweep`` (counts),
-  ``run_range`` until finished, ``finish_target``, ``summarise``, with
-  ``DEFAULT_BATCH_SIZE``, every batch with its intent, range DELETE and ledger event.
+  ``run_range`` until finished, ``verify_and_rewind`` (the re-count), ``finish_target``,
+  ``summarise``, with ``DEFAULT_BATCH_SIZE``, every batch with its intent, range DELETE and
+  ledger event. The worker imports the database driver before its clock starts, as a
+  worker that has swept before has it; ``BENCH_PROFILE=path`` writes a cProfile of it.
 
 Targets, on the time-ordered layout (ids and timestamps rising together): sweep/baseline
 median <= 1.5, and the sweeping process's peak RSS < 300 MB. Every sweep runs in its own
@@ -22,8 +24,8 @@ subprocess (this module with ``--worker``) and reports that process's peak (``Vm
 plus the imports a flow process has anyway, not the table builder or the S3 server.
 After every round the store is checked (exactly the expired rows gone) and the ledger
 (one ``sweep.batch`` event per batch). Printed, not judged: the interleaved layout
-(expired rows spread evenly over the ids), the sweep at batch sizes 1,000 / 5,000 /
-20,000 (``--batch-sizes``), where the sweep's time goes (plan count, key reads, intent
+(expired rows spread evenly over the ids), the sweep at batch sizes 20,000 / 50,000 /
+100,000 (``--batch-sizes``), where the sweep's time goes (plan count, key reads, intent
 writes, range DELETEs, ledger appends, the rest), the same comparison on SQLite
 (200,000 rows), and 20,000 expired objects on a local moto S3 server: the S3 sweep
 against a bare ``list_objects_v2`` + ``delete_objects`` loop (1,000 keys per call).
@@ -101,7 +103,7 @@ ROWS, QUICK_ROWS = 2_000_000, 200_000
 SQLITE_ROWS, QUICK_SQLITE_ROWS = 200_000, 20_000
 S3_OBJECTS, QUICK_S3_OBJECTS = 20_000, 2_000
 ROUNDS, BATCH_ROUNDS = 5, 2
-BATCH_SIZES = (1000, 5000, 20000)
+BATCH_SIZES = (20000, 50000, 100000)
 RATIO_TARGET = 1.5
 RSS_TARGET_MB = 300.0
 SPAN = timedelta(days=180)  # timestamps spread over 180 days before as_of; the rule keeps 90
@@ -899,7 +901,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--batch-sizes",
         type=lambda text: [int(v) for v in text.split(",")],
         default=list(BATCH_SIZES),
-        help="comma-separated sweep batch sizes to compare (default 1000,5000,20000)",
+        help="comma-separated sweep batch sizes to compare (default 20000,50000,100000)",
     )
     parser.add_argument("--sqlite-rows", type=int, help=f"(default {SQLITE_ROWS:,}; 0: skip)")
     parser.add_argument("--s3-objects", type=int, help=f"(default {S3_OBJECTS:,}; 0: skip)")
