@@ -19,6 +19,7 @@ from config.schema.inventory import (
     template_placeholders,
 )
 from config.schema.policy import HoldScope, Policy, RetentionRule
+from core.sql_tls import tls_requirement
 
 
 def check(
@@ -72,6 +73,14 @@ def _check_sql_store(store: SqlStore, path: YamlPath, report: Reporter) -> None:
     for j, table in enumerate(store.tables):
         for k, ref in enumerate(table.references):
             _check_reference(store, ref, (*path, "tables", j, "references", k), report)
+    if store.require_tls:
+        required, evidence = tls_requirement(store.url.get_secret_value())
+        if required is False:  # None: a local file or socket, nothing crosses a network
+            report.add(
+                (*path, "require_tls"),
+                f"is true, but the url lets the driver connect without TLS ({evidence}); "
+                "add sslmode=require (PostgreSQL) or ssl_ca=... (MariaDB/MySQL) to the url",
+            )
 
 
 def _check_s3_store(

@@ -108,7 +108,13 @@ class SqlStore(Strict):
     rds_instance: str | None = Field(
         default=None, description="RDS DB instance identifier, for transfer checks."
     )
-    require_tls: bool = False
+    require_tls: bool = Field(
+        default=False,
+        description=(
+            "Refuse a url that lets the driver connect without TLS (checked when the "
+            "config loads; a local file or Unix socket needs none)."
+        ),
+    )
     vacuum_after_erasure: bool = Field(
         default=False,
         description=(

@@ -1,8 +1,7 @@
 """Posture facts of a SQL store: where it is (declared, RDS, replicas) and how it is reached.
 
-``tls_requirement`` reads the URL alone, with the rules of the driver that will use it: the
-product ships psycopg 3 (libpq) and PyMySQL, whose URL options differ from mysqlclient's
-and MariaDB Connector/Python's. ``server_ssl`` asks the server about the session itself.
+``core.sql_tls.tls_requirement`` reads the URL alone, with the rules of the driver that
+will use it; ``server_ssl`` asks the server about the session itself.
 ``rds_facts`` finds the RDS instance and its read replicas; regions come from ARNs, never
 from availability zones (moto reports a cross-region replica in its source's zone).
 Evidence and problems name options, error classes and codes only: never the URL or a
@@ -11,7 +10,7 @@ driver message, either of which may carry a password.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import boto3
@@ -23,103 +22,13 @@ from config.schema import SqlStore
 from connectors.posture_facts import DatabaseFacts, ReplicaFact
 from connectors.sql.schema import driver_code
 from core.engines import normalize_url
+from core.sql_tls import tls_requirement
 
 if TYPE_CHECKING:
     from mypy_boto3_rds import RDSClient
 
 RdsClientFactory = Callable[[str], "RDSClient"]
 """Makes a new RDS client for a region, which ``rds_facts`` closes (boto3 by default)."""
-
-Tls = tuple[bool | None, str]
-_LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2", "psycopg2cffi"})
-_PG_REQUIRED = ("require", "verify-ca", "verify-full")
-_PG_OPTIONAL = ("disable", "allow", "prefer")
-_MYSQL_MODES = {
-    "REQUIRED": True,
-    "VERIFY_CA": True,
-    "VERIFY_IDENTITY": True,
-    "DISABLED": False,
-    "PREFERRED": False,
-}
-# SQLAlchemy's MySQL dialects gather these URL options into the driver's ``ssl`` dict;
-# PyMySQL requires TLS whenever that dict is non-empty (whatever the values).
-_SSL_DICT_KEYS = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_capath", "ssl_cipher")
-_PYMYSQL_DICT_KEYS = (*_SSL_DICT_KEYS, "ssl_check_hostname")
-_PYMYSQL_FLAGS = ("ssl_verify_cert", "ssl_verify_identity")  # passed through as strings
-_MARIADB_KEYS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_capath", "ssl_verify_cert")
-_FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
-
-
-def _opt(query: Mapping[str, str | tuple[str, ...]], key: str) -> str | None:
-    # A repeated option reaches the driver as a tuple: libpq rejects it as a value (so
-    # does the joined text below), PyMySQL takes it as true, like any non-empty value.
-    value = query.get(key)
-    return ",".join(value) if isinstance(value, tuple) else value
-
-
-def _libpq_tls(query: Mapping[str, str | tuple[str, ...]], host: str | None) -> Tls:
-    socket_hosts = (_opt(query, "host") or "").split(",")
-    if host is None and all(h.startswith("/") for h in socket_hosts):
-        return None, "Unix-domain socket (libpq ignores sslmode there)"
-    mode = _opt(query, "sslmode")
-    if mode is None:
-        if _opt(query, "sslrootcert") == "system":
-            return True, "sslrootcert=system (libpq then defaults to sslmode=verify-full)"
-        return False, "no sslmode in the URL (libpq falls back to PGSSLMODE, else prefer)"
-    if mode in _PG_REQUIRED or mode in _PG_OPTIONAL:
-        return mode in _PG_REQUIRED, f"sslmode={mode}"
-    return False, "sslmode has a value libpq rejects (connecting fails)"
-
-
-def _pymysql_tls(query: Mapping[str, str | tuple[str, ...]]) -> Tls:
-    if "ssl_mode" in query:
-        return False, "ssl_mode is not a PyMySQL option (connecting fails); set ssl_ca"
-    if _opt(query, "ssl_disabled"):
-        return False, "ssl_disabled is set (PyMySQL turns TLS off for any value, even 'false')"
-    named = [k for k in _PYMYSQL_DICT_KEYS if k in query]
-    named += [k for k in _PYMYSQL_FLAGS if _opt(query, k)]
-    if named:
-        return True, f"{', '.join(named)} in the URL (PyMySQL then requires TLS)"
-    if "ssl" in query:
-        return False, "ssl in the URL is not usable by PyMySQL (connecting fails); set ssl_ca"
-    return False, "no ssl_* option in the URL (PyMySQL tries TLS, falls back to plain)"
-
-
-def _other_mysql_tls(driver: str, query: Mapping[str, str | tuple[str, ...]]) -> Tls:
-    mode = (_opt(query, "ssl_mode") or "").upper()
-    if driver == "mysqldb" and mode in _MYSQL_MODES:
-        return _MYSQL_MODES[mode], f"ssl_mode={mode}"
-    keys = _SSL_DICT_KEYS if driver == "mysqldb" else _MARIADB_KEYS
-    named = [k for k in keys if (_opt(query, k) or "").lower() not in _FALSE_WORDS]
-    if named:
-        return True, f"{', '.join(named)} in the URL ({driver} then requires TLS)"
-    return False, f"no TLS option of the {driver} driver in the URL"
-
-
-def _mysql_tls(driver: str, query: Mapping[str, str | tuple[str, ...]]) -> Tls:
-    if _opt(query, "unix_socket"):
-        return None, "Unix-domain socket"
-    if driver == "pymysql":
-        return _pymysql_tls(query)
-    if driver in ("mysqldb", "mariadbconnector"):
-        return _other_mysql_tls(driver, query)
-    return False, f"driver {driver}: its TLS options are not recognised"
-
-
-def tls_requirement(url: str) -> Tls:
-    """Whether the URL makes the driver refuse a connection without TLS, and the option why.
-
-    None for SQLite and Unix-domain sockets (nothing crosses a network).
-    """
-    parsed = normalize_url(url)
-    backend, driver, query = parsed.get_backend_name(), parsed.get_driver_name(), parsed.query
-    if backend == "sqlite":
-        return None, "local file"
-    if backend in ("mysql", "mariadb"):
-        return _mysql_tls(driver, query)
-    if backend == "postgresql" and driver in _LIBPQ_DRIVERS:
-        return _libpq_tls(query, parsed.host)
-    return False, f"{backend}+{driver}: its TLS options are not recognised"
 
 
 def _ask_server_ssl(conn: sa.Connection) -> bool | None:

@@ -665,3 +665,39 @@ def test_empty_files_report_their_required_sections(make_config: MakeConfig) -> 
         "policy.yaml:1 categories: required field is missing",
         "policy.yaml:1 requests: required field is missing",
     ]
+
+
+TLS_URL = 'url: "sqlite:///${LIFECYCLE_DATA_DIR}/crm.db"'
+
+
+def test_require_tls_refuses_a_url_that_allows_plain_connections(make_config: MakeConfig) -> None:
+    """The password in the URL is not echoed; the option that is missing is named."""
+    config_dir = make_config(
+        (INV, TLS_URL, 'url: "postgresql+psycopg://app:s3cret@db.example.com/crm?sslmode=prefer"'),
+        (INV, "require_tls: false", "require_tls: true"),
+    )
+    problems = _problems(config_dir)
+    inventory = (config_dir / INV).read_text(encoding="utf-8")
+    assert problems == [
+        f"inventory.yaml:{line_of(inventory, 'require_tls')} stores[0].require_tls: is true, "
+        "but the url lets the driver connect without TLS (sslmode=prefer); add "
+        "sslmode=require (PostgreSQL) or ssl_ca=... (MariaDB/MySQL) to the url"
+    ]
+    assert "s3cret" not in " ".join(problems)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://app@db.example.com/crm?sslmode=verify-full",
+        "mysql+pymysql://app@db.example.com/crm?ssl_ca=/etc/ssl/ca.pem",
+        "sqlite:///${LIFECYCLE_DATA_DIR}/crm.db",  # a local file: nothing to encrypt
+    ],
+)
+def test_require_tls_accepts_urls_that_enforce_it_or_stay_local(
+    make_config: MakeConfig, url: str
+) -> None:
+    config_dir = make_config(
+        (INV, TLS_URL, f'url: "{url}"'), (INV, "require_tls: false", "require_tls: true")
+    )
+    assert load_config(config_dir).sql_stores()[0].require_tls is True

@@ -27,8 +27,9 @@ from config.schema import SqlStore
 from config.schema.transfers import TransferPolicy
 from config.settings import PROJECT_ROOT
 from connectors.posture_facts import DatabaseFacts, ReplicaFact
-from connectors.sql.posture import database_facts, rds_facts, server_ssl, tls_requirement
+from connectors.sql.posture import database_facts, rds_facts, server_ssl
 from core.engines import make_engine
+from core.sql_tls import tls_requirement
 from transfers.evaluate import evaluate
 
 if TYPE_CHECKING:
