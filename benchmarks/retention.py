@@ -221,13 +221,13 @@ class _TimedSweeper:
             return self._inner.apply(batch)
 
     @property
-    def deletes_in_one_statement(self) -> bool:
-        return bool(getattr(self._inner, "deletes_in_one_statement", False))
+    def deletes_in_one_transaction(self) -> bool:
+        return bool(getattr(self._inner, "deletes_in_one_transaction", False))
 
     def delete_next(
         self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
     ) -> SweepBatch | None:
-        # Find, delete and aggregate in one statement (PostgreSQL); the intent written
+        # Read, delete and digest in one transaction (PostgreSQL); the intent written
         # before its commit is timed as "intent" too, so "delete" includes it.
         with CLOCK.part("delete"):
             inner: Any = self._inner

@@ -2,11 +2,11 @@
 
 ``benchmarks/retention.py`` times the whole sweep against one raw ``DELETE``. This one
 strips the sweep down to the database work each of its guarantees needs, on the same
-table (2,000,000 rows in time order, half expired, an index on the timestamp), each
-variant on a fresh identical copy, rounds interleaved, medians and ratios to the raw
-``DELETE`` measured in the same run:
+table (``benchmarks.retention.PgTables``: 2,000,000 rows in time order, half expired, an
+index on the timestamp), each variant on a fresh identical copy, rounds interleaved,
+medians and ratios to the raw ``DELETE`` measured in the same run:
 
-- ``raw``: ``DELETE FROM events WHERE ts < cutoff``, one statement;
+- ``raw``: ``DELETE FROM events WHERE ts < cutoff``, one statement (``PgTables.baseline``);
 - ``batches``: the same rows deleted by key range, ``batch`` rows per transaction,
   nothing read, nothing digested (what bounded, short transactions cost by themselves);
 - ``batches_digested``: the sweep's dense form (``connectors.sql.sweep``): per batch, read
@@ -24,141 +24,131 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from benchmarks.common import emit_result, log, ratio, scratch_postgres
+from benchmarks.common import emit_result, log, ratio, scratch_postgres, timed
+from benchmarks.retention import SPAN, PgTables
 from core.engines import make_engine
 
 ROWS, ROUNDS, BATCH = 2_000_000, 5, 50_000
-CUTOFF = "timestamp '2020-01-01' + (:half) * interval '1 second'"
+LAYOUT = "time_ordered"
+_EXPIRED = "ts < :cutoff"
 _DIGEST = "encode(sha256(convert_to('[[' || string_agg(id::text, '],[') || ']]', 'UTF8')), 'hex')"
+_CUTOFF = sa.bindparam("cutoff", type_=sa.DateTime())
 
 
-def build(engine: Engine, rows: int) -> None:
-    """``src``: ids and timestamps rising together (one second apart), 100-byte payloads."""
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS src"))
-        conn.execute(sa.text("CREATE TABLE src (id bigint, ts timestamp, payload text)"))
-        conn.execute(
-            sa.text(
-                "INSERT INTO src SELECT g, timestamp '2020-01-01' + g * interval '1 second', "
-                "md5(g::text) || md5((-g)::text) FROM generate_series(1::bigint, :n) AS g"
-            ),
-            {"n": rows},
-        )
+def _text(sql: str) -> sa.TextClause:
+    return sa.text(sql).bindparams(_CUTOFF) if ":cutoff" in sql else sa.text(sql)
 
 
-def fresh_copy(engine: Engine) -> None:
-    """``events``: an identical copy of ``src`` with key, timestamp index, vacuumed, flushed."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for statement in (
-            "DROP TABLE IF EXISTS events",
-            "CREATE TABLE events AS SELECT * FROM src",
-            "ALTER TABLE events ADD PRIMARY KEY (id)",
-            "CREATE INDEX events_ts_idx ON events (ts)",
-            "ALTER TABLE events SET (autovacuum_enabled = false)",
-            "VACUUM (ANALYZE) events",
-            "CHECKPOINT",
-        ):
-            conn.execute(sa.text(statement))
-
-
-def raw(engine: Engine, half: int, _batch: int) -> int:
-    with engine.begin() as conn:
-        return int(
-            conn.execute(
-                sa.text(f"DELETE FROM events WHERE ts < {CUTOFF}"), {"half": half}
-            ).rowcount
-        )
-
-
-def batches(engine: Engine, half: int, batch: int) -> int:
-    delete = sa.text(f"DELETE FROM events WHERE ts < {CUTOFF} AND id > :lo AND id <= :hi")
+def batches(engine: Engine, cutoff: datetime, expired: int, batch: int) -> int:
+    """Delete by key range, ``batch`` ids per transaction, until ``expired`` rows are gone."""
+    delete = _text(f"DELETE FROM events WHERE {_EXPIRED} AND id > :lo AND id <= :hi")
     done = lo = 0
     with engine.connect() as conn:
-        while done < half - 1:
-            done += conn.execute(delete, {"half": half, "lo": lo, "hi": lo + batch}).rowcount
+        while done < expired:
+            done += conn.execute(delete, {"cutoff": cutoff, "lo": lo, "hi": lo + batch}).rowcount
             conn.commit()
             lo += batch
     return done
 
 
-def batches_digested(engine: Engine, half: int, batch: int) -> int:
-    probe = sa.text(
+def batches_digested(engine: Engine, cutoff: datetime, expired: int, batch: int) -> int:
+    """As the sweep's dense read: keys and digest from the key index, then the range."""
+    read = _text(
         f"SELECT count(*), max(id), {_DIGEST} FROM "
         "(SELECT id FROM events WHERE id > :lo ORDER BY id LIMIT :n) AS s"
     )
-    delete = sa.text(f"DELETE FROM events WHERE ts < {CUTOFF} AND id > :lo AND id <= :hi")
+    delete = _text(f"DELETE FROM events WHERE {_EXPIRED} AND id > :lo AND id <= :hi")
     done = lo = 0
     rr = engine.execution_options(isolation_level="REPEATABLE READ")
     with rr.connect() as conn:
-        while done < half - 1:
-            count, hi, _digest = conn.execute(probe, {"lo": lo, "n": batch}).one()
-            deleted = conn.execute(delete, {"half": half, "lo": lo, "hi": hi}).rowcount
+        while done < expired:
+            count, hi, _digest = conn.execute(read, {"lo": lo, "n": batch}).one()
+            deleted = conn.execute(delete, {"cutoff": cutoff, "lo": lo, "hi": hi}).rowcount
             if deleted != count:  # the boundary batch: the sweep searches instead
                 conn.rollback()
-                deleted = conn.execute(delete, {"half": half, "lo": lo, "hi": hi}).rowcount
+                deleted = conn.execute(delete, {"cutoff": cutoff, "lo": lo, "hi": hi}).rowcount
             conn.commit()
             done, lo = done + deleted, hi
     return done
 
 
-def expired_count(engine: Engine, half: int) -> int:
+def expired_count(engine: Engine, cutoff: datetime) -> int:
+    """The plan's (and the verification's) count, as the sweep's query has it."""
     with engine.connect() as conn:
-        query = sa.text(f"SELECT count(*) FROM events WHERE ts < {CUTOFF}")
-        return int(conn.execute(query, {"half": half}).scalar_one())
+        query = _text(f"SELECT count(*) FROM events WHERE {_EXPIRED}")
+        return int(conn.execute(query, {"cutoff": cutoff}).scalar_one())
 
 
-VARIANTS: dict[str, Callable[[Engine, int, int], int]] = {
-    "raw": raw,
+BATCHED: dict[str, Callable[[Engine, datetime, int, int], int]] = {
     "batches": batches,
     "batches_digested": batches_digested,
 }
 
 
+def _round(
+    tables: PgTables, engine: Engine, name: str, *, cutoff: datetime, expired: int, batch: int
+) -> dict[str, float]:
+    """One variant on a fresh copy: its seconds (and the two counts' around the digested one)."""
+    tables.fresh_copy(LAYOUT)
+    if name == "raw":
+        seconds, deleted = tables.baseline(cutoff)
+        out = {"raw": seconds}
+    else:
+        out = {}
+        if name == "batches_digested":
+            out["plan_count"], _ = timed(partial(expired_count, engine, cutoff))
+        out[name], deleted = timed(partial(BATCHED[name], engine, cutoff, expired, batch))
+        if name == "batches_digested":
+            out["verify_count"], left = timed(partial(expired_count, engine, cutoff))
+            if left:
+                raise SystemExit(f"{left} expired rows left after {name}")
+    if deleted != expired:
+        raise SystemExit(f"{name} deleted {deleted} rows, expected {expired}")
+    return out
+
+
 def run(rows: int, rounds: int, batch: int) -> dict[str, Any]:
-    half = rows // 2  # rows 1 .. half-1 are older than the cut-off
-    samples: dict[str, list[float]] = {
-        name: [] for name in (*VARIANTS, "plan_count", "verify_count")
-    }
+    """Every variant ``rounds`` times, rotated, each on a fresh copy; medians and ratios."""
+    names = ["raw", *BATCHED]
+    samples: dict[str, list[float]] = defaultdict(list)
+    t0 = datetime(2020, 1, 1)
+    cutoff = t0 + SPAN / 2  # the older half of the rows, as in benchmarks.retention
     with scratch_postgres() as url:
-        engine = make_engine(url)
-        build(engine, rows)
-        for i in range(rounds):
-            order = list(VARIANTS)[i % 3 :] + list(VARIANTS)[: i % 3]
-            for name in order:
-                fresh_copy(engine)
-                if name == "batches_digested":
-                    start = time.perf_counter()
-                    expired_count(engine, half)
-                    samples["plan_count"].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                deleted = VARIANTS[name](engine, half, batch)
-                samples[name].append(time.perf_counter() - start)
-                if deleted != half - 1:
-                    raise SystemExit(f"{name} deleted {deleted} rows, expected {half - 1}")
-                if name == "batches_digested":
-                    start = time.perf_counter()
-                    left = expired_count(engine, half)
-                    samples["verify_count"].append(time.perf_counter() - start)
-                    if left:
-                        raise SystemExit(f"{left} expired rows left after {name}")
-            log(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in samples.items()))
-        engine.dispose()
+        tables, engine = PgTables(url), make_engine(url)
+        try:
+            tables.build(LAYOUT, rows, t0)
+            _, expired = tables.counts(f"src_{LAYOUT}", cutoff)
+            for i in range(rounds):
+                for name in names[i % 3 :] + names[: i % 3]:
+                    parts = _round(
+                        tables, engine, name, cutoff=cutoff, expired=expired, batch=batch
+                    )
+                    for part, seconds in parts.items():
+                        samples[part].append(seconds)
+                last = ", ".join(f"{k} {v[-1]:.3f} s" for k, v in samples.items())
+                log(f"round {i + 1}: {last}")
+        finally:
+            engine.dispose()
+            tables.close()
     medians = {name: statistics.median(values) for name, values in samples.items()}
     base = medians["raw"]
     floor = medians["batches_digested"] + medians["plan_count"] + medians["verify_count"]
     return {
         "rows": rows,
+        "expired": expired,
         "rounds": rounds,
         "batch": batch,
         **{f"{name}_s": round(seconds, 3) for name, seconds in medians.items()},
-        **{f"{name}_ratio": ratio(medians[name], base) for name in VARIANTS if name != "raw"},
+        **{f"{name}_ratio": ratio(medians[name], base) for name in BATCHED},
         "floor_s": round(floor, 3),
         "floor_ratio": ratio(floor, base),
     }

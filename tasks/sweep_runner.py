@@ -320,7 +320,7 @@ def _delete_next(
     cursor: Key | None,
     size: int,
 ) -> SweepBatch | None:
-    """One batch read and deleted by one statement; its intent is written before the commit."""
+    """One batch read and deleted in one transaction; its intent is written before the commit."""
     seqs: list[int] = []
 
     def record(batch: SweepBatch) -> None:
@@ -387,11 +387,11 @@ def run_range(
     # the rest of the table for none: verify_and_rewind re-counts right after, and rows
     # that expired behind the cursor meanwhile start a full pass ("rescan").
     stop_at = state.expired if target.kind == "sql" and state.state == "pending" else None
-    one_statement = bool(getattr(sweeper, "deletes_in_one_statement", False))
+    one_transaction = bool(getattr(sweeper, "deletes_in_one_transaction", False))
     while done_batches < max_batches and time.monotonic() - started < max_seconds:
         if stop_at is not None and done >= stop_at:
             return RangeOutcome(target.id, done_batches, affected_total, finished=True)
-        if one_statement:
+        if one_transaction:
             step = _delete_next(
                 ctx, run=run, target=target, sweeper=sweeper, cursor=cursor, size=size
             )

@@ -218,7 +218,7 @@ class SqlSweeper:
         return SweepBatch(lo=cursor, hi=keys[-1], count=len(keys), keys_digest=keys_digest(keys))
 
     @property
-    def deletes_in_one_statement(self) -> bool:
+    def deletes_in_one_transaction(self) -> bool:
         """PostgreSQL, a delete target and a single integer key: ``delete_next`` applies."""
         return (
             self.schema.backend == "postgresql"
@@ -232,7 +232,7 @@ class SqlSweeper:
     ) -> SweepBatch | None:
         """Find and delete the next batch on PostgreSQL; ``before_commit`` records it.
 
-        Only where ``deletes_in_one_statement``. One REPEATABLE READ transaction reads the
+        Only where ``deletes_in_one_transaction``. One REPEATABLE READ transaction reads the
         batch's keys (count, last key and ``keys_digest``, aggregated in the database: no
         key travels to Python), deletes their key range, and checks that the DELETE took as
         many rows as were read. ``before_commit`` runs while it is still open (the caller

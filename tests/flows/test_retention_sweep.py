@@ -275,7 +275,7 @@ def test_legal_holds_keep_their_scope_and_expired_holds_do_not(
     [
         ("sqlite", "sweep-intent"),
         ("sqlite", "sweep-applied"),
-        ("postgresql", "sweep-intent"),  # PostgreSQL deletes in one statement: both points
+        ("postgresql", "sweep-intent"),  # PostgreSQL: read + delete, one transaction
         ("postgresql", "sweep-applied"),
         ("mariadb", "sweep-intent"),
     ],

@@ -805,38 +805,13 @@ def test_too_many_held_keys_is_refused_before_anything_runs(
 
 
 @pytest.mark.service
-def test_postgresql_deletes_a_batch_in_one_statement_with_the_same_digest(pg_url: str) -> None:
+def test_postgresql_deletes_a_batch_in_one_transaction_with_the_same_digest(pg_url: str) -> None:
     """The SQL-side digest is ``keys_digest`` (keys in numeric order); only expired rows go."""
-    from connectors.sql.schema import StoreSchema
-    from retention.targets import Clock, Condition
-
     engine = make_engine(pg_url)
-    md = sa.MetaData()
-    logs = sa.Table(
-        "logs",
-        md,
-        sa.Column("id", sa.BigInteger, primary_key=True),
-        sa.Column("at", sa.DateTime, nullable=False),
-    )
-    md.create_all(engine)
     old, new = NAIVE_NOW - timedelta(days=400), NAIVE_NOW
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(logs), [{"id": i, "at": old if i % 3 else new} for i in range(1, 31)]
-        )
+    sweeper, logs = _logs_sweeper(engine, {i: old if i % 3 else new for i in range(1, 31)})
     expired: list[Key] = [(i,) for i in range(1, 31) if i % 3]
-    schema = StoreSchema("s", "postgresql", {"logs": logs}, {"logs": ("id",)}, ())
-    cutoff = NAIVE_NOW - timedelta(days=90)
-    target = SweepTarget(
-        id="s.logs:delete",
-        kind="sql",
-        store="s",
-        action="delete",
-        table="logs",
-        conditions=(Condition("r", "90d", 90, Clock("at"), cutoff),),
-    )
-    sweeper = SqlSweeper(engine, schema, target, masker=None)  # type: ignore[arg-type]
-    assert sweeper.deletes_in_one_statement
+    assert sweeper.deletes_in_one_transaction
     seen: list[SweepBatch] = []
 
     first = sweeper.delete_next(None, 12, seen.append)
@@ -847,9 +822,7 @@ def test_postgresql_deletes_a_batch_in_one_statement_with_the_same_digest(pg_url
     assert [b.count for b in seen] == [12, 8]
     assert first.keys_digest == keys_digest(expired[:12])
     assert second.keys_digest == keys_digest(expired[12:])
-    with engine.connect() as conn:
-        left = sorted(r[0] for r in conn.execute(sa.select(logs.c.id)))
-    assert left == [i for i in range(1, 31) if i % 3 == 0]
+    assert _ids(engine, logs) == [i for i in range(1, 31) if i % 3 == 0]
     engine.dispose()
 
 
