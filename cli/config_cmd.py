@@ -1,7 +1,9 @@
 """``lifecycle config``: validate the policy and inventory, or show them resolved.
 
 Problems are printed one per line as ``file:line path: message`` on stderr with exit
-code 2, never as a traceback; ``show`` masks every secret.
+code 2, never as a traceback; ``show`` masks every secret. ``validate --live`` also
+connects to every SQL store and runs doctor's schema checks, printing ``store.table:
+message`` lines the same way.
 """
 
 from __future__ import annotations
@@ -41,10 +43,30 @@ def _load(config_dir: Path | None) -> LifecycleConfig:
         raise typer.Exit(2) from None
 
 
+def _live_problems(loaded: LifecycleConfig) -> list[str]:
+    """Connect to every SQL store and run doctor's schema checks: ``store.table: ...`` lines."""
+    # Imported only with --live: plain validate stays offline and fast.
+    from connectors.sql.doctor import check_store
+
+    return [line for store in loaded.sql_stores() for line in check_store(store).located_problems()]
+
+
 @app.command()
-def validate(config: Path | None = ConfigDirOption) -> None:
+def validate(
+    config: Path | None = ConfigDirOption,
+    live: bool = typer.Option(
+        False,
+        "--live",
+        help="Also connect to every SQL store and check the schema, as doctor does.",
+    ),
+) -> None:
     """Check both files; print a summary, or every problem with its file and line."""
     loaded = _load(config)
+    problems = _live_problems(loaded) if live else []
+    for problem in problems:
+        err_console.print(f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
     sql, s3 = loaded.sql_stores(), loaded.s3_stores()
     tables = sum(len(store.tables) for store in sql)
     buckets = sum(len(store.buckets) for store in s3)
@@ -52,7 +74,8 @@ def validate(config: Path | None = ConfigDirOption) -> None:
     console.print(
         f"config OK ({escape(str(loaded.source))}): {len(sql) + len(s3)} stores "
         f"({len(sql)} sql, {len(s3)} s3), {tables} tables, {buckets} buckets, "
-        f"{len(policy.retention)} retention rules, {len(policy.legal_holds)} legal holds",
+        f"{len(policy.retention)} retention rules, {len(policy.legal_holds)} legal holds"
+        + (f"; schema of {len(sql)} sql stores checked live" if live else ""),
         highlight=False,
         soft_wrap=True,
     )

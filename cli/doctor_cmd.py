@@ -1,8 +1,10 @@
 """``lifecycle doctor``: check every SQL store before a request depends on it.
 
 For each SQL store of the inventory: whether it is reachable (the URL shown without its
-password), whether the inventory matches the reflected schema, and which indexes locate
-would need, each with the exact ``CREATE INDEX`` to run. Read-only: nothing is created.
+password), whether the inventory matches the reflected schema, which undeclared tables
+hold foreign keys into declared ones (an erasure would fail on them, or cascade into rows
+nobody planned), and which indexes locate would need, each with the exact ``CREATE INDEX``
+to run. Read-only: nothing is created.
 Exit 0 when there is nothing to fix, 1 otherwise (2 for invalid configuration).
 """
 
@@ -39,8 +41,10 @@ def _print(check: StoreCheck) -> None:
     )
     if check.error:
         console.print(f"  error: {escape(check.error)}", highlight=False, soft_wrap=True)
+    outside = {r.problem(check.store) for r in check.outside_references}
     for problem in check.problems:
-        console.print(f"  schema: {escape(problem)}", highlight=False, soft_wrap=True)
+        label = "reference" if problem in outside else "schema"
+        console.print(f"  {label}: {escape(problem)}", highlight=False, soft_wrap=True)
     for advice in check.advice:
         console.print(
             f"  index: {escape(advice.table)} ({escape(', '.join(advice.columns))}): "
@@ -50,8 +54,12 @@ def _print(check: StoreCheck) -> None:
         )
         if advice.statement:
             console.print(f"    {escape(advice.statement)};", highlight=False, soft_wrap=True)
+    for warning in check.warnings:
+        console.print(f"  [yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for note in check.notes:
         console.print(f"  note: {escape(note)}", highlight=False, soft_wrap=True)
+    for reference in check.references:
+        console.print(f"  reference: {escape(reference)}", highlight=False, soft_wrap=True)
 
 
 @app.callback(invoke_without_command=True)

@@ -128,6 +128,7 @@ def show_status(
     ]
     extra = {
         "deferrals": [d.model_dump() for d in outcome.deferrals],
+        "kept": [k.model_dump() for k in outcome.kept],
         "package": None if outcome.package is None else outcome.package.model_dump(),
     }
     if as_json:
@@ -144,6 +145,8 @@ def show_status(
     for d in outcome.deferrals:
         until = f" until {d.until}" if d.until else ""
         console.print(f"deferred: {d.store}.{d.target} ({d.count}): {d.reason or ''}{until}")
+    for k in outcome.kept:
+        console.print(f"kept {k.count} {k.store}.{k.target} rows: {k.reason or ''}")
     if outcome.package is not None:
         console.print(f"package: {outcome.package.location} (sha256 {outcome.package.sha256})")
 

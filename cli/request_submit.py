@@ -164,6 +164,7 @@ def _register(
     recipient: Any,
 ) -> str:
     from config.settings import get_settings
+    from core.identity_values import IdentityValueError
     from tasks.intake import parse_changes, submit
 
     if kind is None:
@@ -173,15 +174,20 @@ def _register(
             f"{kind} requests need approval: pass --approve --reviewer NAME (an approver other "
             "than the requester), or set PREFECT_API_URL to a Prefect server and approve there"
         )
-    record = submit(
-        ctx,
-        kind=kind,
-        identity=_parse_identity(identity),
-        requested_by=requested_by or get_settings().actor,
-        changes=parse_changes(changes) or None,
-        recipient=recipient,
-        reviewer=reviewer,
-    )
+    try:
+        record = submit(
+            ctx,
+            kind=kind,
+            identity=_parse_identity(identity),
+            requested_by=requested_by or get_settings().actor,
+            changes=parse_changes(changes) or None,
+            recipient=recipient,
+            reviewer=reviewer,
+        )
+    except IdentityValueError as e:
+        # A malformed value is a usage error (exit 2), named by its option, never shown.
+        option = f"--set {e.correction}" if e.correction else f"--identity {e.kind}"
+        raise fail(f"{option}: {e.problem}", 2) from None
     return str(record.id)
 
 
@@ -247,6 +253,8 @@ def _print(outcome: Any) -> None:
     for d in outcome.deferrals:
         until = f" until {d.until}" if d.until else ""
         console.print(f"deferred: {d.store}.{d.target} ({d.count}): {d.reason or ''}{until}")
+    for k in outcome.kept:
+        console.print(f"kept {k.count} {k.store}.{k.target} rows: {k.reason or ''}")
     if outcome.package is not None:
         console.print(f"package: {outcome.package.location}", highlight=False, soft_wrap=True)
     console.print(f"request {outcome.request_id}: {outcome.status}", highlight=False)

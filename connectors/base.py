@@ -61,6 +61,12 @@ class Capabilities:
     derives_identities: bool  # what it finds becomes identities for later stores
 
 
+SHARED_REASON = "referenced by rows outside this request"
+"""Why a row of the subject's is kept untouched: others' rows still reference it."""
+WITHHELD_REASON = "belongs to another person"
+"""Why a row the subject's rows point at is neither exported nor changed."""
+
+
 class Action(StrEnum):
     """What an erasure does to one target's matching data."""
 
@@ -81,6 +87,11 @@ class TargetFinding:
     categories: tuple[str, ...] = ()
     via: str = ""  # how it was reached, e.g. "identity:email" or "orders.customer_id"
     records: int | None = None  # access records the keys yield; None: one per key
+    linked: tuple[Key, ...] = ()
+    """Keys (among ``keys``) of rows the subject's own rows point at, not owned by them."""
+    withheld: tuple[Key, ...] = ()
+    """Rows the subject's rows point at that belong to another person: not in ``keys``,
+    never exported or changed, reported as kept."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +237,8 @@ class Verification:
     remaining: Mapping[str, int]  # target -> matches that should be gone
     deferred: Mapping[str, int]  # target -> matches the plan deferred (expected to remain)
     masked: Mapping[str, int]  # target -> masked rows still present (expected)
+    kept: Mapping[str, int] = field(default_factory=dict)
+    """target -> rows kept because rows outside the request reference them (expected)."""
 
     @property
     def clean(self) -> bool:

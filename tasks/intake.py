@@ -1,8 +1,10 @@
 """Registering a subject request: check everything, then register; a refusal changes nothing.
 
 Shared by ``lifecycle request submit`` and the flow's deployment form (``NewRequest``).
-Checks: identity kinds some store searches, corrections that name a declared table or
-field, a package recipient for access requests, and the four-eyes rule for a
+Checks: identity kinds some store searches, each identity value by its kind's format
+(``core.identity_values``; the normalized value is what gets registered), corrections
+that name a declared table or field (a corrected identity column passes the same format
+check), a package recipient for access requests, and the four-eyes rule for a
 pre-approval. Errors name fields, never values.
 
 Corrections are ``table.column`` (or a bare field) -> new value. The register keys sealed
@@ -18,8 +20,14 @@ from collections.abc import Mapping, Sequence
 
 from audit.register import RequestKind, RequestRecord
 from audit.register_model import check_actor, text_fingerprint
-from config.schema.inventory import S3Store, SqlStore
+from config.schema.inventory import IdentityColumn, S3Store, SqlStore
 from core.errors import TerminalError
+from core.identity_values import (
+    IdentityFormat,
+    IdentityValueError,
+    check_case_insensitive,
+    normalize_identity,
+)
 from core.package import Recipient
 from tasks.approval_tasks import four_eyes_problem
 from tasks.request_support import RequestContext
@@ -78,27 +86,87 @@ def changes_for(store: SqlStore | S3Store, changes: Mapping[str, str]) -> dict[s
     return picked
 
 
-def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> None:
+def _identity_columns(ctx: RequestContext) -> list[tuple[str, IdentityColumn]]:
+    """Every identity column of the SQL stores, with its table's name."""
+    return [
+        (table.name, ident)
+        for store in ctx.config.sql_stores()
+        for table in store.tables
+        for ident in table.identity
+    ]
+
+
+def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> dict[str, str]:
+    """The identity with each value checked and normalized by its kind's format.
+
+    The inventory gives every column of a kind the same format (a config check), so the
+    first column found decides.
+    """
     known = ctx.config.identity_kinds()
-    for kind in identity:
+    formats: dict[str, IdentityFormat] = {}
+    folded: set[str] = set()
+    for _table, ident in _identity_columns(ctx):
+        formats.setdefault(ident.kind, ident.value_format())
+        if ident.case_insensitive:
+            folded.add(ident.kind)
+    checked: dict[str, str] = {}
+    for kind, value in identity.items():
         if kind not in known:
             choices = ", ".join(sorted(known)) or "none"
             raise TerminalError(
                 f"no store is searched by identity kind '{kind}' (inventory has: {choices})"
             )
+        checked[kind] = normalize_identity(kind, value, formats[kind])
+        if kind in folded:
+            check_case_insensitive(kind, checked[kind])
+    return checked
 
 
-def _check_changes(ctx: RequestContext, kind: RequestKind, changes: Mapping[str, str]) -> None:
+def _check_corrected_identities(ctx: RequestContext, changes: Mapping[str, str]) -> dict[str, str]:
+    """Corrections with values aimed at identity columns checked by those columns' format.
+
+    A rectified identity must be findable afterwards and must not be a mask token, so it
+    passes the same check as a request's identity, and is stored normalized.
+    """
+    columns = _identity_columns(ctx)
+    checked = dict(changes)
+    for name, value in changes.items():
+        table, _, column = name.rpartition(".")
+        targets = [
+            ident
+            for table_name, ident in columns
+            if ident.column == column and (not table or table_name == table)
+        ]
+        results: set[str] = set()
+        for ident in targets:
+            try:
+                results.add(normalize_identity(ident.kind, value, ident.value_format()))
+            except IdentityValueError as e:
+                raise IdentityValueError(e.kind, e.problem, correction=name) from None
+        if len(results) > 1:
+            raise TerminalError(
+                f"correction '{name}' names identity columns of different formats; "
+                "name the table (table.column)"
+            )
+        if results:
+            checked[name] = results.pop()
+    return checked
+
+
+def _check_changes(
+    ctx: RequestContext, kind: RequestKind, changes: Mapping[str, str]
+) -> dict[str, str]:
     if kind is not RequestKind.RECTIFICATION:
         if changes:
             raise TerminalError(f"only rectification requests take corrections, not {kind}")
-        return
+        return {}
     if not changes:
         raise TerminalError("a rectification request needs corrections (table.column=value)")
     stores = ctx.config.inventory.stores
     for name in changes:
         if not any(changes_for(store, {name: ""}) for store in stores):
             raise TerminalError(f"correction '{name}' names no declared table or field")
+    return _check_corrected_identities(ctx, changes)
 
 
 def submit(
@@ -124,8 +192,8 @@ def submit(
             "unknown request kind; expected one of " + ", ".join(k.value for k in RequestKind)
         ) from None
     check_actor(requested_by, "requested_by")
-    _check_identity(ctx, identity)
-    _check_changes(ctx, request_kind, changes or {})
+    identity = _check_identity(ctx, identity)
+    changes = _check_changes(ctx, request_kind, changes or {})
     if request_kind is RequestKind.ACCESS and recipient is None:
         raise TerminalError(
             "an access request needs a package recipient: a public key or a passphrase"

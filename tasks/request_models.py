@@ -95,6 +95,15 @@ class Deferral(BaseModel):
     until: str | None = None
 
 
+class Kept(BaseModel):
+    """The subject's rows left untouched because they are not theirs alone, and why."""
+
+    store: str
+    target: str
+    count: int
+    reason: str | None = None
+
+
 class PackageOutcome(BaseModel):
     """The access package written: where, its SHA-256, size and record count."""
 
@@ -111,6 +120,7 @@ class RequestOutcome(BaseModel):
     status: str
     stores: list[StoreOutcome] = Field(default_factory=list)
     deferrals: list[Deferral] = Field(default_factory=list)
+    kept: list[Kept] = Field(default_factory=list)
     package: PackageOutcome | None = None
 
     @property

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from audit.progress import Phase, RequestProgress, StoreProgress
 from audit.register import RequestRecord
-from tasks.request_models import Deferral, PackageOutcome, RequestOutcome, StoreOutcome
+from connectors.base import SHARED_REASON, WITHHELD_REASON
+from tasks.request_models import Deferral, Kept, PackageOutcome, RequestOutcome, StoreOutcome
 
 if TYPE_CHECKING:
     from tasks.request_support import RequestContext
 
+_NOT_THEIRS_ALONE = (SHARED_REASON, WITHHELD_REASON)
 TABLE_COLUMNS = ("store", "target", "action", "count", "deferred", "reason")
 
 
@@ -60,8 +62,37 @@ def build_outcome(
         status=record.status.value,
         stores=[_store_outcome(progress, record.id, row) for row in rows],
         deferrals=deferrals,
+        kept=kept_rows(progress, record.id, rows),
         package=package,
     )
+
+
+def kept_rows(progress: RequestProgress, request_id: str, rows: list[StoreProgress]) -> list[Kept]:
+    """Rows kept because they are shared or another person's: planned, and found so when
+    erasing (a reference added while the plan waited for approval)."""
+    kept = [
+        Kept(store=row.store, target=s["target"], count=s["count"], reason=s.get("reason"))
+        for row in rows
+        for s in row.plan_summary
+        if s["action"] == "keep"
+        and s["count"]
+        and s.get("reason") in (SHARED_REASON, WITHHELD_REASON)
+    ]
+    for row in rows:
+        late: dict[str, int] = {}
+        for b in progress.batches(request_id, row.store):
+            if b.action == "keep" and b.affected:
+                late[b.target] = late.get(b.target, 0) + b.affected
+        kept += [
+            Kept(
+                store=row.store,
+                target=target,
+                count=count,
+                reason=f"{SHARED_REASON} (a reference added while the plan waited)",
+            )
+            for target, count in sorted(late.items())
+        ]
+    return kept
 
 
 def outcome_of(ctx: RequestContext, request_id: str) -> RequestOutcome:

@@ -235,6 +235,8 @@ def findings_data(findings: Findings) -> dict[str, Any]:
                 "categories": list(t.categories),
                 "via": t.via,
                 "records": t.records,
+                "linked": [list(k) for k in t.linked],
+                "withheld": [list(k) for k in t.withheld],
             }
             for t in findings.targets
         ],
@@ -253,6 +255,8 @@ def findings_from_data(
                 categories=tuple(t["categories"]),
                 via=t["via"],
                 records=t.get("records"),
+                linked=tuple(tuple(k) for k in t.get("linked", ())),
+                withheld=tuple(tuple(k) for k in t.get("withheld", ())),
             )
             for t in data["targets"]
         ),

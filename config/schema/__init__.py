@@ -15,6 +15,7 @@ from config.schema.inventory import (
     SqlStore,
     Store,
     Table,
+    TableReference,
     Timestamps,
     template_placeholders,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "Table",
+    "TableReference",
     "Timestamps",
     "TransferPolicy",
     "TransferRoute",

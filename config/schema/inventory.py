@@ -27,6 +27,7 @@ from config.schema.common import (
     Strict,
 )
 from core.errors import NotFoundError
+from core.identity_values import IdentityFormat, infer_format
 
 
 def template_placeholders(template: str) -> list[str]:
@@ -50,6 +51,19 @@ class IdentityColumn(Strict):
     column: SqlIdent
     kind: IdentName = Field(description="Identity kind, e.g. email, phone, customer_number.")
     case_insensitive: bool = False
+    format: IdentityFormat | None = Field(
+        default=None,
+        description=(
+            "What the kind's values look like, checked and normalized at intake: email, "
+            "phone (E.164; the column must hold E.164), text or integer. Omitted: email for "
+            "kind email or *_email, phone for phone or *_phone, otherwise text. Every "
+            "column of one kind must resolve to the same format."
+        ),
+    )
+
+    def value_format(self) -> IdentityFormat:
+        """The effective format: the declared one, else inferred from the kind's name."""
+        return self.format if self.format is not None else infer_format(self.kind)
 
 
 class DerivedIdentity(Strict):
@@ -69,6 +83,22 @@ class Reference(Strict):
     to_columns: Annotated[tuple[SqlIdent, ...], NonEmpty]
 
 
+Follow = Literal["holders", "target", "none"]
+
+
+class TableReference(Reference):
+    """A reference this table holds (declared, or annotating a reflected foreign key)."""
+
+    follow: Follow | None = Field(
+        default=None,
+        description=(
+            "Which way locate follows it: 'holders' (rows holding it to an owned row are "
+            "owned), 'target' (the row an owned row points at is linked), 'none'. Omitted: "
+            "the default the README's References section gives."
+        ),
+    )
+
+
 class Timestamps(Strict):
     """Informative timestamp columns; ``created`` is the default retention clock."""
 
@@ -86,7 +116,7 @@ class Table(Strict):
     )
     identity: tuple[IdentityColumn, ...] = ()
     derives: tuple[DerivedIdentity, ...] = ()
-    references: tuple[Reference, ...] = ()
+    references: tuple[TableReference, ...] = ()
     fields: dict[SqlIdent, tuple[Name, ...]] = Field(
         default_factory=dict, description="Personal columns and their data categories."
     )

@@ -6,9 +6,10 @@ modules behind it are usable on their own with an engine and a reflected ``Store
 
 from connectors.sql.connector import SqlConnector
 from connectors.sql.doctor import IndexAdvice, StoreCheck, check_store, missing_indexes
+from connectors.sql.edges import Edge
 from connectors.sql.export import export_rows
 from connectors.sql.locate import locate
-from connectors.sql.schema import Edge, StoreSchema, reflect_store
+from connectors.sql.schema import StoreSchema, reflect_store
 
 __all__ = [
     "Edge",

@@ -120,17 +120,26 @@ class SqlConnector:
     def plan_erasure(
         self, findings: Findings, today: str, subject: Pseudonym | None = None
     ) -> StorePlan:
-        """Delete, mask, defer or keep per found row, under the policy and legal holds."""
-        from connectors.sql.planning import plan_erasure
+        """Delete, mask, defer or keep per found row, under the policy and legal holds.
 
+        Rows that rows outside the request reference are read first (``shared``) and kept;
+        execution checks them again in its own transaction.
+        """
+        from connectors.sql.planning import plan_erasure
+        from connectors.sql.shared import findings_shared
+
+        schema = self.schema
+        with sql_errors(self.name, "checking shared rows"), self.engine.connect() as conn:
+            shared = findings_shared(conn, schema, findings, self.batch_size)
         return plan_erasure(
-            self.schema,
+            schema,
             self.store,
             findings,
             self.policy.requests.erasure,
             self.policy.legal_holds,
             date.fromisoformat(today),
             subject,
+            shared,
         )
 
     def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:

@@ -28,8 +28,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.schema import SqlStore
-from connectors.sql.graph import traversal_edges
+from connectors.sql.graph import (
+    describe_edges,
+    holders_edges,
+    reach_notes,
+    reachable,
+    target_edges,
+)
 from connectors.sql.locate import mysql_case_insensitive
+from connectors.sql.outside_refs import OutsideReference, outside_references
 from connectors.sql.schema import (
     StoreSchema,
     driver_code,
@@ -37,6 +44,7 @@ from connectors.sql.schema import (
     sql_errors,
     type_family,
 )
+from connectors.sql.shared import checked_edges
 from core.engines import make_engine, normalize_url, safe_url
 from core.errors import ConfigError, LifecycleError
 
@@ -196,26 +204,45 @@ def _identity_advice(
     return advice
 
 
+def _searched_columns(
+    schema: StoreSchema, store: SqlStore
+) -> list[tuple[str, tuple[str, ...], str]]:
+    """(table, columns, why) for every column set locate or the shared-row check searches."""
+    searched: list[tuple[str, tuple[str, ...], str]] = []
+    for edge in holders_edges(schema.edges, store):
+        searched.append(
+            (edge.child, edge.columns, f"rows are found through this reference to {edge.parent}")
+        )
+    for edge in target_edges(schema.edges, store):
+        searched.append((edge.parent, edge.to_columns, f"linked rows are found from {edge.label}"))
+    for table in reachable(schema.edges, store):
+        for edge in checked_edges(schema, table):
+            searched.append(
+                (edge.child, edge.columns, f"erasing {table} rows checks who else references them")
+            )
+    return searched
+
+
 def missing_indexes(engine: Engine, schema: StoreSchema, store: SqlStore) -> list[IndexAdvice]:
     """Identity columns and reference columns locate searches without a usable index."""
     advice: list[IndexAdvice] = []
     for table in schema.tables:
         advice += _identity_advice(engine, schema, store, table)
     seen: set[tuple[str, frozenset[str]]] = set()
-    for edge in traversal_edges(schema, store):
-        key = (edge.child, frozenset(edge.columns))
+    for table, columns, reason in _searched_columns(schema, store):
+        key = (table, frozenset(columns))
         if key in seen:
             continue
         seen.add(key)
-        child = schema.tables[edge.child]
-        if not covered(child, edge.columns):
+        sa_table = schema.tables[table]
+        if not covered(sa_table, columns):
             advice.append(
                 IndexAdvice(
                     store.name,
-                    edge.child,
-                    edge.columns,
-                    f"rows are found through this reference to {edge.parent}",
-                    create_index(engine, child, edge.columns, lower=False),
+                    table,
+                    columns,
+                    reason,
+                    create_index(engine, sa_table, columns, lower=False),
                 )
             )
     return advice
@@ -246,11 +273,33 @@ class StoreCheck:
     problems: tuple[str, ...] = ()
     advice: tuple[IndexAdvice, ...] = ()
     notes: tuple[str, ...] = ()
+    outside_references: tuple[OutsideReference, ...] = ()
+    """Undeclared tables' foreign keys into declared ones (each also a line in problems)."""
+    references: tuple[str, ...] = ()
+    """Every reference with the way locate follows it (README, "References")."""
+    warnings: tuple[str, ...] = ()
+    """Worth a look, not failing: declared tables no identity reaches."""
 
     @property
     def ok(self) -> bool:
         """Nothing to fix (notes are informational)."""
         return self.reachable and self.error is None and not self.problems and not self.advice
+
+    def located_problems(self) -> list[str]:
+        """The error and problems as ``store.table: message`` lines (advice excluded)."""
+        lines = [f"{self.store}: {self.error}"] if self.error else []
+        outside = {r.problem(self.store): r.located(self.store) for r in self.outside_references}
+        for problem in self.problems:
+            match = _WHERE.match(problem)
+            if problem in outside:
+                lines.append(outside[problem])
+            elif match and match["table"]:
+                lines.append(f"{match['store']}.{match['table']}: {match['rest']}")
+            elif match:
+                lines.append(f"{match['store']}: {match['rest']}")
+            else:
+                lines.append(f"{self.store}: {problem}")
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -262,7 +311,16 @@ class StoreCheck:
             "problems": list(self.problems),
             "advice": [a.to_json() for a in self.advice],
             "notes": list(self.notes),
+            "references": list(self.references),
+            "warnings": list(self.warnings),
+            "outside_references": [r.to_json() for r in self.outside_references],
         }
+
+
+# How schema problems start: "store 'crm', table 'orders': ..." or "store 'crm': ...".
+_WHERE = re.compile(
+    r"^store '(?P<store>[^']*)'(?:, table '(?P<table>[^']*)')?: (?P<rest>.*)$", re.S
+)
 
 
 def _missing_sqlite_file(url: str) -> bool:
@@ -278,15 +336,36 @@ def _missing_sqlite_file(url: str) -> bool:
 
 
 def _check_schema(engine: Engine, store: SqlStore, shown: str) -> StoreCheck:
+    """Schema against inventory, foreign keys from undeclared tables, indexes (doctor and
+    ``config validate --live``)."""
+    try:
+        with sql_errors(store.name, "doctor (foreign keys of undeclared tables)"):
+            outside = tuple(outside_references(engine, [t.name for t in store.tables]))
+    except LifecycleError as e:
+        return StoreCheck(store.name, shown, True, error=e.message)
+    found = tuple(r.problem(store.name) for r in outside)
     try:
         schema = reflect_store(engine, store)
         advice = missing_indexes(engine, schema, store)
     except ConfigError as e:
-        return StoreCheck(store.name, shown, True, problems=tuple(e.problems))
+        problems = tuple(e.problems) + found
+        return StoreCheck(store.name, shown, True, problems=problems, outside_references=outside)
     except LifecycleError as e:
-        return StoreCheck(store.name, shown, True, error=e.message)
+        return StoreCheck(
+            store.name, shown, True, error=e.message, problems=found, outside_references=outside
+        )
     notes = tuple(case_notes(schema, store))
-    return StoreCheck(store.name, shown, True, advice=tuple(advice), notes=notes)
+    return StoreCheck(
+        store.name,
+        shown,
+        True,
+        problems=found,
+        advice=tuple(advice),
+        notes=notes,
+        outside_references=outside,
+        references=tuple(describe_edges(schema.edges)),
+        warnings=tuple(reach_notes(schema.edges, store)),
+    )
 
 
 def check_store(store: SqlStore) -> StoreCheck:

@@ -25,8 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.base import Action, BatchResult, Key, OnBatch, StorePlan, TargetPlan, keys_digest
+from connectors.sql.edges import Edge
 from connectors.sql.masks import MASK_KINDS, PER_ROW, Masker, is_masked_value, masked_clause
-from connectors.sql.schema import Edge, StoreSchema, batches, driver_code, key_clause
+from connectors.sql.outside_refs import integrity_error
+from connectors.sql.schema import StoreSchema, batches, driver_code, key_clause
+from connectors.sql.shared import checked_edges, shared_keys
 from core.engines import IMMEDIATE, checkpoint_wal, reclaim_storage
 from core.errors import LifecycleError, TerminalError, TransientError
 
@@ -71,8 +74,26 @@ def is_transient(e: SQLAlchemyError) -> bool:
     return e.connection_invalidated or _transient_code(e, _error_code(e))
 
 
-def translate_error(e: SQLAlchemyError, store: str, operation: str) -> LifecycleError:
-    """The product error for a database error: class and code only, never ``str(e)``."""
+def translate_error(
+    e: SQLAlchemyError,
+    store: str,
+    operation: str,
+    *,
+    table: str | None = None,
+    schema: StoreSchema | None = None,
+    engine: Engine | None = None,
+) -> LifecycleError:
+    """The product error for a database error: class and code only, never ``str(e)``.
+
+    An integrity error also names the constraint and the referencing table where the
+    driver gives them (``table`` is the one the statement changed); where it gives none
+    (SQLite), ``engine`` and ``schema`` let it list the undeclared tables referencing
+    ``table``.
+    """
+    if isinstance(e, sa.exc.IntegrityError):
+        named = integrity_error(e, store, operation, table=table, schema=schema, engine=engine)
+        if named is not None:
+            return named
     kind = TransientError if is_transient(e) else TerminalError
     return kind(
         f"store '{store}': {operation} failed ({type(e).__name__}: {driver_code(e)})",
@@ -200,6 +221,42 @@ def mask_batch(
     return result.rowcount if conn.dialect.supports_sane_multi_rowcount else len(found)
 
 
+def own_rows(plan: StorePlan) -> dict[str, set[Key]]:
+    """The rows this erasure deletes or masks, per table: not "outside" for the shared check."""
+    own: dict[str, set[Key]] = {}
+    for step in plan.steps:
+        if step.action in (Action.DELETE, Action.MASK):
+            own.setdefault(step.target, set()).update(step.keys)
+    return own
+
+
+def _unshared(  # noqa: PLR0917 - one batch of one step, in its transaction
+    conn: Connection,
+    schema: StoreSchema,
+    store: str,
+    step: TargetPlan,
+    batch: Sequence[Key],
+    own: dict[str, set[Key]],
+    results: list[BatchResult],
+) -> Sequence[Key]:
+    """``batch`` without the rows that rows outside the erasure now reference.
+
+    Checked inside the erasure's transaction, so a reference added while the plan waited
+    for approval is seen; such rows are kept (reported as a KEEP batch) and stop counting
+    as the erasure's own rows for the tables they reference.
+    """
+    if step.action not in (Action.DELETE, Action.MASK) or not checked_edges(schema, step.target):
+        return batch
+    kept = shared_keys(conn, schema, step.target, batch, own, len(batch))
+    if not kept:
+        return batch
+    own[step.target] -= kept
+    results.append(
+        BatchResult(store, step.target, Action.KEEP, len(kept), keys_digest(sorted(kept, key=repr)))
+    )
+    return [k for k in batch if k not in kept]
+
+
 def execute_plan(  # noqa: PLR0917 - the connector's fixed call signature
     engine: Engine,
     schema: StoreSchema,
@@ -211,14 +268,20 @@ def execute_plan(  # noqa: PLR0917 - the connector's fixed call signature
     """Run ``plan`` in one transaction; report each batch to ``on_batch`` after the commit."""
     _check_plan(schema, plan)
     results: list[BatchResult] = []
+    own = own_rows(plan)
     where = "start"
+    target: str | None = None  # the table the failing statement changed
     try:
         with engine.execution_options(**{IMMEDIATE: True}).begin() as conn:
             for step in plan.steps:
                 if step.action not in (Action.DELETE, Action.MASK, Action.UNLINK):
                     continue  # KEEP and DEFER touch nothing
-                for number, batch in enumerate(batches(step.keys, batch_size), 1):
+                for number, planned in enumerate(batches(step.keys, batch_size), 1):
                     where = f"{step.action} {step.target} batch {number}"
+                    target = step.target
+                    batch = _unshared(conn, schema, plan.store, step, planned, own, results)
+                    if not batch:
+                        continue
                     if step.action == Action.DELETE:
                         affected = _delete(conn, schema, step, batch)
                     elif step.action == Action.UNLINK:
@@ -230,9 +293,12 @@ def execute_plan(  # noqa: PLR0917 - the connector's fixed call signature
                             plan.store, step.target, step.action, affected, keys_digest(batch)
                         )
                     )
-            where = "commit"
+            where, target = "commit", None
     except SQLAlchemyError as e:
-        raise translate_error(e, schema.store, f"erasure ({where})") from e
+        operation = f"erasure ({where})"
+        raise translate_error(
+            e, schema.store, operation, table=target, schema=schema, engine=engine
+        ) from e
     for result in results:
         on_batch(result)
     return results

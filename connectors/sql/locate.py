@@ -2,22 +2,24 @@
 
 Seeds: every table with identity columns of a kind the request carries is searched with
 ``column IN (values)`` (values converted to the column's type; a value the type cannot
-hold matches nothing). Case-insensitive identity columns compare ``lower(column)`` with
-``lower(value)`` on SQLite and PostgreSQL (both folded by the database, alike; SQLite
-folds ASCII letters only); on MySQL/MariaDB, whose ``_ci`` collations
-already compare without case, the column is compared as it is (``lower()`` would keep
-the index from being used) unless its reflected collation is case-sensitive. Conversely a
-case-sensitive identity column under a ``_ci`` collation is also compared in the binary
-collation of its character set, so ``c-0001`` does not find ``C-0001``.
+hold matches nothing; mask tokens are never searched for). Case-insensitive identity
+columns are matched on every backend alike, non-ASCII letters included, and never
+accent-insensitively (``connectors.sql.casefold``): ``lower(column) IN (case variants)``
+on SQLite and PostgreSQL; on MySQL/MariaDB ``column IN (values)`` under the ``_ci``
+collation (index) and an exact-modulo-case test in the binary collation. A case-sensitive
+identity column under a ``_ci`` collation is also compared in the binary collation of its
+character set, so ``c-0001`` does not find ``C-0001``.
 
-Traversal: from the rows found in a table P, every edge into P is followed: the child
-rows whose reference columns hold P's referenced values are the subject's too. Levels are
-processed breadth-first with a visited set per table, so cycles terminate and
-self-references (a reply to the subject's ticket) are followed to any depth.
+Owned rows: the identity matches, then breadth-first along ``holders`` references: the
+child rows referencing an owned row are owned too (a visited set per table, so cycles
+terminate and self-references, a reply to the subject's ticket, are followed to any depth).
 
-Rule: a table with identity columns of its own is a *subject table* and is entered only
-through them, never through a reference; otherwise "customers referred by this customer"
-would be swept in as if they were the subject.
+Linked rows: the rows that owned rows point at through ``target`` references (the
+subject's address), one hop; never from a linked row on to its other holders. A linked
+row whose table is owned through a reference of its own, with that reference set (B's
+card on A's order), belongs to another person: it is *withheld* (reported, never exported
+or changed). A table with identity columns of its own (a *subject table*) is entered only
+through them, in either direction (``connectors.sql.graph``).
 
 Bounded work: one statement per table (or edge) per batch of keys, never one per row, and
 no table is read whole; only the keys of the subject's own rows are held in memory.
@@ -34,7 +36,7 @@ from sqlalchemy import Connection, Engine
 
 from config.schema import IdentityColumn, SqlStore
 from connectors.base import Findings, Identities, Key, TargetFinding
-from connectors.sql.graph import subject_tables
+from connectors.sql.graph import has_personal_data, holders_edges, target_edges
 from connectors.sql.schema import (
     StoreSchema,
     batches,
@@ -76,14 +78,25 @@ def mysql_binary_collation(table: sa.Table, column: str) -> str:
 def identity_condition(
     schema: StoreSchema, table: sa.Table, ident: IdentityColumn, values: Sequence[str]
 ) -> sa.ColumnElement[bool] | None:
-    """``column IN values`` for one identity column, or None when no value can match."""
+    """``column IN values`` for one identity column, or None when no value can match.
+
+    Mask tokens are never searched for (a masked row must not be found again); matching
+    without case is delegated to ``connectors.sql.casefold``.
+    """
+    # Imported here: this function alone owns identity matching in this module.
+    from connectors.sql.casefold import lower_condition, mysql_ci_condition, searchable
+
     col = table.c[ident.column]
+    values = searchable(values)
     if ident.case_insensitive and type_family(col) == "string":
         if schema.is_mysql and mysql_case_insensitive(table, ident.column):
-            return col.in_(list(values))  # the collation ignores case; keeps the index usable
-        # lower() on both sides, in the database: SQLite folds only ASCII, and folding the
-        # values in Python would then miss even an exact non-ASCII match.
-        return sa.func.lower(col).in_([sa.func.lower(sa.literal(v, col.type)) for v in values])
+            # The _ci collation ignores case and keeps the index usable, but may ignore
+            # accents too: the binary-collated lower() keeps them apart.
+            binary = mysql_binary_collation(table, ident.column)
+            return mysql_ci_condition(ident.kind, col, values, binary)
+        # lower() on both sides over the value's case variants: SQLite (and PostgreSQL
+        # under a C locale) fold only ASCII.
+        return lower_condition(ident.kind, col, values)
     bound: list[Any] = []
     for value in values:
         try:
@@ -106,7 +119,7 @@ def _sort_key(key: Key) -> tuple[tuple[str, Any], ...]:
 
 
 class _Search:
-    """The state of one locate: keys found per table, and how each table was reached."""
+    """The state of one locate: owned, linked and withheld keys per table, and how reached."""
 
     def __init__(
         self, conn: Connection, schema: StoreSchema, store: SqlStore, batch_size: int
@@ -115,19 +128,26 @@ class _Search:
         self.schema = schema
         self.store = store
         self.batch_size = batch_size
-        self.found: dict[str, dict[Key, None]] = {}  # insertion-ordered sets
+        self.found: dict[str, dict[Key, None]] = {}  # owned rows; insertion-ordered sets
+        self.linked: dict[str, dict[Key, None]] = {}
+        self.withheld: dict[str, dict[Key, None]] = {}
         self.via: dict[str, list[str]] = {}
-        self.subjects = subject_tables(store)
+        self.holders = holders_edges(schema.edges, store)
+        self.links = target_edges(schema.edges, store)
+
+    def _note_via(self, table: str, via: str) -> None:
+        if via not in self.via.setdefault(table, []):
+            self.via[table].append(via)  # every path that matched, not only the first
 
     def _add(self, table: str, keys: Iterable[Key], via: str) -> list[Key]:
-        """Record ``keys`` of ``table``; return the ones not seen before."""
+        """Record owned ``keys`` of ``table``; return the ones not seen before."""
         seen = self.found.setdefault(table, {})
         matched = [k for k in keys if None not in k]
         new = [k for k in matched if k not in seen]
         for key in new:
             seen[key] = None
-        if matched and via not in self.via.setdefault(table, []):
-            self.via[table].append(via)  # every path that matched, not only the first
+        if matched:
+            self._note_via(table, via)
         return new
 
     def _select_keys(self, table: str, condition: sa.ColumnElement[bool]) -> list[Key]:
@@ -157,32 +177,17 @@ class _Search:
 
     def _values(self, table: str, keys: Sequence[Key], columns: tuple[str, ...]) -> list[Key]:
         """The ``columns`` values of the rows with ``keys`` (projected from keys if possible)."""
-        key_cols = self.schema.keys[table]
-        if all(c in key_cols for c in columns):
-            idx = [key_cols.index(c) for c in columns]
-            values = {tuple(k[i] for i in idx) for k in keys}
-        else:
-            t = self.schema.tables[table]
-            values = set()
-            for batch in batches(keys, self.batch_size):
-                stmt = (
-                    sa.select(*(t.c[c] for c in columns))
-                    .where(key_clause(t, key_cols, batch))
-                    .distinct()
-                )
-                with sql_errors(self.store.name, "locate", table):
-                    values.update(json_key(row) for row in self.conn.execute(stmt))
-        return sorted((v for v in values if None not in v), key=_sort_key)
+        return column_values(self.conn, self.schema, table, keys, columns, self.batch_size)
 
     def traverse(self, frontier: dict[str, list[Key]]) -> None:
-        """Follow references level by level until no new rows are found."""
+        """Follow ``holders`` references level by level until no new owned rows are found."""
         while frontier:
             following: dict[str, list[Key]] = {}
             for parent, keys in frontier.items():
                 cache: dict[tuple[str, ...], list[Key]] = {}
-                for edge in self.schema.edges_into(parent):
-                    if edge.child in self.subjects:
-                        continue  # subject tables are entered only through identity columns
+                for edge in self.holders:
+                    if edge.parent != parent:
+                        continue
                     if edge.to_columns not in cache:
                         cache[edge.to_columns] = self._values(parent, keys, edge.to_columns)
                     child = self.schema.tables[edge.child]
@@ -194,8 +199,49 @@ class _Search:
                         following.setdefault(edge.child, []).extend(new)
             frontier = {t: k for t, k in following.items() if k}
 
+    def link(self) -> None:
+        """The rows owned rows point at through ``target`` references: one hop, no further.
+
+        Tables without personal fields (a product catalogue) are not searched: their rows
+        say nothing about the subject. A linked row that belongs to someone else is withheld.
+        """
+        for edge in self.links:
+            owned = list(self.found.get(edge.child, ()))
+            if not owned or not has_personal_data(self.store, edge.parent):
+                continue
+            parent = self.schema.tables[edge.parent]
+            own = self.found.get(edge.parent, {})
+            linked = self.linked.setdefault(edge.parent, {})
+            for batch in batches(self._values(edge.child, owned, edge.columns), self.batch_size):
+                keys = self._select_keys(edge.parent, key_clause(parent, edge.to_columns, batch))
+                new = [k for k in keys if None not in k and k not in own]
+                linked.update(dict.fromkeys(new))
+                if new:
+                    self._note_via(edge.parent, f"linked from {edge.label}")
+        for table, linked_keys in self.linked.items():
+            if linked_keys:
+                self._withhold(table, list(linked_keys))
+
+    def _withhold(self, table: str, keys: list[Key]) -> None:
+        """Move linked rows that another person owns (their owner reference is set)."""
+        owners = [e for e in self.holders if e.child == table and e.parent != table]
+        if not owners:
+            return
+        t = self.schema.tables[table]
+        key_cols = self.schema.keys[table]
+        owned_by_someone = sa.or_(
+            *(sa.and_(*(t.c[c].is_not(None) for c in e.columns)) for e in owners)
+        )
+        for batch in batches(keys, self.batch_size):
+            found = self._select_keys(
+                table, sa.and_(key_clause(t, key_cols, batch), owned_by_someone)
+            )
+            for key in found:
+                self.linked[table].pop(key, None)
+                self.withheld.setdefault(table, {})[key] = None
+
     def derived(self) -> dict[str, frozenset[str]]:
-        """Derived identity values (as text) of the rows found, by derived name."""
+        """Derived identity values (as text) of the owned rows, by derived name."""
         derived: dict[str, set[str]] = {}
         for decl in self.store.tables:
             keys = list(self.found.get(decl.name, ()))
@@ -207,16 +253,54 @@ class _Search:
         return {name: frozenset(values) for name, values in derived.items()}
 
     def targets(self) -> tuple[TargetFinding, ...]:
-        return tuple(
-            TargetFinding(
-                target=decl.name,
-                keys=tuple(sorted(self.found[decl.name], key=_sort_key)),
-                categories=table_categories(self.store, decl.name),
-                via=", ".join(self.via.get(decl.name, ())),
+        findings: list[TargetFinding] = []
+        for decl in self.store.tables:
+            owned = list(self.found.get(decl.name, ()))
+            linked = sorted(self.linked.get(decl.name, ()), key=_sort_key)
+            withheld = sorted(self.withheld.get(decl.name, ()), key=_sort_key)
+            if not (owned or linked or withheld):
+                continue
+            findings.append(
+                TargetFinding(
+                    target=decl.name,
+                    keys=tuple(sorted([*owned, *linked], key=_sort_key)),
+                    categories=table_categories(self.store, decl.name),
+                    via=", ".join(self.via.get(decl.name, ())),
+                    linked=tuple(linked),
+                    withheld=tuple(withheld),
+                )
             )
-            for decl in self.store.tables
-            if self.found.get(decl.name)
-        )
+        return tuple(findings)
+
+
+def column_values(  # noqa: PLR0917 - a plain helper shared by locate and the shared-row check
+    conn: Connection,
+    schema: StoreSchema,
+    table: str,
+    keys: Sequence[Key],
+    columns: tuple[str, ...],
+    batch_size: int,
+) -> list[Key]:
+    """The distinct non-NULL ``columns`` values of the rows with ``keys``, sorted.
+
+    Projected from the keys when the columns are key columns, else read in key batches.
+    """
+    key_cols = schema.keys[table]
+    if all(c in key_cols for c in columns):
+        idx = [key_cols.index(c) for c in columns]
+        values = {tuple(k[i] for i in idx) for k in keys}
+    else:
+        t = schema.tables[table]
+        values = set()
+        for batch in batches(keys, batch_size):
+            stmt = (
+                sa.select(*(t.c[c] for c in columns))
+                .where(key_clause(t, key_cols, batch))
+                .distinct()
+            )
+            with sql_errors(schema.store, "locate", table):
+                values.update(json_key(row) for row in conn.execute(stmt))
+    return sorted((v for v in values if None not in v), key=_sort_key)
 
 
 def locate(
@@ -236,6 +320,7 @@ def locate(
     with engine.connect() as conn:
         search = _Search(conn, schema, store, batch_size)
         search.traverse(search.seed(identities))
+        search.link()
         derived = search.derived()
     return Findings(
         store=store.name, targets=search.targets(), derived=derived, warnings=tuple(warnings)

@@ -39,7 +39,7 @@ sorted, so the same findings always give the same plan and digest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -47,14 +47,25 @@ from typing import Any
 from sqlalchemy import UniqueConstraint
 
 from config.schema import ErasurePolicy, ErasureRule, LegalHold, SqlStore
-from connectors.base import Action, Findings, Key, MaskSpec, StorePlan, TargetPlan
-from connectors.sql.graph import traversal_edges
+from connectors.base import (
+    SHARED_REASON,
+    WITHHELD_REASON,
+    Action,
+    Findings,
+    Key,
+    MaskSpec,
+    StorePlan,
+    TargetPlan,
+)
+from connectors.sql.edges import Edge
+from connectors.sql.graph import subject_tables
 from connectors.sql.masks import mask_problem
-from connectors.sql.schema import Edge, StoreSchema
+from connectors.sql.schema import StoreSchema
 from core.errors import TerminalError
 from core.pseudonym import Pseudonym
 
 _PRECEDENCE = {"delete": 0, "mask": 1, "keep": 2}
+NO_FIELDS = "no personal fields"
 _STEP_ORDER = {Action.MASK: 0, Action.DELETE: 1, Action.DEFER: 2, Action.KEEP: 3}
 
 
@@ -80,6 +91,7 @@ class _Decision:
     masks: tuple[MaskSpec, ...] = ()
     reason: str | None = None
     until: str | None = None
+    outside: bool = False  # another person's row the subject's rows point at (withheld)
 
 
 def sort_key(key: Key) -> tuple[tuple[int, Any], ...]:
@@ -115,8 +127,9 @@ class _Context:
         problems: list[str] = []
         fields = self.fields(table)
         # Identity columns identify the person whether or not they are declared as fields:
-        # a kept row must not keep them.
-        identity = {i.column for i in self.store.table(table).identity} - set(fields)
+        # a kept row must not keep them, and their mask must never be found again by an
+        # identity lookup (NULL, else a per-row token; never a fixed marker).
+        identity = {i.column for i in self.store.table(table).identity}
         for column in sorted({*fields, *identity}):
             col = sa_table.c[column]
             if column in identity:
@@ -140,23 +153,52 @@ class _Context:
                 if problem is not None:
                     problems.append(f"{where}: {problem}")
             specs.append(MaskSpec(column, kind))
+        if specs:
+            specs += self.link_nulls(table, {s.column for s in specs})
         return tuple(specs), problems
 
+    def link_nulls(self, table: str, masked: set[str]) -> list[MaskSpec]:
+        """A masked row also loses its ``target`` references (where NULL is allowed).
+
+        The address or card a masked customer row points at would identify the person
+        again, and would keep that row alive after everyone using it is erased.
+        """
+        sa_table = self.schema.tables[table]
+        keys = set(self.schema.keys.get(table, ()))
+        nulls: list[MaskSpec] = []
+        for edge in self.schema.edges_from(table):
+            if edge.follow != "target" or edge.child == edge.parent:
+                continue
+            columns = [c for c in edge.columns if c not in masked and c not in keys]
+            if columns and all(sa_table.c[c].nullable for c in edge.columns):
+                nulls += [MaskSpec(c, "null") for c in columns]
+                masked.update(columns)
+        return nulls
+
     def policy_decision(self, table: str) -> tuple[_Decision, list[str]]:
-        """The table's decision from the erasure rules of its categories."""
-        categories = sorted({c for cats in self.fields(table).values() for c in cats})
-        rules: list[ErasureRule] = [self.erasure.rule_for(c) for c in categories]
-        if not rules:
-            rules = [self.erasure.default]
-        action = max((r.action for r in rules), key=_PRECEDENCE.__getitem__)
-        reason = _joined(r.reason for r in rules if r.action == action)
-        if action == "delete":
-            return _Decision(Action.DELETE, reason=reason), []
-        if action == "keep":
-            return _Decision(Action.KEEP, reason=reason), []
+        """The row decision from the erasure rule of each personal field (per field).
+
+        Each field's rule is the longest-kept of its categories' rules. Every field deleted:
+        the row goes. Otherwise the row stays and every field not kept is masked (identity
+        columns always); nothing to mask: KEEP. No personal fields at all: KEEP (such a row
+        goes only with a deleted parent, see ``_follow_parents``).
+        """
+        fields = self.fields(table)
+        if not fields and not self.store.table(table).identity:
+            return _Decision(Action.KEEP, reason=NO_FIELDS), []
+        per_field: list[ErasureRule] = []
+        for cats in fields.values():
+            rules = [self.erasure.rule_for(c) for c in cats] or [self.erasure.default]
+            action = max((r.action for r in rules), key=_PRECEDENCE.__getitem__)
+            per_field += [r for r in rules if r.action == action]
+        if not per_field:
+            per_field = [self.erasure.default]
+        if all(r.action == "delete" for r in per_field):
+            return _Decision(Action.DELETE, reason=_joined(r.reason for r in per_field)), []
+        reason = _joined(r.reason for r in per_field if r.action != "delete")
         masks, problems = self.masks(table)
         if not masks:
-            return _Decision(Action.KEEP, reason=reason or "no personal fields to mask"), []
+            return _Decision(Action.KEEP, reason=reason), []
         return _Decision(Action.MASK, masks, reason), problems
 
     def downgrade(self, table: str, child: str) -> _Decision:
@@ -242,8 +284,49 @@ def _referenced_parents(
     return {tuple(k[i] for i in positions) for k in child_keys}
 
 
+def _follow_parents(ctx: _Context, rows: dict[str, dict[Key, _Decision]]) -> bool:
+    """Rows without personal fields go with their deleted parent (rule 1); True if changed.
+
+    Such a row is deleted only when it holds an enforced NOT NULL (or key) reference into a
+    table all of whose found rows are deleted; once any of them stays, it stays (KEEP).
+    """
+    changed = False
+    for table, decisions in rows.items():
+        if ctx.fields(table) or ctx.store.table(table).identity:
+            continue
+        parents = sorted(
+            {
+                e.parent
+                for e in ctx.schema.edges_from(table)
+                if e.enforced and e.parent != table and e.parent in rows and not ctx.unlinkable(e)
+            }
+        )
+        gone = [
+            p
+            for p in parents
+            if rows[p] and all(d.action == Action.DELETE for d in rows[p].values())
+        ]
+        for key, decision in decisions.items():
+            if decision.action not in (Action.KEEP, Action.DELETE) or decision.outside:
+                continue
+            if decision.reason not in (NO_FIELDS,) and not (decision.reason or "").startswith(
+                "goes with"
+            ):
+                continue
+            wanted = (
+                _Decision(Action.DELETE, reason=f"goes with its deleted {', '.join(gone)} rows")
+                if gone
+                else _Decision(Action.KEEP, reason=NO_FIELDS)
+            )
+            if decisions[key] != wanted:
+                decisions[key] = wanted
+                changed = True
+    return changed
+
+
 def _settle_references(ctx: _Context, rows: dict[str, dict[Key, _Decision]]) -> None:
     """Apply rule 4 until no retained row references a deleted row (in place)."""
+    _follow_parents(ctx, rows)
     edges = sorted(
         (e for e in ctx.schema.edges if e.enforced and e.child in rows and e.parent in rows),
         key=lambda e: (e.child, e.columns, e.parent),
@@ -260,12 +343,18 @@ def _settle_references(ctx: _Context, rows: dict[str, dict[Key, _Decision]]) -> 
             nulls = tuple(MaskSpec(c, "null") for c in edge.columns)
             blocking: list[Key] = []
             for key, decision in child_rows.items():
-                if decision.action == Action.DELETE:
-                    continue
-                if decision.action == Action.MASK and unlink:
-                    missing = tuple(m for m in nulls if m not in decision.masks)
+                if decision.action == Action.DELETE or decision.outside:
+                    continue  # another person's row: the shared-row check covers it
+                no_fields = decision.action == Action.KEEP and decision.reason == NO_FIELDS
+                if (decision.action == Action.MASK or no_fields) and unlink:
+                    base = (
+                        _Decision(Action.MASK, reason=f"{NO_FIELDS}; unlinked from deleted rows")
+                        if no_fields
+                        else decision
+                    )
+                    missing = tuple(m for m in nulls if m not in base.masks)
                     if missing:
-                        child_rows[key] = replace(decision, masks=decision.masks + missing)
+                        child_rows[key] = replace(base, masks=base.masks + missing)
                         changed = True
                     continue
                 blocking.append(key)
@@ -278,6 +367,7 @@ def _settle_references(ctx: _Context, rows: dict[str, dict[Key, _Decision]]) -> 
                 for key in hit:
                     parent_rows[key] = down
                 changed = True
+        changed = _follow_parents(ctx, rows) or changed
 
 
 def _deleted(rows: Mapping[Key, _Decision]) -> list[Key]:
@@ -402,6 +492,53 @@ def _found_keys(schema: StoreSchema, findings: Findings) -> dict[str, set[Key]]:
     return found
 
 
+def _person_references(ctx: _Context) -> list[Edge]:
+    """Enforced references cleared before deleting (rule 5): self-references, and references
+    to a person (a subject table) held by rows that are not owned through them."""
+    subjects = subject_tables(ctx.store)
+    return [
+        e
+        for e in ctx.schema.edges
+        if e.enforced
+        and (
+            e.child == e.parent
+            or (e.parent in subjects and not (e.follow == "holders" and e.child not in subjects))
+        )
+    ]
+
+
+def _initial_rows(  # noqa: PLR0917 - the planner's inputs, spelled out
+    ctx: _Context,
+    findings: Findings,
+    holds: Sequence[LegalHold],
+    today: date,
+    subject: Pseudonym | None,
+    shared: Mapping[str, Collection[Key]],
+) -> dict[str, dict[Key, _Decision]]:
+    """Each found row's first decision: hold, else the fields' rules; shared and withheld
+    rows are kept. Raises ``PlanRefused`` when a mask does not fit."""
+    found = _found_keys(ctx.schema, findings)
+    rows: dict[str, dict[Key, _Decision]] = {}
+    problems: list[str] = []
+    for table in sorted(found):
+        decision = _hold_decision(holds, ctx.store.name, table, today, subject)
+        if decision is None:
+            decision, table_problems = ctx.policy_decision(table)
+            problems += table_problems
+        rows[table] = dict.fromkeys(found[table], decision)
+        keep = _Decision(Action.KEEP, reason=SHARED_REASON)
+        for key in shared.get(table, ()):
+            if key in rows[table]:
+                rows[table][key] = keep
+    if problems:
+        raise PlanRefused(ctx.store.name, sorted(problems))
+    withheld = _Decision(Action.KEEP, reason=WITHHELD_REASON, outside=True)
+    for target in findings.targets:
+        for key in target.withheld:
+            rows.setdefault(target.target, {}).setdefault(tuple(key), withheld)
+    return rows
+
+
 def plan_erasure(  # noqa: PLR0917 - the connector's fixed call signature
     schema: StoreSchema,
     store: SqlStore,
@@ -410,44 +547,27 @@ def plan_erasure(  # noqa: PLR0917 - the connector's fixed call signature
     holds: Sequence[LegalHold],
     today: date,
     subject: Pseudonym | None,
+    shared: Mapping[str, Collection[Key]] | None = None,
 ) -> StorePlan:
-    """Decide per found row: delete, mask, defer or keep (see the module rules). Pure."""
+    """Decide per found row: delete, mask, defer or keep (see the module rules). Pure.
+
+    ``shared``: keys per table that rows outside the request reference (read by the
+    connector, ``connectors.sql.shared``); they are kept.
+    """
     if not (findings.store == store.name == schema.store):
         raise TerminalError(
             "findings, inventory and schema name different stores",
             store=store.name,
         )
     ctx = _Context(schema, store, erasure)
-    found = _found_keys(schema, findings)
-    rows: dict[str, dict[Key, _Decision]] = {}
-    problems: list[str] = []
-    for table in sorted(found):
-        decision = _hold_decision(holds, store.name, table, today, subject)
-        if decision is None:
-            decision, table_problems = ctx.policy_decision(table)
-            problems += table_problems
-        rows[table] = dict.fromkeys(found[table], decision)
-    if problems:
-        raise PlanRefused(store.name, sorted(problems))
+    rows = _initial_rows(ctx, findings, holds, today, subject, shared or {})
     _settle_references(ctx, rows)
 
-    # Self-references and references held by subject tables are cleared first (rule 5).
-    traversed = set(traversal_edges(schema, store))
-    cleared = {
-        e
-        for e in schema.edges
-        if e.enforced
-        and e.parent in rows
-        and (e.child == e.parent or e not in traversed)
-        and ctx.unlinkable(e)
-    }
+    # Self-references and references to people are cleared first (rule 5).
+    person_refs = _person_references(ctx)
+    cleared = {e for e in person_refs if e.parent in rows and ctx.unlinkable(e)}
     order, broken = _order(ctx, rows, cleared)
-    unlinks, warnings = _unlink_steps(
-        ctx,
-        rows,
-        [e for e in schema.edges if e.enforced and (e.child == e.parent or e not in traversed)]
-        + broken,
-    )
+    unlinks, warnings = _unlink_steps(ctx, rows, person_refs + broken)
     steps = list(unlinks)
     for table in order:
         steps += _steps(table, rows[table])

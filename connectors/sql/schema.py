@@ -34,25 +34,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.schema import SqlStore, Table
 from connectors.base import JsonScalar, Key
+from connectors.sql.edges import Edge
+from connectors.sql.graph import resolve_follow, subject_tables
 from core.errors import ConfigError, TerminalError, TransientError
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Edge:
-    """child.columns reference parent.to_columns (a reflected FK, or declared in config)."""
-
-    child: str
-    columns: tuple[str, ...]
-    parent: str
-    to_columns: tuple[str, ...]
-    enforced: bool  # True when the database enforces it (reflected FK)
-
-    @property
-    def label(self) -> str:
-        """How a row reached through this edge is described: ``orders.customer_id``."""
-        return f"{self.child}.{','.join(self.columns)}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +52,8 @@ class StoreSchema:
     edges: tuple[Edge, ...]
     unkeyed: frozenset[str] = field(default_factory=frozenset)
     """Tables without a primary key, keyed by the columns they are matched on."""
+    subjects: frozenset[str] = field(default_factory=frozenset)
+    """Tables with identity columns of their own (entered only through them)."""
 
     def edges_from(self, child: str) -> tuple[Edge, ...]:
         """Edges whose child is ``child`` (the references it holds)."""
@@ -155,7 +143,11 @@ def _check_reference(store: str, decl: Table, tables: Mapping[str, sa.Table]) ->
 
 
 def _edges(store: SqlStore, tables: Mapping[str, sa.Table]) -> tuple[Edge, ...]:
-    """Reflected FKs among declared tables (enforced), then declared references; deduplicated."""
+    """Reflected FKs among declared tables (enforced), then declared references; deduplicated.
+
+    A declared reference naming a reflected FK only annotates it (its ``follow:``); the
+    way each edge is followed is resolved afterwards (``graph.resolve_follow``).
+    """
     found: dict[tuple[str, tuple[str, ...], str, tuple[str, ...]], Edge] = {}
     for name, table in tables.items():
         for fk in table.foreign_key_constraints:
@@ -189,7 +181,7 @@ def _keys(
     if decl.identity:
         matched = {(i.column,) for i in decl.identity}
     else:
-        matched = {e.columns for e in edges if e.child == decl.name}
+        matched = {e.columns for e in edges if e.child == decl.name and e.follow == "holders"}
     where = _where(store, decl.name)
     if not matched:
         return None, (
@@ -243,7 +235,10 @@ def reflect_store(engine: Engine, store: SqlStore) -> StoreSchema:
     if problems:
         message = f"store '{store.name}': the inventory does not match the schema"
         raise ConfigError(message, problems)
-    edges = _edges(store, tables)
+    edges, problems = resolve_follow(store, _edges(store, tables))
+    if problems:
+        message = f"store '{store.name}': the references cannot be followed safely"
+        raise ConfigError(message, problems)
     keys: dict[str, tuple[str, ...]] = {}
     unkeyed: set[str] = set()
     for decl in store.tables:
@@ -263,6 +258,7 @@ def reflect_store(engine: Engine, store: SqlStore) -> StoreSchema:
         keys=keys,
         edges=edges,
         unkeyed=frozenset(unkeyed),
+        subjects=subject_tables(store),
     )
 
 

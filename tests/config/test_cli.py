@@ -58,7 +58,7 @@ def test_validate_prints_every_problem_and_exits_2(make_config: MakeConfig) -> N
     assert lines[0] == (
         f"error: inventory.yaml:{line_of(inventory, 'typo: 1')} "
         "stores[0].tables[0].identity[1].typo: unknown field (expected one of: column, kind, "
-        "case_insensitive)"
+        "case_insensitive, format)"
     )
     assert lines[1].startswith(
         f"error: policy.yaml:{line_of(policy, '[red]')} [red]: unknown field"

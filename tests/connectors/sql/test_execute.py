@@ -14,11 +14,12 @@ import sqlalchemy as sa
 
 from config.schema import ErasurePolicy
 from connectors.base import Action, BatchResult, Findings, Key, MaskSpec, StorePlan, TargetPlan
-from connectors.sql.execute import execute_plan
+from connectors.sql.execute import execute_plan, own_rows
 from connectors.sql.locate import locate
 from connectors.sql.masks import PER_ROW, REDACTED, Masker
 from connectors.sql.planning import plan_erasure
 from connectors.sql.schema import StoreSchema, reflect_store
+from connectors.sql.shared import checked_edges
 from core.errors import TerminalError, TransientError
 from core.keys import KeyRing
 from tests.connectors.sql.conftest import (
@@ -219,7 +220,9 @@ def test_per_row_masks_use_each_rows_own_original(sql_world: SqlWorld) -> None:
     per_row = [
         s for s in plan.steps if s.action == Action.MASK and {m.mask for m in s.masks} & PER_ROW
     ]
-    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    reads = [
+        s for s in statements if s.lstrip().upper().startswith("SELECT") and not is_shared_check(s)
+    ]
     assert len(reads) == sum(s.count for s in per_row)
     # Everyone else's rows are untouched: only the subject's consents changed.
     assert [r for r in sql_world.snapshot()["consents"] if r[0] != 1] == [
@@ -238,12 +241,34 @@ def test_statements_grow_with_batches_not_rows(sql_world: SqlWorld) -> None:
         if s.action in (Action.DELETE, Action.MASK, Action.UNLINK)
     )
 
+    # The shared-row check: per checked batch and reference, one grouped count of all
+    # holders and one per batch of the erasure's own holders.
+    own = own_rows(plan)
+    checks = 0
+    for step in plan.steps:
+        if step.action not in (Action.DELETE, Action.MASK):
+            continue
+        for edge in checked_edges(schema, step.target):
+            own_batches = math.ceil(len(own.get(edge.child, ())) / batch_size)
+            checks += math.ceil(step.count / batch_size) * (1 + own_batches)
+
     with count_statements(sql_world.engine) as statements:
         run(sql_world, schema, plan, batch_size)
 
-    dml = [s for s in statements if s.lstrip().upper().startswith(("DELETE", "UPDATE", "SELECT"))]
+    dml = [
+        s
+        for s in statements
+        if s.lstrip().upper().startswith(("DELETE", "UPDATE", "SELECT")) and not is_shared_check(s)
+    ]
     assert len(dml) == expected
-    assert len(statements) <= expected + 2  # plus BEGIN (SQLite) at most
+    shared = [s for s in statements if is_shared_check(s)]
+    assert 0 < len(shared) <= checks
+    assert len(statements) <= expected + len(shared) + 2  # plus BEGIN (SQLite) at most
+
+
+def is_shared_check(statement: str) -> bool:
+    """The shared-row check's statements: grouped counts of a reference's holders."""
+    return "GROUP BY" in statement.upper() and "COUNT(*)" in statement.upper()
 
 
 # --- failures -------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from config.schema import ErasurePolicy, LegalHold, SqlStore
 from connectors.base import Action, Findings, Key, MaskSpec, StorePlan, TargetFinding
+from connectors.sql.edges import Edge
 from connectors.sql.planning import PlanRefused, plan_erasure
-from connectors.sql.schema import Edge, StoreSchema
+from connectors.sql.schema import StoreSchema
 from core.pseudonym import Pseudonymizer
 from tests.connectors.sql.conftest import (
     INVENTORY_TABLES,
@@ -198,7 +199,7 @@ def test_keep_beats_mask_beats_delete() -> None:
     customers = only(plan, "customers", Action.MASK)
     assert customers.reason == "fraud prevention"
     assert set(customers.masks) == {
-        MaskSpec("email", "pseudonym"),
+        MaskSpec("email", "hash"),  # an identity column: a token no lookup can match
         MaskSpec("full_name", "pseudonym"),
         MaskSpec("phone", "pseudonym"),
         MaskSpec("contract_ended_at", "null"),  # delete-rule field, nullable -> null
@@ -212,7 +213,7 @@ def test_delete_rule_fields_of_a_masked_table_get_null_or_redact() -> None:
     masks = set(only(plan, "customers", Action.MASK).masks)
     assert masks == {
         MaskSpec("contract_ended_at", "null"),  # its category's own kind
-        MaskSpec("email", "redact"),  # NOT NULL
+        MaskSpec("email", "hash"),  # identity, NOT NULL: a per-row token, never a marker
         MaskSpec("full_name", "redact"),  # NOT NULL
         MaskSpec("phone", "null"),  # nullable
         MaskSpec("customer_number", "hash"),  # identity: distinct per value, keeps UNIQUE
@@ -244,16 +245,52 @@ def test_undeclared_identity_columns_are_masked_or_the_plan_refused() -> None:
     assert MaskSpec("customer_number", "redact") in masks
 
 
-def test_a_table_without_personal_fields_takes_the_default_rule() -> None:
+def test_a_row_without_personal_fields_is_kept_unless_it_must_go_with_its_parent() -> None:
     tables = [dict(t) for t in INVENTORY_TABLES]
     for t in tables:
         if t["name"] == "shipment_events":
             t["fields"] = {}
-    keys = {"shipment_events": [(101,)]}
-    assert only(world_plan(keys=keys, tables=tables), "shipment_events", Action.DELETE)
+    # Not by default: found alone (its shipment not erased), a row saying nothing is kept.
+    alone = only(
+        world_plan(keys={"shipment_events": [(101,)]}, tables=tables),
+        "shipment_events",
+        Action.KEEP,
+    )
+    assert alone.reason == "no personal fields"
+    # With its shipment deleted, its NOT NULL enforced reference makes it go too.
+    keys: dict[str, list[Key]] = {
+        "shipments": [(shipment_code(101),)],
+        "shipment_events": [(101,)],
+    }
+    plan = world_plan(keys=keys, tables=tables)
+    assert (
+        only(plan, "shipment_events", Action.DELETE).reason
+        == "goes with its deleted shipments rows"
+    )
+    assert only(plan, "shipments", Action.DELETE)
+    # A default rule does not change that: the default is for categories, not for rows
+    # that hold none.
     keep = ErasurePolicy.model_validate({"default": {"action": "keep", "reason": "archive"}})
-    step = only(world_plan(policy=keep, keys=keys, tables=tables), "shipment_events", Action.KEEP)
-    assert step.reason == "archive"
+    kept = world_plan(policy=keep, keys={"shipment_events": [(101,)]}, tables=tables)
+    assert only(kept, "shipment_events", Action.KEEP).reason == "no personal fields"
+
+
+def test_one_kept_field_does_not_stop_masking_the_others() -> None:
+    policy = erasure(
+        {
+            "billing": {"action": "keep", "reason": "invoices kept 10 years (tax law)"},
+            "contact": {"action": "delete"},
+        }
+    )
+    tables = [dict(t) for t in INVENTORY_TABLES]
+    for t in tables:
+        if t["name"] == "invoices":
+            t["fields"] = {"billing_name": ["billing"], "billing_address": ["contact"]}
+    plan = world_plan(policy=policy, keys={"invoices": [(101,)]}, tables=tables)
+    step = only(plan, "invoices", Action.MASK)
+    # billing_name is kept (tax record); the contact field still goes, as NULL.
+    assert step.masks == (MaskSpec("billing_address", "null"),)
+    assert step.reason == "invoices kept 10 years (tax law)"
 
 
 # --- refused masks --------------------------------------------------------------------------
@@ -304,11 +341,10 @@ def test_unsafe_masks_refuse_the_plan_listing_every_problem() -> None:
         "crm.cards.alias: mask 'hash' needs 64 characters, column allows 30",
         "crm.cards.card_ref: mask 'redact' targets a key column",
         "crm.cards.holder: mask 'redact' needs 10 characters, column allows 5",
-        "crm.cards.holder_email: mask 'null' needs a nullable column, column is NOT NULL",
         "crm.cards.pin_hint: mask 'redact' needs a string column, column is INTEGER",
     ]
     message = str(caught.value)
-    assert "5 problems" in message and "crm.cards.holder:" in message
+    assert "4 problems" in message and "crm.cards.holder:" in message
     assert secret not in message and "alice" not in message.lower()
 
 
@@ -398,7 +434,7 @@ def test_retained_child_with_not_null_reference_downgrades_the_parent_to_mask() 
     assert customers.reason == "referenced by retained login_events"
     assert set(customers.masks) == {
         MaskSpec("contract_ended_at", "null"),
-        MaskSpec("email", "redact"),
+        MaskSpec("email", "hash"),
         MaskSpec("full_name", "redact"),
         MaskSpec("phone", "null"),
         MaskSpec("customer_number", "hash"),

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from connectors.sql.edges import Edge
 from connectors.sql.graph import reachable, subject_tables, traversal_edges
 from connectors.sql.schema import (
-    Edge,
     coerce,
     key_clause,
     reflect_store,
@@ -22,7 +22,7 @@ from core.errors import ConfigError, TerminalError, TransientError
 from tests.connectors.sql.conftest import INVENTORY_TABLES, SqlWorld, make_store
 
 EXPECTED_EDGES = [
-    Edge("customers", ("referred_by",), "customers", ("id",), True),
+    Edge("customers", ("referred_by",), "customers", ("id",), True, "none"),
     Edge("orders", ("customer_id",), "customers", ("id",), True),
     Edge("order_items", ("order_id",), "orders", ("id",), True),
     Edge("shipments", ("order_id",), "orders", ("id",), True),
@@ -30,7 +30,7 @@ EXPECTED_EDGES = [
     Edge("support_tickets", ("customer_id",), "customers", ("id",), False),
     Edge("support_tickets", ("parent_id",), "support_tickets", ("id",), True),
     Edge("accounts", ("customer_id",), "customers", ("id",), True),
-    Edge("accounts", ("primary_contact_id",), "contacts", ("id",), True),
+    Edge("accounts", ("primary_contact_id",), "contacts", ("id",), True, "target"),
     Edge("contacts", ("account_id",), "accounts", ("id",), True),
     Edge("consents", ("customer_id",), "customers", ("id",), True),
     Edge("invoices", ("customer_id",), "customers", ("id",), True),
@@ -65,11 +65,11 @@ def test_graph_enters_subject_tables_only_through_identity(shared_world: SqlWorl
     schema = reflect_store(shared_world.engine, shared_world.store)
 
     assert subject_tables(shared_world.store) == frozenset({"customers"})
-    followed = traversal_edges(schema, shared_world.store)
+    followed = traversal_edges(schema.edges, shared_world.store)
     assert EXPECTED_EDGES[0] not in followed  # customers.referred_by: someone else
     assert len(followed) == len(EXPECTED_EDGES) - 1
-    assert reachable(schema, shared_world.store) == set(schema.tables)
-    assert reachable(schema, shared_world.store, kinds=["phone"]) == set()
+    assert reachable(schema.edges, shared_world.store) == set(schema.tables)
+    assert reachable(schema.edges, shared_world.store, kinds=["phone"]) == set()
 
 
 def test_duplicate_declared_reference_collapses_into_the_enforced_edge(
@@ -159,7 +159,7 @@ def test_table_without_key_matched_on_several_column_sets_is_refused(
 ) -> None:
     tables = _tables()
     _table(tables, "consents")["references"] = [
-        {"columns": ["purpose"], "table": "shipments", "to_columns": ["code"]}
+        {"columns": ["purpose"], "table": "shipments", "to_columns": ["code"], "follow": "holders"}
     ]
     with pytest.raises(ConfigError) as caught:
         reflect_store(shared_world.engine, make_store(shared_world.url, tables))
