@@ -68,8 +68,8 @@ def build_outcome(
 
 
 def kept_rows(progress: RequestProgress, request_id: str, rows: list[StoreProgress]) -> list[Kept]:
-    """Rows kept because they are shared or another person's: planned, and found so when
-    erasing (a reference added while the plan waited for approval)."""
+    """Rows kept because they are shared or another person's: as planned, and as found when
+    writing (an erasure's reference added while the plan waited; a rectification)."""
     kept = [
         Kept(store=row.store, target=s["target"], count=s["count"], reason=s.get("reason"))
         for row in rows
@@ -88,7 +88,7 @@ def kept_rows(progress: RequestProgress, request_id: str, rows: list[StoreProgre
                 store=row.store,
                 target=target,
                 count=count,
-                reason=f"{SHARED_REASON} (a reference added while the plan waited)",
+                reason=f"{SHARED_REASON} (seen when writing)",
             )
             for target, count in sorted(late.items())
         ]

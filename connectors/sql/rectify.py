@@ -10,7 +10,9 @@ empty text means NULL, refused when the column is NOT NULL. Errors name ``table.
 and the expected type, never the value.
 
 All updates run in one transaction: one UPDATE per table per key batch, setting every
-changed column of that table at once, on the found rows only.
+changed column of that table at once, on the found rows only. Rows that rows outside the
+request reference (a linked address a household shares) are not rewritten: they are
+reported as a KEEP batch, as an erasure keeps them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from connectors.sql.execute import translate_error
 from connectors.sql.masks import type_name
 from connectors.sql.planning import sort_key
 from connectors.sql.schema import StoreSchema, batches, key_clause
+from connectors.sql.shared import shared_keys
 from core.engines import IMMEDIATE
 from core.errors import TerminalError
 
@@ -203,13 +206,30 @@ def rectify(  # noqa: PLR0917 - the connector's fixed call signature
             updates.setdefault(table, {})[column] = value
     results: list[BatchResult] = []
     where = "start"
+    own = {table: set(keys) for table, keys in found.items()}
     try:
         with engine.execution_options(**{IMMEDIATE: True}).begin() as conn:
             for table in sorted(updates):
                 keys = sorted(set(found.get(table, ())), key=sort_key)
                 sa_table, columns = schema.tables[table], schema.keys[table]
-                for number, batch in enumerate(batches(keys, batch_size), 1):
+                for number, planned in enumerate(batches(keys, batch_size), 1):
                     where = f"rectify {table} batch {number}"
+                    # A row others' rows reference too (a household's address) is theirs
+                    # as well: one person's correction must not rewrite it.
+                    shared = shared_keys(conn, schema, table, planned, own, batch_size)
+                    if shared:
+                        results.append(
+                            BatchResult(
+                                store.name,
+                                table,
+                                Action.KEEP,
+                                len(shared),
+                                keys_digest(sorted(shared, key=sort_key)),
+                            )
+                        )
+                    batch = [k for k in planned if k not in shared]
+                    if not batch:
+                        continue
                     stmt = (
                         sa.update(sa_table)
                         .where(key_clause(sa_table, columns, batch))

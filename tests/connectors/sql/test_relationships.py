@@ -413,6 +413,21 @@ def test_erasing_carol_removes_all_of_hers_and_nothing_else(shop: TrapWorld) -> 
     assert_clean(erasure)
 
 
+def test_rectifying_an_address_rewrites_hers_alone_never_the_household_one(
+    shop: TrapWorld,
+) -> None:
+    # Alice's own billing address H2 takes the correction; H1 is Bob's home too, so one
+    # person's correction must not rewrite it (reported as kept, like an erasure keeps it).
+    with connected(shop) as connector:
+        results = connector.rectify(
+            connector.locate(by_email(ALICE_EMAIL)), {"addresses.city": "Potsdam"}
+        )
+
+    assert_db(shop.snapshot(), ExpectedDb().change("addresses", H2, city="Potsdam").tables)
+    assert affected(results, Action.RECTIFY) == {"addresses": 1}
+    assert affected(results, Action.KEEP) == {"addresses": 1}
+
+
 def test_masks_cannot_be_found_again_and_erasing_again_changes_nothing(shop: TrapWorld) -> None:
     erase(shop, by_email(ALICE_EMAIL))
     erased = shop.snapshot()
