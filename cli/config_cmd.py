@@ -79,6 +79,15 @@ def validate(
         highlight=False,
         soft_wrap=True,
     )
+    if sql and not live:
+        # What only the databases can tell: reflected references and their directions,
+        # undeclared tables holding foreign keys into declared ones.
+        console.print(
+            "next: lifecycle config validate --live (or lifecycle doctor) checks the "
+            "inventory against the databases",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

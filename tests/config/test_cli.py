@@ -27,7 +27,11 @@ def _plain(text: str) -> str:
 def test_validate_demo_prints_a_summary() -> None:
     result = runner.invoke(app, ["config", "validate", "--config", str(DEMO_DIR)])
     assert result.exit_code == 0, result.output
-    assert _plain(result.stdout) == f"config OK ({DEMO_DIR}): {SUMMARY}\n"
+    assert _plain(result.stdout) == (
+        f"config OK ({DEMO_DIR}): {SUMMARY}\n"
+        "next: lifecycle config validate --live (or lifecycle doctor) checks the inventory "
+        "against the databases\n"
+    )
     assert result.stderr == ""
 
 
