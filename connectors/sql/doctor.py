@@ -319,7 +319,7 @@ class StoreCheck:
 
 # How schema problems start: "store 'crm', table 'orders': ..." or "store 'crm': ...".
 _WHERE = re.compile(
-    r"^store '(?P<store>[^']*)'(?:, table '(?P<table>[^']*)')?: (?P<rest>.*)$", re.S
+    r"^store '(?P<store>[^']*)'(?:, table '(?P<table>[^']*)')?(?::|,) (?P<rest>.*)$", re.S
 )
 
 
