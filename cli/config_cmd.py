@@ -43,12 +43,14 @@ def _load(config_dir: Path | None) -> LifecycleConfig:
         raise typer.Exit(2) from None
 
 
-def _live_problems(loaded: LifecycleConfig) -> list[str]:
-    """Connect to every SQL store and run doctor's schema checks: ``store.table: ...`` lines."""
+def _live_problems(loaded: LifecycleConfig) -> tuple[list[str], list[str]]:
+    """Connect to every SQL store and run doctor's schema checks: problems and warnings."""
     # Imported only with --live: plain validate stays offline and fast.
     from connectors.sql.doctor import check_store
 
-    return [line for store in loaded.sql_stores() for line in check_store(store).located_problems()]
+    checks = [check_store(store) for store in loaded.sql_stores()]
+    problems = [line for check in checks for line in check.located_problems()]
+    return problems, [warning for check in checks for warning in check.warnings]
 
 
 @app.command()
@@ -62,7 +64,11 @@ def validate(
 ) -> None:
     """Check both files; print a summary, or every problem with its file and line."""
     loaded = _load(config)
-    problems = _live_problems(loaded) if live else []
+    problems, warnings = _live_problems(loaded) if live else ([], [])
+    for warning in warnings:
+        err_console.print(
+            f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True
+        )
     for problem in problems:
         err_console.print(f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
     if problems:
