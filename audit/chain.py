@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,7 +50,7 @@ VERIFY_COLUMNS: tuple[ColumnElement[Any], ...] = (
     _E.prev_hash,
     _E.hash,
 )
-_COUNTS, _DETAIL, _PREV, HASH_INDEX = 12, 13, 14, 15
+_KIND, _COUNTS, _DETAIL, _PREV, HASH_INDEX = 3, 12, 13, 14, 15
 
 _SEQ_PREFIX = f'["{EVENT_FORMAT}",'.encode()
 
@@ -58,6 +58,24 @@ _SEQ_PREFIX = f'["{EVENT_FORMAT}",'.encode()
 def link_hash(key: bytes, prev_hash: str, content: bytes) -> str:
     """HMAC-SHA256(key, prev_hash || content) as hex: one link of the chain."""
     return hmac.digest(key, prev_hash.encode() + content, "sha256").hex()
+
+
+ROTATION_KIND = "keys.rotated"
+"""The event that switches the chain to the next key epoch's chain key."""
+_BRIDGE_CONTEXT = b"lifecycle/keys.rotated/v1"
+
+
+def rotation_bridge(
+    old_key: bytes, seq: int, prev_hash: str, new_fingerprint: str, new_epoch: int
+) -> str:
+    """HMAC under the retiring chain key vouching for the key that continues the chain.
+
+    A ``keys.rotated`` event is linked under the *new* chain key; its ``bridge`` (this
+    value, in its detail) proves that whoever held the old chain key handed over to
+    the new key at exactly this position (seq and predecessor's hash).
+    """
+    message = "\x1f".join((str(seq), prev_hash, new_fingerprint, str(new_epoch))).encode()
+    return hmac.digest(old_key, _BRIDGE_CONTEXT + message, "sha256").hex()
 
 
 @dataclass(frozen=True)
@@ -146,13 +164,25 @@ def _nearest_first(center: int, low: int, high: int) -> list[int]:
 
 
 class ChainWalker:
-    """Checks rows arriving in seq order: contiguity, prev_hash linkage and HMAC."""
+    """Checks rows arriving in seq order: contiguity, prev_hash linkage and HMAC.
 
-    def __init__(self, key: bytes, after_seq: int = 0, after_hash: str = GENESIS_HASH) -> None:
+    ``key`` is the chain key in force after ``after_seq``; ``rotations`` maps key epochs
+    to their chain keys, for the ``keys.rotated`` events that switch to them.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        after_seq: int = 0,
+        after_hash: str = GENESIS_HASH,
+        rotations: Mapping[int, bytes] | None = None,
+    ) -> None:
         self.key = key
         self.expected = after_seq + 1
         self.prev_hash = after_hash
         self.checked = 0
+        self.rotations = dict(rotations or {})
+        self._rotation_problem: str | None = None
 
     @property
     def last_seq(self) -> int:
@@ -163,12 +193,42 @@ class ChainWalker:
         """Accept one row; False when it breaks the chain (call ``diagnose`` next)."""
         if row[0] != self.expected or row[_PREV] != self.prev_hash:
             return False
-        if not row_is_authentic(self.key, row):
+        key = self.key
+        if row[_KIND] == ROTATION_KIND:
+            rotated = self._rotated_key(row)
+            if rotated is None:
+                return False
+            key = rotated
+        if not row_is_authentic(key, row):
+            self._rotation_problem = None
             return False
+        self.key = key
         self.expected += 1
         self.prev_hash = row[HASH_INDEX]
         self.checked += 1
         return True
+
+    def _rotated_key(self, row: Sequence[Any]) -> bytes | None:
+        """The chain key a linked ``keys.rotated`` row switches to, if its bridge holds."""
+        try:
+            detail = json.loads(row[_DETAIL])
+            epoch, fingerprint, bridge = detail["to_epoch"], detail["to_key"], detail["bridge"]
+        except (TypeError, ValueError, KeyError):
+            return None  # not a well-formed rotation: reported as an edit
+        new_key = self.rotations.get(epoch) if isinstance(epoch, int) else None
+        if new_key is None:
+            self._rotation_problem = (
+                f"the ledger was rotated to key epoch {epoch} (key fp {fingerprint}), whose "
+                "chain key this key ring does not hold (wrong key)"
+            )
+            return None
+        expected = rotation_bridge(self.key, int(row[0]), self.prev_hash, str(fingerprint), epoch)
+        if not isinstance(bridge, str) or not hmac.compare_digest(expected, bridge):
+            self._rotation_problem = (
+                "key rotation not vouched for by the previous key (bridge mismatch)"
+            )
+            return None
+        return new_key
 
     def diagnose(
         self, row: Sequence[Any], next_row: Sequence[Any] | None, max_seq: int, head_seq: int
@@ -176,6 +236,8 @@ class ChainWalker:
         """Explain why ``row`` broke the chain; ``head_seq`` is the head read afterwards."""
         k = self.expected
         seq = int(row[0])
+        if self._rotation_problem is not None and seq == k:
+            return Problem(k, self._rotation_problem)
         if seq > k:
             return Problem(k, f"event {k} is missing (deleted)")
         if seq < k:

@@ -27,6 +27,7 @@ from audit.events import Checkpoint
 from audit.tables import audit_checkpoints
 from core.errors import ConfigError, IntegrityError
 from core.keys import KeyRing
+from core.private_files import private_dir
 
 ANCHOR_FORMAT = "lifecycle-audit-checkpoint/v1"
 _HASH_LEN = 64
@@ -80,7 +81,7 @@ def anchor_document(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> dic
 def write_anchor(path: Path, checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> None:
     """Write the anchor file atomically (a reader never sees half a file)."""
     text = json.dumps(anchor_document(checkpoint, public_key), indent=2) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # created folders: mode 0700; mkstemp makes the file 0600
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

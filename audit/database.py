@@ -24,7 +24,9 @@ _lock = threading.Lock()
 def audit_engine(url: str | None = None) -> Engine:
     """The migrated engine for ``url`` (default: the configured audit database)."""
     if url is None:
-        url = get_settings().resolved_audit_url()
+        settings = get_settings()
+        settings.private_data_dir()  # the default ledger lives there, keys and exports too
+        url = settings.resolved_audit_url()
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         # Each connection to an in-memory SQLite database is a different, empty database.
@@ -44,6 +46,12 @@ def audit_engine(url: str | None = None) -> Engine:
             raise
         _engines[url] = engine
         return engine
+
+
+def cached_engine(url: str) -> Engine | None:
+    """The engine ``audit_engine(url)`` made earlier in this process (migrated), if any."""
+    with _lock:
+        return _engines.get(url)
 
 
 def translate_db_error(error: SQLAlchemyError, doing: str) -> LifecycleError:

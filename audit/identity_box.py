@@ -121,6 +121,24 @@ class IdentityBox:
         nonce = os.urandom(NONCE_BYTES)
         return Sealed(nonce, self._aead.encrypt(nonce, plaintext, _aad(request_id, kind)))
 
+    def reseal(self, request_id: str, kind: str, sealed: Sealed, into: IdentityBox) -> Sealed:
+        """What ``sealed`` holds, sealed again under ``into``'s key (a key rotation).
+
+        The plaintext never leaves this method; IntegrityError as ``open`` when it does
+        not open under this box's key.
+        """
+        aad = _aad(request_id, kind)
+        try:
+            plaintext = self._aead.decrypt(sealed.nonce, sealed.ciphertext, aad)
+        except (InvalidTag, ValueError) as e:
+            raise IntegrityError(
+                f"sealed identity of request {request_id} does not open under the current "
+                "key: it was altered or sealed for another request",
+                request_id=request_id,
+            ) from e
+        nonce = os.urandom(NONCE_BYTES)
+        return Sealed(nonce, into._aead.encrypt(nonce, plaintext, aad))
+
     def open(self, request_id: str, kind: str, sealed: Sealed) -> Opened:
         """Decrypt what was sealed for ``request_id`` and ``kind``.
 

@@ -30,9 +30,11 @@ from audit.checkpoints import (
 from audit.database import audit_engine, translate_db_error
 from audit.events import Checkpoint, EventStatus, NewEvent, StoredEvent, VerifyReport
 from audit.guard import PreparedEvent, prepare_event
-from audit.tables import audit_checkpoints, audit_events
+from audit.keystore import load_keyring, require_in_force
+from audit.tables import GENESIS_HASH, audit_checkpoints, audit_events
 from audit.verify import Head, read_head, verify_chain, walk
 from audit.writer import committer_for, write_batch
+from core.engines import safe_url
 from core.errors import IntegrityError, TerminalError
 from core.keys import KeyRing, keyring_from_settings
 from core.pseudonym import Pseudonym
@@ -77,7 +79,7 @@ class Ledger:
         self._committer = committer_for(engine, keys.ledger_hmac)
 
     def __repr__(self) -> str:
-        return f"Ledger({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"Ledger({safe_url(self.engine.url)!r})"
 
     @classmethod
     def open(
@@ -86,14 +88,16 @@ class Ledger:
         """The ledger at ``url`` (default: settings), migrated once per URL per process."""
         from config.settings import get_settings
 
-        return cls(
-            audit_engine(url),
-            keys if keys is not None else keyring_from_settings(),
-            actor if actor is not None else get_settings().actor,
-        )
+        # The key is checked before the database is migrated: a missing key changes nothing.
+        if keys is None:
+            keys = keyring_from_settings() if url is None else load_keyring(url)
+        return cls(audit_engine(url), keys, actor if actor is not None else get_settings().actor)
+
+    def _key_in_force(self, conn: Connection) -> None:
+        require_in_force(conn, self._keys)
 
     def _write(self, events: list[PreparedEvent]) -> list[StoredEvent]:
-        return write_batch(self.engine, self._keys.ledger_hmac, events)
+        return write_batch(self.engine, self._keys.ledger_hmac, events, self._key_in_force)
 
     def append(
         self,
@@ -141,7 +145,13 @@ class Ledger:
         prepared = [prepare_event(e, self.actor) for e in events]
         if not prepared:
             return []
-        return write_batch(self.engine, self._keys.ledger_hmac, prepared, also)
+
+        def bookkeeping(conn: Connection) -> None:
+            self._key_in_force(conn)
+            if also is not None:
+                also(conn)
+
+        return write_batch(self.engine, self._keys.ledger_hmac, prepared, bookkeeping)
 
     def events(
         self,
@@ -217,6 +227,7 @@ class Ledger:
             with self.engine.connect() as conn:
                 checkpoint = self._verified_head_checkpoint(conn)
                 with conn.begin():
+                    self._key_in_force(conn)
                     insert_checkpoint(conn, checkpoint)
         except SQLAlchemyError as e:
             raise translate_db_error(e, "recording an audit checkpoint") from e
@@ -224,7 +235,8 @@ class Ledger:
 
     def _verified_head_checkpoint(self, conn: Connection) -> Checkpoint:
         latest = latest_checkpoint(conn)
-        if latest is not None and not signature_valid(self._keys.verify_key, latest):
+        keys = self._keys
+        if latest is not None and not signature_valid(keys.verify_key_at(latest.seq), latest):
             raise IntegrityError(
                 f"the latest checkpoint (event {latest.seq}) has a bad signature; "
                 "run 'audit verify'",
@@ -232,11 +244,8 @@ class Ledger:
             )
         head = read_head(conn)
         conn.rollback()
-        walker = (
-            ChainWalker(self._keys.ledger_hmac)
-            if latest is None
-            else ChainWalker(self._keys.ledger_hmac, latest.seq, latest.head_hash)
-        )
+        after, after_hash = (0, GENESIS_HASH) if latest is None else (latest.seq, latest.head_hash)
+        walker = ChainWalker(keys.chain_key_at(after), after, after_hash, keys.rotation_keys())
         problem = walk(conn, walker, upto=head.seq)
         if problem is not None:
             raise IntegrityError(
@@ -277,14 +286,14 @@ class Ledger:
         latest, head = state
         if latest is None or (latest.seq, latest.head_hash) != (head.seq, head.hash):
             latest = self.checkpoint()
-        elif not signature_valid(self._keys.verify_key, latest):
+        elif not signature_valid(self._keys.verify_key_at(latest.seq), latest):
             raise IntegrityError(
                 f"the latest checkpoint (event {latest.seq}) has a bad signature; "
                 "run 'audit verify'",
                 seq=latest.seq,
             )
         try:
-            write_anchor(path, latest, self._keys.verify_key)
+            write_anchor(path, latest, self._keys.verify_key_at(latest.seq))
         except OSError as e:
             raise TerminalError(f"cannot write checkpoint file {path} ({e.strerror})") from e
         return latest

@@ -4,9 +4,12 @@ A request moves each store through phases (located, planned, approved, executed,
 verified; or skipped). Each phase is recorded as soon as it is reached, together with
 what a rerun needs to continue from it: the findings and plan (row keys, which stay in
 our own database), the derived identities (sealed with AES-GCM under the identity key),
-and every executed batch. Writes are compare-and-set on the phase, so a phase never goes
-backwards and two runs cannot both claim the same step. When the request closes,
+and every executed batch, written down as an intent before it takes effect. Writes are
+compare-and-set on the phase, so a phase never goes backwards and two runs cannot both
+claim the same step. When the request closes,
 ``forget`` clears keys, identities and the passphrase; counts, digests and phases stay.
+
+Batches and their intents are read and written by ``audit.progress_batches``.
 
 Findings and plans arrive as plain JSON-ready data (``connectors.base`` converts them):
 the audit package does not depend on connectors.
@@ -15,22 +18,25 @@ the audit package does not depend on connectors.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
+from audit.progress_batches import BatchIntent, BatchProgress, BatchRecord
 from audit.progress_tables import PROGRESS_TABLES, request_batches, request_progress
 from audit.register_tables import database_errors
 from audit.request_runs import RequestRuns, seal, seal_aad, unseal
 from core.engines import IMMEDIATE, reclaim_storage
 from core.errors import TerminalError
 from core.keys import KeyRing
+
+__all__ = ["BatchIntent", "BatchRecord", "Phase", "RequestProgress", "StoreProgress"]
 
 
 class Phase(StrEnum):
@@ -72,22 +78,11 @@ class StoreProgress:
         return sum(self.counts.values())
 
 
-@dataclass(frozen=True)
-class BatchRecord:
-    """An executed batch as recorded (what the ledger's batch event will say)."""
-
-    store: str
-    target: str
-    action: str
-    affected: int
-    keys_digest: str
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class RequestProgress:
+class RequestProgress(BatchProgress):
     """Reads and advances request progress in the audit database."""
 
     def __init__(self, engine: Engine, keys: KeyRing) -> None:
@@ -163,20 +158,50 @@ class RequestProgress:
         ``findings`` is JSON-ready data with the store's row keys; ``derived`` (identities
         for later stores) is sealed under the identity key.
         """
+        step = self.located_step(
+            request_id, store, position, counts=counts, findings=findings, derived=derived
+        )
+        with database_errors("progress", request_id), self._writer.begin() as conn:
+            step(conn)
+
+    def located_step(
+        self,
+        request_id: str,
+        store: str,
+        position: int,
+        *,
+        counts: Mapping[str, int],
+        findings: Mapping[str, Any],
+        derived: Mapping[str, Iterable[str]],
+    ) -> Callable[[Connection], None]:
+        """``record_located`` as statements for ``Ledger.append_many(also=...)``, so the
+        store's "located" event and its progress row commit together (first time only)."""
         plain = _dumps({k: sorted(v) for k, v in derived.items()}).encode()
         aad = seal_aad("request-derived", request_id, store)
         nonce, sealed = seal(self._identity, aad, plain)
-        self._insert_store(
-            request_id,
-            store,
-            position,
-            phase=Phase.LOCATED.value,
-            counts=_dumps(dict(counts)),
-            findings=_dumps(findings),
-            derived_nonce=nonce,
-            derived_ciphertext=sealed,
-            located_at=datetime.now(UTC),
-        )
+        now = datetime.now(UTC)
+        row = {
+            "request_id": request_id,
+            "store": store,
+            "position": position,
+            "attempts": 0,
+            "batches_audited": False,
+            "updated_at": now,
+            "phase": Phase.LOCATED.value,
+            "counts": _dumps(dict(counts)),
+            "findings": _dumps(findings),
+            "derived_nonce": nonce,
+            "derived_ciphertext": sealed,
+            "located_at": now,
+        }
+        p = request_progress.c
+
+        def run(conn: Connection) -> None:
+            found = select(p.phase).where(p.request_id == request_id, p.store == store)
+            if conn.execute(found).first() is None:  # recorded by an earlier run: keep it
+                conn.execute(insert(request_progress).values(**row))
+
+        return run
 
     def record_skipped(self, request_id: str, store: str, position: int, reason: str) -> None:
         self._insert_store(
@@ -278,6 +303,44 @@ class RequestProgress:
         data: dict[str, Any] = json.loads(row.plan)
         return data
 
+    def record_replan(
+        self,
+        request_id: str,
+        store: str,
+        *,
+        phase: Phase,
+        counts: Mapping[str, int],
+        findings: Mapping[str, Any],
+        derived: Mapping[str, Iterable[str]],
+        plan: Mapping[str, Any],
+        digest: str,
+        summary: Sequence[Mapping[str, Any]],
+    ) -> bool:
+        """Replace a planned or approved (not executed) store's findings and plan.
+
+        A fresh locate found the store changed since it was planned. ``phase`` is
+        ``PLANNED`` when the new plan needs approval again, else the phase it had. False
+        when the store was executed (or skipped) meanwhile: then nothing changes.
+        """
+        plain = _dumps({k: sorted(v) for k, v in derived.items()}).encode()
+        nonce, sealed = seal(self._identity, seal_aad("request-derived", request_id, store), plain)
+        now = datetime.now(UTC)
+        return self._advance(
+            request_id,
+            store,
+            [Phase.PLANNED, Phase.APPROVED],
+            phase=phase.value,
+            counts=_dumps(dict(counts)),
+            findings=_dumps(findings),
+            derived_nonce=nonce,
+            derived_ciphertext=sealed,
+            plan=_dumps(plan),
+            plan_digest=digest,
+            plan_summary=_dumps(list(summary)),
+            located_at=now,
+            planned_at=now,
+        )
+
     def mark_approved(self, request_id: str) -> None:
         """Every planned store of the request is approved (one statement)."""
         stmt = (
@@ -310,24 +373,6 @@ class RequestProgress:
             )
         return int(before)
 
-    def record_batch(self, request_id: str, batch: BatchRecord, *, committed: bool) -> None:
-        """Record an executed batch; ``committed`` also marks the store executed (same txn)."""
-        now = datetime.now(UTC)
-        with database_errors("progress", request_id), self._writer.begin() as conn:
-            conn.execute(
-                insert(request_batches).values(
-                    request_id=request_id,
-                    store=batch.store,
-                    target=batch.target,
-                    action=batch.action,
-                    affected=batch.affected,
-                    keys_digest=batch.keys_digest,
-                    recorded_at=now,
-                )
-            )
-            if committed:
-                conn.execute(self._executed_stmt(request_id, batch.store, now))
-
     @staticmethod
     def _executed_stmt(request_id: str, store: str, now: datetime) -> Any:
         return (
@@ -346,16 +391,6 @@ class RequestProgress:
         with database_errors("progress", request_id), self._writer.begin() as conn:
             conn.execute(self._executed_stmt(request_id, store, datetime.now(UTC)))
 
-    def batches(self, request_id: str, store: str) -> list[BatchRecord]:
-        query = (
-            select(request_batches)
-            .where(request_batches.c.request_id == request_id, request_batches.c.store == store)
-            .order_by(request_batches.c.id)
-        )
-        with database_errors("progress", request_id), self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [BatchRecord(r.store, r.target, r.action, r.affected, r.keys_digest) for r in rows]
-
     def mark_batches_audited(self, request_id: str, store: str) -> None:
         self._advance(request_id, store, [Phase.EXECUTED, Phase.VERIFIED], batches_audited=True)
 
@@ -366,10 +401,37 @@ class RequestProgress:
 
         The store is verified only when ``clean``: nothing that should be gone is left.
         """
-        values: dict[str, Any] = {"verification": _dumps({k: dict(v) for k, v in counts.items()})}
+        step = self.verification_step(request_id, store, counts, clean=clean)
+        with database_errors("progress", request_id), self._writer.begin() as conn:
+            step(conn)
+
+    def verification_step(
+        self, request_id: str, store: str, counts: Mapping[str, Mapping[str, int]], *, clean: bool
+    ) -> Callable[[Connection], None]:
+        """``record_verification`` as a statement for ``Ledger.append_many(also=...)``, so
+        the "verified" event and the progress row commit together."""
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {
+            "verification": _dumps({k: dict(v) for k, v in counts.items()}),
+            "updated_at": now,
+        }
         if clean:
-            values.update(phase=Phase.VERIFIED.value, verified_at=datetime.now(UTC))
-        self._advance(request_id, store, [Phase.EXECUTED, Phase.VERIFIED], **values)
+            values.update(phase=Phase.VERIFIED.value, verified_at=now)
+        p = request_progress.c
+        stmt = (
+            update(request_progress)
+            .where(
+                p.request_id == request_id,
+                p.store == store,
+                p.phase.in_([Phase.EXECUTED.value, Phase.VERIFIED.value]),
+            )
+            .values(**values)
+        )
+
+        def run(conn: Connection) -> None:
+            conn.execute(stmt)
+
+        return run
 
     # -- closing --------------------------------------------------------------------------
 
@@ -387,6 +449,11 @@ class RequestProgress:
                     derived_ciphertext=None,
                     updated_at=now,
                 )
+            )
+            conn.execute(
+                update(request_batches)
+                .where(request_batches.c.request_id == request_id)
+                .values(batch_keys=None)
             )
         self.runs.forget(request_id)
 

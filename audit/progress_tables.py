@@ -2,11 +2,13 @@
 
 ``request_progress``: one row per request and store, the phase reached and what a rerun
 needs to continue from it (findings and plan with the store's own row keys, derived
-identities sealed with AES-GCM). ``request_batches``: every executed batch, recorded when
-the connector reports it, so auditing can be retried without executing again.
+identities sealed with AES-GCM). ``request_batches``: every executed batch, written down
+as an intent (state ``intent``, with its keys) before it takes effect and confirmed
+(``committed``) once it did, or ``discarded`` when a resumed run finds it never did; the
+ledger audits the committed ones, so auditing can be retried without executing again.
 ``request_runs``: one row per request for what is not per store (approval, the access
 package's recipient and result, the completion claim). Migration ``0003_request_progress``
-creates the three; keep them in step.
+creates the three and ``0006_batch_intents`` adds the intent columns; keep them in step.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ request_batches = Table(
     Column("affected", BigInteger(), nullable=False),
     Column("keys_digest", String(DIGEST_LEN), nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    # intent | committed | discarded; rows written before intents existed are committed.
+    Column("state", String(PHASE_LEN), nullable=False, server_default="committed"),
+    Column("attempt", Integer(), nullable=True),  # the execution attempt that wrote it
+    Column("intent", Integer(), nullable=True),  # its index among that attempt's intents
+    Column("batch_keys", long_text(), nullable=True),  # JSON while unconfirmed, then NULL
     Index("ix_request_batches_request_store", "request_id", "store", "id"),
     **MYSQL_TABLE_ARGS,
 )
@@ -107,6 +114,8 @@ request_runs = Table(
     Column("package_bytes", BigInteger(), nullable=True),
     Column("package_records", BigInteger(), nullable=True),
     Column("completion_claimed_at", UTCDateTime(), nullable=True),
+    # The flow run that paused for a decision (0008_approval_decisions adds it).
+    Column("approval_flow_run_id", String(36), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     **MYSQL_TABLE_ARGS,

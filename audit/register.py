@@ -2,7 +2,7 @@
 
 Each request holds the subject's keyed pseudonym and the identity sealed with AES-GCM
 (``audit.identity_box``), readable only while the request is open. Closing a request
-(completed, rejected or closed) overwrites the ciphertext and nonce with NULL in the same
+(completed, rejected, closed or cancelled) overwrites the ciphertext and nonce with NULL in the same
 transaction as the status change. Physically: on SQLite the engine runs with
 ``secure_delete=ON`` so the old bytes are zeroed in the page, and ``vacuum()`` truncates
 the WAL that still holds older page images; on PostgreSQL the old row version (a dead
@@ -67,6 +67,13 @@ __all__ = [
 ]
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a received time may be
+
+
+def _action(target: RequestStatus) -> str:
+    """The history action (and ledger ``request.<action>``) of a move to ``target``."""
+    if target is RequestStatus.CANCELLED:
+        return "cancelled"
+    return "closed" if target.terminal else "status_changed"
 
 
 class RequestRegister:
@@ -267,7 +274,7 @@ class RequestRegister:
                     f"to '{target}'; reload it and retry",
                     request_id=request_id,
                 )
-            action = "closed" if target.terminal else "status_changed"
+            action = _action(target)
             conn.execute(
                 history_entry(
                     request_id,
@@ -281,7 +288,8 @@ class RequestRegister:
             )
         detail: dict[str, Any] = {"from": before.status.value, "to": target.value}
         if note is not None:
-            detail["note"] = text_fingerprint(note)
+            key = "reason" if target is RequestStatus.CANCELLED else "note"
+            detail[key] = text_fingerprint(note)
         self._ledger.append(
             f"request.{action}",
             status=EventStatus.SUCCEEDED,
@@ -315,6 +323,24 @@ class RequestRegister:
             choices = ", ".join(sorted(TERMINAL))
             raise TerminalError(f"a request closes as one of {choices}, not '{outcome}'")
         return self.transition(request_id, outcome, actor=actor, note=note, expected=expected)
+
+    def cancel(self, request_id: str, *, reason: str, actor: str) -> RequestRecord:
+        """End an open or failed request as cancelled, destroying its identity as ``close`` does.
+
+        A closed request (completed, rejected, closed, cancelled) is refused, naming its
+        status. The ledger gets "request.cancelled" with the reason's length and digest.
+        """
+        check_request_id(request_id)
+        check_free_text(reason, "cancellation reason")
+        status = self.get(request_id).status
+        if status.terminal:
+            raise TerminalError(
+                f"request {request_id} is already {status}; only an open or failed request "
+                "can be cancelled",
+                request_id=request_id,
+                status=str(status),
+            )
+        return self.transition(request_id, RequestStatus.CANCELLED, actor=actor, note=reason)
 
     def extend(self, request_id: str, *, days: int, reason: str, actor: str) -> RequestRecord:
         """Extend the deadline once, by ``days``, to at most ``max_deadline_days`` in total.

@@ -17,6 +17,7 @@ from enum import StrEnum
 from audit.guard import check_text
 from audit.tables import LENGTHS
 from core.errors import NotFoundError, TerminalError
+from core.free_text import check_free_text as refuse_personal_data
 from core.pseudonym import Pseudonym
 
 MAX_ACTOR_CHARS = LENGTHS["actor"]  # actors are also ledger actors
@@ -46,6 +47,7 @@ class RequestStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     CLOSED = "closed"
+    CANCELLED = "cancelled"  # ended by an operator (``lifecycle request cancel``)
 
     @property
     def terminal(self) -> bool:
@@ -53,23 +55,31 @@ class RequestStatus(StrEnum):
         return self in TERMINAL
 
 
-TERMINAL = frozenset({RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CLOSED})
+TERMINAL = frozenset(
+    {RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CLOSED, RequestStatus.CANCELLED}
+)
 
 _S = RequestStatus
 TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     # Planning failures leave the request in RECEIVED (the ledger records the failure),
     # so FAILED always means "execution started" and resuming goes back to EXECUTING.
-    _S.RECEIVED: frozenset({_S.PLANNED, _S.REJECTED, _S.CLOSED}),
+    # Every open or failed request can be cancelled by an operator.
+    _S.RECEIVED: frozenset({_S.PLANNED, _S.REJECTED, _S.CLOSED, _S.CANCELLED}),
     # PLANNED -> APPROVED is the path for kinds whose policy needs no human approval.
-    _S.PLANNED: frozenset({_S.AWAITING_APPROVAL, _S.APPROVED, _S.REJECTED, _S.CLOSED}),
-    _S.AWAITING_APPROVAL: frozenset({_S.APPROVED, _S.REJECTED, _S.CLOSED}),
-    _S.APPROVED: frozenset({_S.EXECUTING, _S.CLOSED}),
-    _S.EXECUTING: frozenset({_S.VERIFYING, _S.FAILED}),
-    _S.VERIFYING: frozenset({_S.COMPLETED, _S.FAILED}),
-    _S.FAILED: frozenset({_S.EXECUTING, _S.CLOSED}),
+    _S.PLANNED: frozenset(
+        {_S.AWAITING_APPROVAL, _S.APPROVED, _S.REJECTED, _S.CLOSED, _S.CANCELLED}
+    ),
+    _S.AWAITING_APPROVAL: frozenset({_S.APPROVED, _S.REJECTED, _S.CLOSED, _S.CANCELLED}),
+    _S.APPROVED: frozenset({_S.EXECUTING, _S.CLOSED, _S.CANCELLED}),
+    # EXECUTING -> AWAITING_APPROVAL: the store's rows changed since approval and the new
+    # plan touches more than the approved one (tasks.replan), so it is approved again.
+    _S.EXECUTING: frozenset({_S.VERIFYING, _S.FAILED, _S.AWAITING_APPROVAL, _S.CANCELLED}),
+    _S.VERIFYING: frozenset({_S.COMPLETED, _S.FAILED, _S.CANCELLED}),
+    _S.FAILED: frozenset({_S.EXECUTING, _S.CLOSED, _S.CANCELLED}),
     _S.COMPLETED: frozenset(),
     _S.REJECTED: frozenset(),
     _S.CLOSED: frozenset(),
+    _S.CANCELLED: frozenset(),
 }
 
 
@@ -113,11 +123,16 @@ def check_actor(actor: str, what: str = "actor") -> str:
 
 
 def check_free_text(text: str, what: str) -> str:
-    """Operator free text (a note, a reason): non-empty and bounded."""
+    """Operator free text (a note, a reason): non-empty, bounded, no personal data.
+
+    The register keeps it verbatim, so an e-mail address or phone number is refused
+    (``core.free_text``); callers check earlier, naming their own field, this is the backstop.
+    """
     if not isinstance(text, str) or not text.strip():
         raise TerminalError(f"{what} must be a non-empty string")
     if len(text) > MAX_NOTE_CHARS:
         raise TerminalError(f"{what} is longer than {MAX_NOTE_CHARS} characters")
+    refuse_personal_data(what, text)
     return text
 
 
@@ -212,7 +227,7 @@ class HistoryEntry:
 
     request_id: str
     at: datetime
-    action: str  # "received", "status_changed", "extended" or "closed"
+    action: str  # "received", "status_changed", "extended", "closed" or "cancelled"
     from_status: RequestStatus | None
     to_status: RequestStatus
     actor: str

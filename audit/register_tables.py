@@ -4,6 +4,7 @@
 the subject, the sealed identity (nonce and AES-GCM ciphertext, NULL once destroyed),
 deadlines and status. ``subject_request_history`` records every registration, status
 change and extension. Migration ``0002_register`` creates both; keep them in step.
+``approval_decisions`` holds each approval decision once (request and plans).
 Also here: the translation of database errors into the product's error tree, and the
 maintenance that makes overwritten values physically unrecoverable (``vacuum_tables``).
 """
@@ -46,6 +47,9 @@ STATUS_LEN = 20
 SUBJECT_LEN = 36  # "psn_" + 32 hex digits
 ACTOR_LEN = LENGTHS["actor"]  # actors are also ledger actors
 ACTION_LEN = 20
+DIGEST_LEN = 64  # SHA-256 in hex
+SOURCE_LEN = 32
+FINGERPRINT_LEN = 40  # "ed25519:" + 32 hex digits
 MYSQL_TABLE_ARGS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
@@ -100,6 +104,31 @@ history = Table(
     Index("ix_subject_request_history_request", "request_id", "id"),
     **MYSQL_TABLE_ARGS,
 )
+
+decisions = Table(
+    "approval_decisions",
+    metadata,
+    # One decision per request and plans: the primary key is what makes it atomic. The
+    # scope is the digest of the plans decided on, or "pre-approval" (before plans exist).
+    Column(
+        "request_id",
+        String(ID_LEN),
+        ForeignKey("subject_requests.id", name="fk_approval_decisions_request"),
+        primary_key=True,
+    ),
+    Column("scope", String(DIGEST_LEN), primary_key=True),
+    Column("decision", String(STATUS_LEN), nullable=False),  # approved | rejected
+    Column("source", String(SOURCE_LEN), nullable=False),  # cli, ui, pre-approved, ...
+    Column("approver", String(ACTOR_LEN), nullable=False),
+    Column("verification", String(STATUS_LEN), nullable=False),  # verified | unverified | none
+    Column("key_fingerprint", String(FINGERPRINT_LEN), nullable=True),
+    Column("signature", Text(), nullable=True),  # base64 Ed25519, re-verifiable offline
+    Column("signed_at", UTCDateTime(), nullable=True),
+    Column("note_sha256", String(DIGEST_LEN), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+"""Approval decisions, inserted once each (``audit.approvals``); migration 0008 creates it."""
 
 REGISTER_TABLES = (requests, history)
 

@@ -55,7 +55,7 @@ class Approval:
 
     decision: str  # "approved" or "rejected"
     reviewer: str
-    source: str  # "pre-approved", "reviewer", "policy:auto-approve"
+    source: str  # "cli", "ui", "pre-approved", "policy:auto-approve", "timeout"
     note_sha256: str | None
     digest: str | None
     at: datetime
@@ -154,6 +154,49 @@ class RequestRuns:
             approved_digest=digest,
             approved_at=datetime.now(UTC),
         )
+
+    def clear_approval(self, request_id: str) -> Approval | None:
+        """Withdraw the decision (the plans it covered grew); returns what was withdrawn.
+
+        The next approval check asks again (policy, or a reviewer), as for a new plan.
+        """
+        withdrawn = self.run(request_id).approval
+        self._update_run(
+            request_id,
+            approval_decision=None,
+            approval_reviewer=None,
+            approval_source=None,
+            approval_note_sha256=None,
+            approved_digest=None,
+            approved_at=None,
+        )
+        return withdrawn
+
+    def bind_approval(self, request_id: str, digest: str) -> bool:
+        """Bind a pre-approval (given before plans existed) to the plans' digest, once.
+
+        True for the one caller that binds it; False when it was bound already.
+        """
+        bound = self._update_run(
+            request_id,
+            request_runs.c.approval_decision == "approved",
+            request_runs.c.approved_digest.is_(None),
+            approved_digest=digest,
+        )
+        return bound == 1
+
+    def set_waiting_run(self, request_id: str, flow_run_id: str | None) -> None:
+        """The flow run that pauses for a decision, so the CLI can resume it with one."""
+        self._update_run(request_id, approval_flow_run_id=flow_run_id)
+
+    def waiting_run(self, request_id: str) -> str | None:
+        """The flow run that last paused for a decision on the request, if any."""
+        query = select(request_runs.c.approval_flow_run_id).where(
+            request_runs.c.request_id == request_id
+        )
+        with database_errors("progress", request_id), self._engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else str(found)
 
     def set_recipient(self, request_id: str, recipient: Recipient) -> None:
         """Who the access package is for: a public key, or a passphrase sealed until close."""

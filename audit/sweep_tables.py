@@ -6,7 +6,9 @@ its status and the plan and summary as counts-only JSON. ``sweep_targets``: per 
 the counts planned, the keyset cursor reached and the rows done. ``sweep_batches``: each
 batch's key range, count and digest, written *before* the batch acts (state ``pending``)
 and marked ``audited`` in the same transaction as its ledger event. Migration
-``0004_sweeps`` creates the three; keep them in step.
+``0004_sweeps`` creates the three; keep them in step. ``leases``: one row per lease name
+(``retention-sweep``): who holds it and until when (``audit.leases``); migration
+``0008_sweep_leases`` creates it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Tabl
 from audit.progress_tables import DIGEST_LEN, PHASE_LEN, STORE_LEN, TARGET_LEN, long_text
 from audit.register_tables import ID_LEN, MYSQL_TABLE_ARGS, history_pk_type
 from audit.tables import UTCDateTime, metadata
+
+LEASE_NAME_LEN = 64
+OWNER_LEN = 255
 
 sweep_runs = Table(
     "sweep_runs",
@@ -72,4 +77,18 @@ sweep_batches = Table(
     **MYSQL_TABLE_ARGS,
 )
 
-SWEEP_TABLES = (sweep_runs, sweep_targets, sweep_batches)
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(LEASE_NAME_LEN), primary_key=True),
+    Column("holder", String(32), nullable=False),  # random token of one acquisition
+    Column("owner", String(OWNER_LEN), nullable=False),  # who, for messages: run, pid, host
+    Column("host", String(OWNER_LEN), nullable=False),
+    Column("pid", Integer(), nullable=False),
+    Column("acquired_at", UTCDateTime(), nullable=False),
+    Column("renewed_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+SWEEP_TABLES = (sweep_runs, sweep_targets, sweep_batches, leases)

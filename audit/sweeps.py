@@ -11,13 +11,20 @@ The protocol that makes a resumed sweep exact (see ``tasks.sweep_runner``):
 A crash between 1 and 3 leaves a pending batch; the rerun applies its range again (a
 no-op when the store had committed) and audits it from the recorded digest, so every
 batch reaches the ledger exactly once.
+
+Only one process sweeps at a time (``audit.leases``; ``fence_with`` makes every write
+here check the lease in its own transaction). Independently of that, the state changes
+that come with a ledger event are compare-and-set in the event's transaction: a batch is
+marked audited only while pending, a sweep closed only while running, so a second
+process racing to do either gets ``SweepConflict`` and its event is rolled back.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +34,19 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from audit.register_tables import database_errors
 from audit.sweep_tables import sweep_batches, sweep_runs, sweep_targets
 from core.engines import IMMEDIATE
+from core.errors import TerminalError
+
+SWEEP_LEASE = "retention-sweep"
+"""The lease a real sweep holds while it runs (``audit.leases``): one sweep at a time."""
 
 Key = tuple[Any, ...]
 """A store's row key or (object key,) as JSON scalars (``connectors.base.Key``)."""
+Fence = Callable[[Connection], None]
+"""Runs first in a write transaction; raises to refuse the write (``Lease.fence``)."""
+
+
+class SweepConflict(TerminalError):
+    """Another process already did this step (audited the batch, closed the sweep)."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +118,34 @@ class SweepProgress:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**{IMMEDIATE: True})
+        self._fence: Fence | None = None
 
     def __repr__(self) -> str:
         return f"SweepProgress(backend={self._engine.dialect.name!r})"
+
+    def fence_with(self, fence: Fence | None) -> None:
+        """Check ``fence`` (the sweep lease) first in every write transaction from now on."""
+        self._fence = fence
+
+    @contextmanager
+    def _write(self, operation: str) -> Iterator[Connection]:
+        with database_errors(operation), self._writer.begin() as conn:
+            if self._fence is not None:
+                self._fence(conn)
+            yield conn
+
+    def guarded(self, also: Callable[[Connection], None] | None = None) -> Fence | None:
+        """``also`` preceded by the fence, for ``Ledger.append_many(also=...)``."""
+        fence = self._fence
+        if fence is None:
+            return also
+
+        def run(conn: Connection) -> None:
+            fence(conn)
+            if also is not None:
+                also(conn)
+
+        return run
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -119,7 +161,7 @@ class SweepProgress:
     ) -> None:
         """Record a new sweep and its targets (``plan``: one dict per target, counts only)."""
         now = datetime.now(UTC)
-        with database_errors("sweep start"), self._writer.begin() as conn:
+        with self._write("sweep start") as conn:
             conn.execute(
                 insert(sweep_runs).values(
                     id=sweep_id,
@@ -192,15 +234,45 @@ class SweepProgress:
         with database_errors("sweep read"), self._engine.connect() as conn:
             return [self._run(r) for r in conn.execute(query)]
 
-    def finish(self, sweep_id: str, status: str, summary: dict[str, Any]) -> None:
-        """Close the sweep with its final status and counts-only summary."""
-        now = datetime.now(UTC)
-        with database_errors("sweep finish"), self._writer.begin() as conn:
-            conn.execute(
+    @staticmethod
+    def closing(
+        sweep_id: str,
+        status: str,
+        summary: dict[str, Any],
+        *,
+        from_statuses: Sequence[str] = ("running",),
+    ) -> Callable[[Connection], None]:
+        """Statements closing the sweep with its final status and counts-only summary, for
+        ``also=`` with its closing event: SweepConflict (the event rolls back) unless the
+        sweep is still in one of ``from_statuses``, so it is closed, and audited, once."""
+
+        def run(conn: Connection) -> None:
+            now = datetime.now(UTC)
+            closed = conn.execute(
                 update(sweep_runs)
-                .where(sweep_runs.c.id == sweep_id)
+                .where(sweep_runs.c.id == sweep_id, sweep_runs.c.status.in_(from_statuses))
                 .values(status=status, summary=_dumps(summary), finished_at=now, updated_at=now)
             )
+            if closed.rowcount != 1:
+                raise SweepConflict(f"sweep {sweep_id} was already closed", sweep_id=sweep_id)
+
+        return run
+
+    @staticmethod
+    def reopening(sweep_id: str) -> Callable[[Connection], None]:
+        """Statements moving an unfinished (running or failed) sweep back to running, for
+        ``also=`` with its ``sweep.resumed`` event; SweepConflict if it was closed since."""
+
+        def run(conn: Connection) -> None:
+            reopened = conn.execute(
+                update(sweep_runs)
+                .where(sweep_runs.c.id == sweep_id, sweep_runs.c.status.in_(("running", "failed")))
+                .values(status="running", finished_at=None, updated_at=datetime.now(UTC))
+            )
+            if reopened.rowcount != 1:
+                raise SweepConflict(f"sweep {sweep_id} was closed meanwhile", sweep_id=sweep_id)
+
+        return run
 
     # -- targets ------------------------------------------------------------------------
 
@@ -235,7 +307,7 @@ class SweepProgress:
 
     def set_target_state(self, sweep_id: str, target: str, state: str) -> None:
         """Mark a target done, held or failed."""
-        with database_errors("sweep target"), self._writer.begin() as conn:
+        with self._write("sweep target") as conn:
             conn.execute(
                 update(sweep_targets)
                 .where(sweep_targets.c.sweep_id == sweep_id, sweep_targets.c.target == target)
@@ -247,7 +319,7 @@ class SweepProgress:
 
         The state becomes ``rescan``: that pass runs to the end of the data, whatever the
         plan's count (``tasks.sweep_runner.run_range``)."""
-        with database_errors("sweep target"), self._writer.begin() as conn:
+        with self._write("sweep target") as conn:
             conn.execute(
                 update(sweep_targets)
                 .where(sweep_targets.c.sweep_id == sweep_id, sweep_targets.c.target == target)
@@ -282,7 +354,7 @@ class SweepProgress:
     def record_intent(self, sweep_id: str, target: str, batch: BatchRange) -> int:
         """Write the batch as pending before it acts; returns its sequence number."""
         b = sweep_batches.c
-        with database_errors("sweep batch"), self._writer.begin() as conn:
+        with self._write("sweep batch") as conn:
             last = conn.execute(
                 select(func.max(b.seq)).where(b.sweep_id == sweep_id, b.target == target)
             ).scalar_one()
@@ -307,16 +379,27 @@ class SweepProgress:
     def audited(
         sweep_id: str, target: str, seq: int, batch: BatchRange, affected: int
     ) -> Callable[[Connection], None]:
-        """Statements marking a batch audited and moving the cursor, for ``also=``."""
+        """Statements marking a batch audited and moving the cursor, for ``also=``.
+
+        Only a pending batch is marked: SweepConflict (the event rolls back) when another
+        process audited it first, so no batch reaches the ledger twice."""
 
         def run(conn: Connection) -> None:
             now = datetime.now(UTC)
             b, t = sweep_batches.c, sweep_targets.c
-            conn.execute(
+            marked = conn.execute(
                 update(sweep_batches)
-                .where(b.sweep_id == sweep_id, b.target == target, b.seq == seq)
+                .where(
+                    b.sweep_id == sweep_id, b.target == target, b.seq == seq, b.state == "pending"
+                )
                 .values(state="audited", affected=affected)
             )
+            if marked.rowcount != 1:
+                raise SweepConflict(
+                    f"sweep {sweep_id}: batch {seq} of {target} was already audited",
+                    sweep_id=sweep_id,
+                    target=target,
+                )
             conn.execute(
                 update(sweep_targets)
                 .where(t.sweep_id == sweep_id, t.target == target)

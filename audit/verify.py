@@ -21,6 +21,7 @@ from audit.chain import HASH_INDEX, VERIFY_COLUMNS, ChainWalker, Problem
 from audit.checkpoints import load_checkpoints, signature_valid
 from audit.database import translate_db_error
 from audit.events import Checkpoint, VerifyReport
+from audit.keystore import require_in_force
 from audit.tables import GENESIS_HASH, HEAD_ROW_ID, audit_events, audit_head
 from core.errors import IntegrityError
 from core.keys import KeyRing
@@ -158,9 +159,9 @@ def _claims(
     claims = [(f"checkpoint at event {c.seq}", c) for c in checkpoints]
     if anchor is not None:
         claims.append((f"anchor at event {anchor.seq}", anchor))
-    verify_key = keys.verify_key
     for label, cp in claims:
-        if not signature_valid(verify_key, cp):
+        # Each checkpoint is checked under the key epoch in force at its event.
+        if not signature_valid(keys.verify_key_at(cp.seq), cp):
             problems.append(
                 Problem(cp.seq, f"{label} has a bad signature (forged, altered or another key)")
             )
@@ -182,6 +183,8 @@ def verify_chain(
     """Verify the whole ledger at ``engine``: chain, checkpoints, head row and anchor."""
     try:
         with engine.connect() as conn:
+            # A key that is not the database's own is named as such, not as a broken chain.
+            require_in_force(conn, keys, lock=False)
             head = read_head(conn)
             checkpoints = load_checkpoints(conn)
             conn.rollback()
@@ -189,7 +192,7 @@ def verify_chain(
             if head.seq > 0:
                 expected.setdefault(head.seq, []).append(("chain head row", head.hash))
             lengths.append((head.seq, "chain head row"))
-            walker = ChainWalker(keys.ledger_hmac)
+            walker = ChainWalker(keys.chain_key_at(0), rotations=keys.rotation_keys())
             stop = min((p.seq for p in problems), default=None)
             problem = walk(conn, walker, stop_after=stop, expected=expected, progress=progress)
             if problem is not None:

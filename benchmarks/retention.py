@@ -136,7 +136,7 @@ def _write_config(directory: Path, store: str, rule: str) -> Path:
         "  - {name: telemetry, description: Benchmark events}\n"
         "requests:\n"
         "  deadline_days: 30\n"
-        "  approval: {required_for: [erasure], approvers: [privacy-officer]}\n"
+        "  approval: {required_for: [erasure], approvers: [privacy-officer], unverified_ui: true}\n"
         f"retention:\n{rule}"
     )
     return directory

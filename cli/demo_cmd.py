@@ -302,6 +302,7 @@ def demo() -> None:
     from cli.request_submit import quiet_prefect
     from config.loader import load_config
     from config.settings import get_settings
+    from core.private_files import private_dir
     from demo.s3_server import LocalS3
 
     quiet_prefect(verbose=False)  # before Prefect is first imported
@@ -331,7 +332,7 @@ def demo() -> None:
             check = _transfer_check(s3)
         with _stage("verifying the audit ledger"):
             anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
-            anchor.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(anchor.parent)
             checkpoint = ledger.export_checkpoint(anchor)
             report = ledger.verify()
     verdict = "intact" if report.ok else f"NOT intact: {report.problem}"

@@ -29,6 +29,7 @@ _GROUPS = [
     ("cli.db_cmd", "db", "Create or upgrade the audit database."),
     ("cli.audit_cmd", "audit", "Show and verify the audit ledger; export checkpoints."),
     ("cli.request_cmd", "request", "Register, run and track data-subject requests."),
+    ("cli.approver_cmd", "approver", "Approvers' signing keys; sign a decision for the UI."),
     ("cli.doctor_cmd", "doctor", "Check SQL stores: reachable, schema as declared, indexes."),
     (
         "cli.retention_cmd",
@@ -36,6 +37,7 @@ _GROUPS = [
         "Retention rules: explain what applies, render S3 lifecycle rules.",
     ),
     ("cli.transfers_cmd", "transfers", "Cross-region transfer and security-posture checks."),
+    ("cli.keys_cmd", "keys", "Show the master key's fingerprint; rotate the key."),
     ("cli.demo_cmd", "demo", "Run the demo end to end on embedded defaults."),
     (
         "cli.server_cmd",

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from core.errors import ConfigError, LifecycleError
+from core.free_text import FreeTextRefused
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -77,5 +78,7 @@ def handled_errors() -> Iterator[None]:
     except ConfigError as e:
         exits = [fail(problem, 2) for problem in e.problems]
         raise exits[-1] from None
+    except FreeTextRefused as e:  # personal data in a note or reason: a usage error
+        raise fail(e.message, 2) from None
     except LifecycleError as e:
         raise fail(e.message) from None

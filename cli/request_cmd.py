@@ -3,22 +3,34 @@
 ``submit`` registers a request and runs the subject-request flow in this process (only
 the request id reaches Prefect); ``status`` shows one request with its history and
 per-store progress; ``list`` shows deadlines (days left, negative once overdue);
-``extend`` grants the one extension the policy allows; ``keygen`` makes the X25519 key
+``extend`` grants the one extension the policy allows; ``cancel`` ends an open or failed
+request (identity destroyed, its flow runs cancelled); ``keygen`` makes the X25519 key
 pair an access package can be encrypted for. Identities are never printed: the register
 only shows pseudonyms.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from audit.ledger import Ledger
 from audit.register import HistoryEntry, RequestRecord, RequestRegister, RequestStatus
-from cli.output import JsonOption, console, emit, handled_errors, print_json, print_table
+from cli.output import (
+    JsonOption,
+    console,
+    emit,
+    err_console,
+    handled_errors,
+    print_json,
+    print_table,
+)
 from cli.request_submit import submit_command
 
 app = typer.Typer(no_args_is_help=True)
@@ -160,8 +172,10 @@ def extend(
 ) -> None:
     """Extend a request's deadline once, within the policy's maximum."""
     from config.settings import get_settings
+    from core.free_text import check_free_text
 
     with handled_errors():
+        check_free_text("--reason", reason)
         record = open_register().extend(
             request_id, days=days, reason=reason, actor=get_settings().actor
         )
@@ -172,6 +186,69 @@ def extend(
     console.print(
         f"{record.id} extended by {days} days; due {due} ({record.days_left()} days left)"
     )
+
+
+@app.command("cancel")
+def cancel(
+    request_id: str = typer.Argument(..., metavar="ID", help="Request id (req_...)."),
+    reason: str = typer.Option(
+        ..., "--reason", help="Why it ends (kept in the register; no personal data)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """End an open or failed request: cancelled, identity destroyed, its flow runs cancelled.
+
+    Exit codes: 0 cancelled; 1 refused (already closed, unknown id); 2 a reason holding
+    personal data. Flow runs are cancelled through the Prefect API when PREFECT_API_URL is
+    set; a run that could not be is named (it can do nothing more: the request is closed).
+    """
+    from audit.progress import RequestProgress
+    from config.settings import get_settings
+    from tasks.cancellation import cancel_request, check_reason, ledger_flow_runs
+
+    with handled_errors():
+        check_reason("--reason", reason)
+        register = open_register()
+        progress = RequestProgress(register.ledger.engine, _keys())
+        record = cancel_request(
+            register,
+            progress,
+            request_id,
+            reason=reason,
+            actor=get_settings().actor,
+            field="--reason",
+        )
+        known = ledger_flow_runs(register.ledger, request_id)
+    runs, warning = _cancel_flow_runs(request_id, known)
+    if as_json:
+        detail = _detail(record, as_json=True)
+        print_json({"request": detail, "flow_runs": runs, "warning": warning})
+    else:
+        console.print(f"{record.id} cancelled; identity destroyed", highlight=False)
+        for run in runs:
+            outcome = "cancelled" if run["cancelled"] else f"not cancelled: {run['problem']}"
+            console.print(f"flow run {run['flow_run_id']} ({run['state']}): {outcome}")
+    if warning is not None:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+
+
+def _cancel_flow_runs(request_id: str, known: list[str]) -> tuple[list[dict[str, Any]], str | None]:
+    """The request's unfinished flow runs cancelled through Prefect (only with a server)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        if not known:
+            return [], None
+        return [], (
+            "Prefect was not asked (PREFECT_API_URL is not set): if flow run "
+            f"{', '.join(known)} is still paused or running, cancel it in the Prefect UI"
+        )
+    from core.errors import TerminalError
+    from tasks.cancellation import cancel_flow_runs
+
+    try:
+        runs = cancel_flow_runs(request_id, known)
+    except TerminalError as e:
+        return [], f"{e.message}; cancel them in the Prefect UI"
+    return [asdict(r) for r in runs], None
 
 
 app.command("submit")(submit_command)

@@ -38,9 +38,20 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="TABLE.COLUMN=VALUE", help="Rectification: a corrected value."),
 ]
-ApproveOpt = Annotated[bool, typer.Option("--approve", help="Pre-approve (needs --reviewer).")]
+ApproveOpt = Annotated[
+    bool, typer.Option("--approve", help="Approve (needs --reviewer and --signing-key).")
+]
 ReviewerOpt = Annotated[
-    str | None, typer.Option("--reviewer", help="The approver: not the requester (four-eyes).")
+    str | None,
+    typer.Option("--reviewer", help="The approver, as the policy lists them; not the requester."),
+]
+SigningKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--signing-key",
+        metavar="FILE",
+        help="The approver's Ed25519 private key (lifecycle approver keygen): signs the decision.",
+    ),
 ]
 RequestedByOpt = Annotated[
     str | None,
@@ -116,6 +127,7 @@ def submit_command(
     changes: SetOpt = None,
     approve: ApproveOpt = False,
     reviewer: ReviewerOpt = None,
+    signing_key: SigningKeyOpt = None,
     requested_by: RequestedByOpt = None,
     passphrase_file: PassphraseOpt = None,
     recipient_key: RecipientOpt = None,
@@ -129,8 +141,16 @@ def submit_command(
     under a legal hold, recorded in the ledger); 2 invalid configuration or usage.
     """
     quiet_prefect(verbose)
-    if approve != (reviewer is not None):
-        raise typer.BadParameter("--approve and --reviewer go together")
+    if approve != (reviewer is not None) or (signing_key is not None and not approve):
+        raise typer.BadParameter("--approve, --reviewer and --signing-key go together")
+    if approve and signing_key is None:
+        raise fail(
+            "approval refused: the decision is not signed; give the approver's --signing-key "
+            "FILE (lifecycle approver keygen makes one, the policy lists its public key)",
+            2,
+        )
+    approval = None if reviewer is None or signing_key is None else (reviewer, signing_key)
+    handed_to: str | None = None
     with handled_errors():
         from tasks.request_support import request_context
 
@@ -138,19 +158,20 @@ def submit_command(
         if resume is not None:
             if kind or identity or changes or passphrase_file or recipient_key:
                 raise typer.BadParameter("--resume takes the registered request as it is")
-            request_id = _prepare_resume(ctx, resume, reviewer)
+            request_id, handed_to = _prepare_resume(ctx, resume, approval)
         else:
             request_id = _register(
                 ctx,
                 kind=kind,
                 identity=identity or [],
                 changes=changes or [],
-                reviewer=reviewer,
+                approval=approval,
                 requested_by=requested_by,
                 recipient=_recipient(passphrase_file, recipient_key),
             )
-    code = _run(request_id, as_json)
-    raise typer.Exit(code)
+    if handed_to is not None:  # the run that waited carries on: follow it, run nothing here
+        raise typer.Exit(_follow(request_id, handed_to, as_json))
+    raise typer.Exit(_run(request_id, as_json))
 
 
 def _register(
@@ -159,64 +180,101 @@ def _register(
     kind: str | None,
     identity: list[str],
     changes: list[str],
-    reviewer: str | None,
+    approval: tuple[str, Path] | None,
     requested_by: str | None,
     recipient: Any,
 ) -> str:
+    from cli.request_approval import load_signer
     from config.settings import get_settings
     from core.identity_values import IdentityValueError
-    from tasks.intake import parse_changes, submit
+    from tasks.intake import CorrectionError, parse_changes, submit
 
     if kind is None:
         raise typer.BadParameter("--kind is required (access, rectification or erasure)")
-    if _needs_ui(ctx, kind, reviewer is not None):
+    if _needs_ui(ctx, kind, approval is not None):
         raise fail(
-            f"{kind} requests need approval: pass --approve --reviewer NAME (an approver other "
-            "than the requester), or set PREFECT_API_URL to a Prefect server and approve there"
+            f"{kind} requests need approval: pass --approve --reviewer NAME --signing-key FILE "
+            "(an approver other than the requester), or set PREFECT_API_URL to a Prefect "
+            "server and approve there"
         )
+    requested_by = requested_by or get_settings().actor
+    signer = None
+    if approval is not None:  # checked before anything is registered
+        from tasks.approval_tasks import four_eyes_problem
+
+        signer = load_signer(ctx, *approval)
+        problem = four_eyes_problem(ctx.config.policy.requests.approval, signer, requested_by)
+        if problem is not None:
+            raise fail(f"approval refused: {problem}", 2)
     try:
         record = submit(
             ctx,
             kind=kind,
             identity=_parse_identity(identity),
-            requested_by=requested_by or get_settings().actor,
+            requested_by=requested_by,
             changes=parse_changes(changes) or None,
             recipient=recipient,
-            reviewer=reviewer,
+            reviewer=signer,
         )
     except IdentityValueError as e:
         # A malformed value is a usage error (exit 2), named by its option, never shown.
         option = f"--set {e.correction}" if e.correction else f"--identity {e.kind}"
         raise fail(f"{option}: {e.problem}", 2) from None
+    except CorrectionError as e:  # a value its column cannot hold: usage, named, never shown
+        exits = [fail(f"--set: {problem}", 2) for problem in e.problems]
+        raise exits[-1] from None
     return str(record.id)
 
 
-def _prepare_resume(ctx: Any, request_id: str, reviewer: str | None) -> str:
-    from tasks.approval_tasks import four_eyes_problem
+def _prepare_resume(
+    ctx: Any, request_id: str, approval: tuple[str, Path] | None
+) -> tuple[str, str | None]:
+    """Take the CLI's decision, if given, and hand it to the run that waits for it.
+
+    Returns the request id and the flow run now carrying the request on (None: run it
+    here, as ``--resume`` always did: no run waits, or it is gone).
+    """
+    from cli.request_approval import decide, hand_over, paused_run
 
     record = ctx.register.get(request_id)
-    if reviewer is not None and ctx.progress.runs.run(request_id).approval is None:
-        problem = four_eyes_problem(
-            ctx.config.policy.requests.approval, reviewer, record.requested_by
+    if approval is not None:
+        run_input = decide(ctx, request_id, *approval)
+        return request_id, hand_over(ctx, request_id, run_input)
+    waiting = paused_run(ctx, request_id)
+    if waiting is not None:
+        raise fail(
+            f"request {request_id} awaits a decision in flow run {waiting} (paused): decide "
+            "there, or add --approve --reviewer NAME --signing-key FILE to resume it"
         )
-        if problem is not None:
-            raise fail(f"approval refused: {problem}")
-        ctx.progress.runs.record_approval(
-            request_id,
-            decision="approved",
-            reviewer=reviewer.strip(),
-            source="pre-approved",
-            note_sha256=None,
-            digest=None,
-        )
-    elif record.status.value in ("received", "planned", "awaiting_approval") and _needs_ui(
+    if record.status.value in ("received", "planned", "awaiting_approval") and _needs_ui(
         ctx, record.kind.value, ctx.progress.runs.run(request_id).approval is not None
     ):
         raise fail(
-            f"request {request_id} needs approval: add --approve --reviewer NAME, or set "
-            "PREFECT_API_URL to a Prefect server and approve there"
+            f"request {request_id} needs approval: add --approve --reviewer NAME "
+            "--signing-key FILE, or set PREFECT_API_URL to a Prefect server and approve there"
         )
-    return request_id
+    return request_id, None
+
+
+def _follow(request_id: str, flow_run_id: str, as_json: bool) -> int:
+    """Wait for the resumed run that carries the request on; print its outcome."""
+    from cli.request_approval import wait_for_run
+    from tasks.request_tasks import summarize_request
+
+    final = wait_for_run(flow_run_id)
+    outcome = summarize_request.fn(request_id)
+    payload = outcome.model_dump() | {
+        "request_id": request_id,
+        "exit_code": outcome.exit_code,
+        "flow_run_id": flow_run_id,
+        "flow_run_state": final,
+    }
+    if as_json:
+        print_json(payload)
+    else:
+        console.print(f"flow run {flow_run_id}: {final}", highlight=False)
+        _print(outcome)
+    return int(outcome.exit_code)
 
 
 def _run(request_id: str, as_json: bool) -> int:

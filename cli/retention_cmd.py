@@ -218,6 +218,10 @@ def s3_lifecycle(
 
     with handled_errors():
         loaded = load_config(config)
+        if apply_changes:  # --apply is audited: a missing or wrong key stops it first
+            from core.keys import keyring_from_settings
+
+            keyring_from_settings()
         now = datetime.now(UTC)
         upcoming = [h for h in loaded.policy.legal_holds if h.starts > now.date()]
         plan = desired_rules(resolve_targets(loaded, now), upcoming)

@@ -3,19 +3,29 @@
 The flow runs in this process (on Prefect's temporary server unless ``PREFECT_API_URL``
 points at one); a background thread reads our own progress table and draws the bar on
 stderr, so stdout carries only the result (a table, or JSON with ``--json``).
+
+One sweep at a time: when another sweep holds the sweep lease, the command says who and
+since when and exits 5 before Prefect starts, or with ``--wait`` waits for it (bounded).
+The flow takes the lease itself (``tasks.sweep_lease``); this early look only saves
+starting Prefect for nothing.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from cli.output import console, err_console, handled_errors, print_error, print_json, print_table
 from cli.request_submit import quiet_prefect
+
+EXIT_BUSY = 5
+"""Another sweep holds the sweep lease (README, "The ``lifecycle`` command")."""
+if TYPE_CHECKING:
+    from audit.leases import LeaseBusy, LeaseHolder
 
 RESULT_COLUMNS = ["target", "action", "planned", "done", "held", "batches", "state"]
 PLAN_COLUMNS = ["target", "action", "rules", "expired", "held", "holds"]
@@ -80,23 +90,42 @@ def sweep(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="When another sweep is running, wait for it to finish (up to --wait-minutes) "
+            "instead of exiting with code 5.",
+        ),
+    ] = False,
+    wait_minutes: Annotated[
+        int,
+        typer.Option("--wait-minutes", min=1, max=24 * 60, help="With --wait: how long at most."),
+    ] = 60,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Run the retention sweep now: delete or anonymize expired data, except what holds keep.
 
     An unfinished sweep (a crash, a failed target) is resumed with its own cut-offs first.
-    Exit codes: 0 done (or dry run); 1 a target failed (rerun to resume); 2 invalid
-    configuration or usage.
+    One sweep at a time: while another holds the sweep lease, exit 5 naming it (or wait,
+    with --wait). Exit codes: 0 done (or dry run); 1 a target failed (rerun to resume);
+    2 invalid configuration or usage; 5 another sweep is running.
     """
     quiet_prefect(verbose)
     with handled_errors():
         from config.loader import load_config
+        from core.keys import keyring_from_settings
 
         load_config()  # invalid configuration: exit 2 with every problem, before Prefect starts
+        keyring_from_settings()  # a missing or wrong key: exit 2, nothing changed
+        left = 0 if dry_run else _await_other_sweep(wait, wait_minutes, as_json)
+    from audit.leases import LeaseBusy
     from core.errors import LifecycleError
     from flows.retention_sweep import SweepParameters, retention_sweep
 
-    params = SweepParameters(dry_run=dry_run, rules=list(rule or []), as_of=as_of)
+    params = SweepParameters(
+        dry_run=dry_run, rules=list(rule or []), as_of=as_of, wait_minutes=left
+    )
     if batch_size is not None:
         params.batch_size = batch_size
     bar = _ProgressBar() if sys.stderr.isatty() and not as_json else None
@@ -106,6 +135,8 @@ def sweep(
     summary: dict[str, Any] | None = None
     try:
         summary = retention_sweep(params=params)
+    except LeaseBusy as e:  # another sweep took the lease after the look above
+        _busy(e, as_json, hint=not wait)
     except LifecycleError as e:
         error = e.message
     finally:
@@ -118,6 +149,55 @@ def sweep(
     if error is not None:
         print_error(error)
         raise typer.Exit(1)
+
+
+def _await_other_sweep(wait: bool, wait_minutes: int, as_json: bool) -> int:
+    """Exit 5 while another sweep holds the lease, or wait for it with ``--wait``; returns
+    the minutes the flow may still wait (it takes the lease itself, and may lose a race)."""
+    from audit.database import audit_engine
+    from audit.leases import LeaseBusy, WaitReport, await_lease, current_holder, utc_now
+    from audit.sweeps import SWEEP_LEASE
+
+    engine = audit_engine()
+
+    def holder() -> LeaseHolder | None:
+        found = current_holder(engine, SWEEP_LEASE)
+        return None if found is None or found.gone(utc_now()) else found
+
+    limit = timedelta(minutes=wait_minutes if wait else 0)
+    say = WaitReport(
+        lambda line: err_console.print(line, highlight=False, soft_wrap=True),
+        job="retention sweep",
+        limit=limit,
+    )
+    try:
+        waited = await_lease(holder, job="retention sweep", wait=limit, on_wait=say)
+    except LeaseBusy as e:
+        _busy(e, as_json, hint=not wait)
+    return max(0, -(-int((limit - waited).total_seconds()) // 60)) if wait else 0
+
+
+def _busy(error: LeaseBusy, as_json: bool, *, hint: bool) -> NoReturn:
+    """Another sweep holds the lease: say who and since when, exit 5."""
+    holder = error.holder
+    message = error.message
+    if hint:
+        message += "; run `lifecycle sweep` again once it has finished, or with --wait"
+    if as_json:
+        print_json(
+            {
+                "error": message,
+                "lease": {
+                    "name": holder.name,
+                    "owner": holder.owner,
+                    "acquired_at": holder.acquired_at,
+                    "renewed_at": holder.renewed_at,
+                    "expires_at": holder.expires_at,
+                },
+            }
+        )
+    print_error(message)
+    raise typer.Exit(EXIT_BUSY)
 
 
 def _last_summary() -> dict[str, Any] | None:

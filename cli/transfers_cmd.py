@@ -57,8 +57,10 @@ def check(
     quiet_prefect(verbose)
     with handled_errors():
         from config.loader import load_config
+        from core.keys import keyring_from_settings
 
         load_config()
+        keyring_from_settings()  # a missing or wrong key: exit 2 before the check runs
     from core.errors import LifecycleError
     from flows.transfer_check import CheckParameters, transfer_check
 

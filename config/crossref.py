@@ -9,6 +9,7 @@ between the files run once both do.
 from __future__ import annotations
 
 from config.crossref_identity import check_identity_formats
+from config.crossref_keys import check_personal_keys
 from config.crossref_policy import check_policy, target_form_problems
 from config.problems import Reporter, YamlPath, duplicates, unknown
 from config.schema.inventory import (
@@ -57,6 +58,7 @@ def check_inventory(inventory: Inventory, report: Reporter) -> None:
         report,
     )
     check_identity_formats(inventory, report)
+    check_personal_keys(inventory, report)
     placeholders = inventory.identity_kinds() | inventory.derived_identity_names()
     for i, store in enumerate(stores):
         if isinstance(store, SqlStore):

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from config.problems import Reporter, YamlPath, duplicates, unknown
 from config.schema.common import is_region
-from config.schema.policy import ErasureRule, LegalHold, Policy, RequestPolicy, RetentionRule
+from config.schema.policy import (
+    Approval,
+    ErasureRule,
+    LegalHold,
+    Policy,
+    RequestPolicy,
+    RetentionRule,
+)
 from config.schema.transfers import TransferPolicy, TransferRoute
 
 
@@ -44,13 +51,7 @@ def _check_requests(requests: RequestPolicy, categories: set[str], report: Repor
             f"{requests.deadline_days} is more than max_deadline_days "
             f"({requests.max_deadline_days})",
         )
-    approval = requests.approval
-    if approval.required_for and not approval.auto_approve and not approval.approvers:
-        kinds = ", ".join(approval.required_for)
-        report.add(
-            ("requests", "approval", "approvers"),
-            f"approval is required for {kinds} but no approvers are named",
-        )
+    _check_approval(requests.approval, report)
     erasure = ("requests", "erasure")
     _check_erasure_rule(requests.erasure.default, (*erasure, "default"), report)
     for name, rule in requests.erasure.categories.items():
@@ -58,6 +59,37 @@ def _check_requests(requests: RequestPolicy, categories: set[str], report: Repor
         if name not in categories:
             report.add(path, unknown("category", name, categories))
         _check_erasure_rule(rule, path, report)
+
+
+def _check_approval(approval: Approval, report: Reporter) -> None:
+    """Someone must be able to decide, and each approver and key is declared once."""
+    path = ("requests", "approval", "approvers")
+    kinds = ", ".join(approval.required_for)
+    waits = bool(approval.required_for) and not approval.auto_approve
+    if waits and not approval.approvers:
+        report.add(path, f"approval is required for {kinds} but no approvers are named")
+    elif waits and not approval.unverified_ui and not any(a.public_key for a in approval.approvers):
+        report.add(
+            path,
+            f"approval is required for {kinds} but no approver has a public_key, so nobody "
+            "can sign a decision: give approvers as {name, public_key} (lifecycle approver "
+            "keygen prints the line; plain names are deprecated), or set unverified_ui: true "
+            "to accept unsigned decisions in the Prefect UI, recorded as unverified",
+        )
+    duplicates(
+        (((*path, i, "name"), a.name.casefold()) for i, a in enumerate(approval.approvers)),
+        "approver",
+        report,
+    )
+    duplicates(
+        (
+            ((*path, i, "public_key"), a.public_key)
+            for i, a in enumerate(approval.approvers)
+            if a.public_key is not None
+        ),
+        "approver public_key",
+        report,
+    )
 
 
 def _check_erasure_rule(rule: ErasureRule, path: YamlPath, report: Reporter) -> None:

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
         default="cli",
         description="Who is acting, recorded in the audit ledger (operator name or service).",
     )
+    sweep_lease_seconds: int = Field(
+        default=900,
+        ge=60,
+        description="How long a retention sweep's lease lasts without renewal: a sweep renews "
+        "it at every step (a batch range takes seconds), so a crashed holder's lease expires "
+        "after this and the next sweep resumes its work. Raise it when one step (a VACUUM of "
+        "a huge table) can take longer.",
+    )
 
     def resolved_audit_url(self) -> str:
         """The ledger URL, defaulting to a SQLite file in the data folder."""
@@ -55,6 +63,17 @@ class Settings(BaseSettings):
 
     def resolved_key_file(self) -> Path:
         return self.key_file if self.key_file is not None else self.data_dir / "master.key"
+
+    def private_data_dir(self) -> Path:
+        """The data folder, created with mode 0700, or tightened to it if others can enter.
+
+        It holds the ledger, keys and access packages: the product's user only.
+        """
+        from core.private_files import private_dir, tighten_dir
+
+        private_dir(self.data_dir)
+        tighten_dir(self.data_dir)
+        return self.data_dir
 
 
 @lru_cache(maxsize=1)

@@ -205,13 +205,22 @@ class StorePlan:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """The outcome of one executed batch: how many rows/objects, and which (as a digest)."""
+    """The outcome of one executed batch: how many rows/objects, and which (as a digest).
+
+    ``keys`` and ``intent`` serve exactly-once auditing (see ``Connector.execute``) and
+    stay in our own tables: the ledger sees only the count and the digest.
+    """
 
     store: str
     target: str
     action: Action
     affected: int
     keys_digest: str
+    keys: tuple[Key, ...] = field(default=(), repr=False, compare=False)
+    """The keys the batch acted on (or, in an intent, is about to act on)."""
+    intent: int | None = field(default=None, compare=False)
+    """For stores whose batches take effect one by one: the index, in what ``on_prepared``
+    received, of the intent this result completes."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,8 @@ class ExportItem:
 
 
 OnBatch = Callable[[BatchResult], None]
+OnPrepared = Callable[[Sequence[BatchResult]], None]
+"""Receives batches before they take effect, so their intents are durable first."""
 
 
 class Connector(Protocol):
@@ -281,8 +292,28 @@ class Connector(Protocol):
         """
         ...
 
-    def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:
-        """Carry out ``plan``; ``on_batch`` is called after each batch (for audit/progress)."""
+    def execute(
+        self, plan: StorePlan, on_batch: OnBatch, on_prepared: OnPrepared | None = None
+    ) -> list[BatchResult]:
+        """Carry out ``plan``; ``on_batch`` is called after each batch took effect.
+
+        ``on_prepared`` makes the audit exactly-once: a transactional store calls it with
+        every batch of its transaction (counts and keys) inside that transaction, just
+        before COMMIT, and an exception from it rolls the transaction back; ``on_batch``
+        follows after the commit. A store without transactions calls it before its first
+        call with every batch it is about to send (``affected``: the keys it will try),
+        and each ``on_batch`` result names its intent (``BatchResult.intent``).
+        """
+        ...
+
+    def in_effect(self, plan: StorePlan, batches: Sequence[BatchResult]) -> list[BatchResult]:
+        """Per batch that ``execute`` of ``plan`` prepared, the keys whose effect is in the store.
+
+        Deleted keys gone, masked rows masked (or gone), unlinked references cleared
+        (``affected``: how many). What a resumed request asks about intents a crash left
+        unconfirmed: whether a transaction committed, or which keys a non-transactional
+        call deleted. Read-only.
+        """
         ...
 
     def verify(self, identities: Identities, plan: StorePlan) -> Verification:
@@ -291,6 +322,14 @@ class Connector(Protocol):
 
     def rectify(self, findings: Findings, changes: Mapping[str, str]) -> list[BatchResult]:
         """Write corrected values (``table.column`` or field -> text) to the found data."""
+        ...
+
+    def check_changes(self, changes: Mapping[str, str]) -> list[str]:
+        """What ``rectify`` would refuse in ``changes``, checked without writing (at intake).
+
+        One line per problem, naming the store, ``table.column`` and what the column
+        expects, never the value; empty when every correction fits.
+        """
         ...
 
     def close(self) -> None:

@@ -10,14 +10,18 @@ that must serialize (the ledger's chain head).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError
+from core.private_files import create_private_file, private_dir
 
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -41,10 +45,25 @@ def normalize_url(url: str) -> URL:
     return parsed.set(drivername=driver) if driver else parsed
 
 
+_SECRET_PARAM = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+HIDDEN = "***"
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL with its password hidden, for messages and ``config show``."""
+    """The URL with its passwords hidden, for messages, ``config show`` and ``doctor``.
+
+    Hidden: the password in the userinfo, and every query parameter whose name holds
+    ``pass``, ``secret``, ``token`` or ``key`` (``?password=``, ``?sslpassword=``,
+    ``?pass=``, ``?api_key=``), since drivers take credentials there too.
+    """
     parsed = url if isinstance(url, URL) else normalize_url(url)
-    return parsed.render_as_string(hide_password=True)
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    params = [
+        f"{quote_plus(name)}={HIDDEN if _SECRET_PARAM.search(name) else quote_plus(value)}"
+        for name, values in sorted(parsed.query.items())  # sorted, as SQLAlchemy renders
+        for value in ((values,) if isinstance(values, str) else values)
+    ]
+    return f"{shown}?{'&'.join(params)}" if params else shown
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -69,21 +88,34 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _create_private_sqlite(engine: Engine, database: str) -> None:
+    """Folders now (mode 0700 where created); the file, mode 0600, when first connected.
+
+    SQLite would create a missing file with the umask's mode (often 0644), and gives its
+    ``-wal`` and ``-shm`` files the database file's mode: creating it 0600 first covers all
+    three. Only at connect time, as SQLite would, so an engine never used creates no file.
+    """
+    path = Path(database)
+    private_dir(path.parent)
+
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        create_private_file(path)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with this product's per-backend settings."""
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            from pathlib import Path
-
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
             **kwargs,
         )
         _install_sqlite_hooks(engine)
+        if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
+            _create_private_sqlite(engine, parsed.database)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)

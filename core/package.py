@@ -46,6 +46,7 @@ from core.package_keys import (
     unwrap_key,
     wrap_key,
 )
+from core.private_files import FILE_MODE, private_dir
 
 __all__ = [
     "CHUNK_BYTES",
@@ -114,7 +115,8 @@ class _LocalUpload:
     def __init__(self, final: Path) -> None:
         self._final = final
         self._tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # whatever the umask (or an older leftover's mode)
         self._fh: IO[bytes] = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
@@ -142,7 +144,7 @@ class LocalFolder:
         if not name or "/" in name or name.startswith("."):
             raise PackageError("a package name must be a plain file name")
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(self.path)
             return _LocalUpload(self.path / name)
         except OSError as e:
             raise PackageError(f"cannot write to {self.path} ({e.strerror})") from e

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from core.errors import TerminalError
+from core.private_files import FILE_MODE, private_dir
 
 _NONCE = 12
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1}
@@ -146,11 +147,12 @@ def unwrap_key(block: Mapping[str, Any], secret: Secret) -> bytes:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError as e:
         raise PackageError(f"{path} already exists; not overwriting a key") from e
+    os.fchmod(fd, FILE_MODE)  # whatever the umask
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 

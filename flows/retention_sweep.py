@@ -22,11 +22,13 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
-from audit.sweeps import SweepRun
+from audit.leases import LeaseLost
+from audit.sweeps import SweepConflict, SweepRun
 from core.errors import TerminalError
 from tasks.sweep_runner import DEFAULT_BATCH_SIZE, SweepContext, sweep_context
 from tasks.sweep_tasks import (
     MAX_PASSES,
+    acquire_lease_task,
     finish_target_task,
     plan_sweep_task,
     record_target_failure,
@@ -56,6 +58,13 @@ class SweepParameters(BaseModel):
     as_of: datetime | None = Field(
         default=None,
         description="Measure ages from this moment instead of now (UTC); normally empty.",
+    )
+    wait_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=24 * 60,
+        description="When another sweep is running (it holds the sweep lease), wait up to "
+        "this many minutes for it to finish, then fail naming it; 0: fail at once.",
     )
 
 
@@ -131,6 +140,8 @@ def _sweep_targets(ctx: SweepContext, run: SweepRun, batch_size: int) -> list[st
                         target=target.id,
                     )
             finish_target_task(ctx, run, target)
+        except (LeaseLost, SweepConflict):
+            raise  # another run has taken this sweep over: write nothing more, stop
         except Exception as e:  # recorded per target; the flow fails after the others ran
             record_target_failure(ctx, run, target, e)
             failed.append(target.id)
@@ -142,9 +153,13 @@ def _sweep_targets(ctx: SweepContext, run: SweepRun, batch_size: int) -> list[st
 def retention_sweep(params: SweepParameters = SweepParameters()) -> dict[str, Any]:  # noqa: B008
     """Delete or anonymize what retention rules say is expired, except what holds keep.
 
-    A run resumes an unfinished sweep (same cut-offs) before starting a new one.
+    A run resumes an unfinished sweep (same cut-offs) before starting a new one. One
+    sweep at a time: a real sweep first takes the sweep lease, waiting up to
+    ``wait_minutes`` for a running one; closing the context releases it.
     """
     with sweep_context() as ctx:
+        if not params.dry_run:
+            acquire_lease_task(ctx, params.wait_minutes)
         run = plan_sweep_task(ctx, params.as_of, tuple(params.rules), params.dry_run)
         create_table_artifact(
             key="retention-sweep-plan",

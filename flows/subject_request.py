@@ -42,6 +42,7 @@ from tasks.approval_tasks import (
 from tasks.erasure_tasks import execute_store, plan_store, verify_store
 from tasks.intake import parse_changes, submit
 from tasks.rectify_tasks import rectify_store, verify_rectified_store
+from tasks.replan import PlanGrew
 from tasks.request_models import NewRequest, RequestOutcome
 from tasks.request_support import request_context
 from tasks.request_tasks import (
@@ -61,10 +62,15 @@ __all__ = ["ApprovalInput", "NewRequest", "RequestOutcome", "subject_request"]
 APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
 APPROVAL_POLL_SECONDS = 10
 MAX_REVIEWS = 3  # refused (four-eyes) decisions before the flow gives up
+MAX_APPROVAL_ROUNDS = 5  # approvals one run asks for while the stores' rows keep changing
 
 
 class RequestFailed(TerminalError):
     """A store failed or verification found data left; the ledger says which and what was done."""
+
+
+class ApprovalNeeded(TerminalError):
+    """The plans await a decision that no reviewer can give to this run (no Prefect server)."""
 
 
 @flow(
@@ -198,6 +204,8 @@ def _each(request_id: str, stores: list[str], step: Callable[[str, str], int]) -
     for store in stores:
         try:
             results.append(step(request_id, store))
+        except PlanGrew:
+            raise  # not a failure: the request awaits approval of the grown plan
         except LifecycleError as e:
             error, message = failure_fields(e)
             record_failure(request_id, store, error, message)
@@ -236,42 +244,108 @@ def _nothing_found(request_id: str) -> None:
     complete_request(request_id)
 
 
-def _approved(request_id: str) -> bool:
-    """Wait for approval where policy requires it; False when rejected or timed out."""
+def _reviewer_reachable() -> bool:
+    """Whether a paused run can be answered: a Prefect server is configured, not the
+    temporary one a CLI run without ``PREFECT_API_URL`` starts (nobody could open it)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def _approved(request_id: str, round_: int = 1) -> bool:
+    """Wait for approval where policy requires it; False when rejected or timed out.
+
+    ``round_`` > 1 asks again after a plan grew: new pause keys, since Prefect would
+    otherwise hand back the answer given to the earlier pause of the same key.
+    """
     advance_request(request_id, RequestStatus.PLANNED.value)
     check = check_approval(request_id)
     if check.state == "rejected":
         close_rejected(request_id, "rejected")  # finishes a rejection a crash cut short
     if check.state != "required":
         return check.state == "approved"
+    if not _reviewer_reachable():
+        raise ApprovalNeeded(
+            f"request {request_id} awaits approval and no reviewer can answer this run (no "
+            f"Prefect server): lifecycle request submit --resume {request_id} --approve "
+            "--reviewer NAME --signing-key FILE, or set PREFECT_API_URL and approve in the UI",
+            request_id=request_id,
+        )
+    prefix = "approval" if round_ == 1 else f"approval-r{round_}"
     for attempt in range(1, MAX_REVIEWS + 1):
+        key = f"{prefix}-{attempt}"
         try:
             answer = pause_flow_run(
                 wait_for_input=ApprovalInput.with_initial_data(description=check.summary),
                 timeout=APPROVAL_TIMEOUT_SECONDS,
                 poll_interval=APPROVAL_POLL_SECONDS,
-                key=f"approval-{attempt}",
+                key=key,
             )
         except FlowPauseTimeout:
-            record_approval_timeout(request_id, APPROVAL_TIMEOUT_SECONDS)
-            return False
-        verdict = record_review(request_id, answer.decision, answer.reviewer, answer.note)
+            return record_approval_timeout(request_id, APPROVAL_TIMEOUT_SECONDS) == "approved"
+        _forget_answer(request_id, key)
+        # The decision that stands: this answer's, or one taken first (the CLI takes it in
+        # our register, then resumes this run); "finished" if another run carried it out.
+        verdict = record_review(
+            request_id, answer.decision, answer.reviewer, answer.note, answer.signature
+        )
         if verdict != "refused":
             return verdict == "approved"
     record_approval_gave_up(request_id, MAX_REVIEWS)
     return False  # not reached: the task raises
 
 
+def _forget_answer(request_id: str, pause_key: str) -> None:
+    """Delete the answer Prefect keeps as this run's input (its note is free text): read
+    once, it lives on in our register only."""
+    from prefect.client.orchestration import get_client
+    from prefect.input.run_input import keyset_from_base_key
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    response = keyset_from_base_key(f"paused-{pause_key}")["response"]
+    try:
+        with get_client(sync_client=True) as client:
+            client.delete_flow_run_input(UUID(run_id), response)
+    except Exception as e:
+        raise TerminalError(
+            f"the approval answer could not be deleted from flow run {run_id} "
+            f"({type(e).__name__}); nothing was decided: run request {request_id} again",
+            request_id=request_id,
+        ) from None
+
+
 def _erase(request_id: str, stores: list[str]) -> None:
     _each(request_id, stores, plan_store)
-    if not _approved(request_id):
+    if not _approve_and_execute(request_id, stores):
         return
-    advance_request(request_id, RequestStatus.EXECUTING.value)
-    _each(request_id, stores, execute_store)
     advance_request(request_id, RequestStatus.VERIFYING.value)
     left = sum(_each(request_id, stores, verify_store))
     _fail_if_left(request_id, left, "rows that should be gone remain")
     complete_request(request_id)
+
+
+def _approve_and_execute(request_id: str, stores: list[str]) -> bool:
+    """Approve, then execute every store; False when rejected or timed out.
+
+    A store whose rows changed since approval is re-planned; if its plan grew, the
+    request is back awaiting approval (``PlanGrew``) and is asked again, up to
+    ``MAX_APPROVAL_ROUNDS`` times in one run.
+    """
+    for round_ in range(1, MAX_APPROVAL_ROUNDS + 1):
+        if not _approved(request_id, round_):
+            return False
+        advance_request(request_id, RequestStatus.EXECUTING.value)
+        try:
+            _each(request_id, stores, execute_store)
+        except PlanGrew:
+            if round_ == MAX_APPROVAL_ROUNDS:
+                raise
+            continue
+        return True
+    return False  # not reached: the last round returns or raises
 
 
 def _access(request_id: str) -> None:

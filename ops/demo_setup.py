@@ -59,6 +59,7 @@ def seed_demo_crm(say: Callable[[str], None]) -> Path | None:
     """
     from config.schema import SqlStore
     from core.engines import normalize_url
+    from core.private_files import private_dir
     from demo.seed_sql import seed_crm
 
     config = demo_config()
@@ -72,7 +73,7 @@ def seed_demo_crm(say: Callable[[str], None]) -> Path | None:
     path = Path(parsed.database)
     if path.exists():
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # seed_crm creates the file itself, mode 0600 (make_engine)
     data = seed_crm(url)
     say(f"seeded the demo CRM (it did not exist yet): {data.total:,} rows in {path}")
     return path

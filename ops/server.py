@@ -35,7 +35,13 @@ Say = Callable[[str], None]
 SERVER_START_TIMEOUT_S = 120.0
 WORKER_ONLINE_TIMEOUT_S = 60.0
 S3_START_TIMEOUT_S = 30.0
-DEPLOYMENTS = ("subject-request", "audit-verify", "retention-sweep", "transfer-check")
+DEPLOYMENTS = (
+    "subject-request",
+    "cancel-request",
+    "audit-verify",
+    "retention-sweep",
+    "transfer-check",
+)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,15 @@ def write_access_package(request_id: str) -> int:
             r.phase.reached(Phase.EXECUTED) for r in rows if r.phase is not Phase.SKIPPED
         ):
             return sum(r.found for r in rows)  # written and recorded before a rerun
+        audited = [
+            e
+            for e in ctx.ledger.events(request_id=request_id, kinds=["access.package"])
+            if run.package_sha256 and e.detail.get("sha256") == run.package_sha256
+        ]
+        if audited:  # written, recorded and audited; a crash came before the stores' marks
+            for store in stores:
+                ctx.progress.mark_executed(request_id, store)
+            return int(audited[-1].counts.get("records", 0))
         record = ctx.record(request_id)
         manifest = {
             "request_id": request_id,
@@ -67,6 +76,7 @@ def write_access_package(request_id: str) -> int:
             "stores_skipped": [r.store for r in rows if r.phase is Phase.SKIPPED],
         }
         info = write_package(_items(ctx, request_id, stores), manifest, exports_dir(), recipient)
+        crash_point("package-written", "package")
         ctx.progress.runs.record_package(
             request_id,
             location=info.location,
@@ -74,6 +84,7 @@ def write_access_package(request_id: str) -> int:
             size=info.size,
             records=info.records,
         )
+        crash_point("package-recorded", "package")
         ctx.audit(
             ctx.event(
                 "access.package",
@@ -87,6 +98,7 @@ def write_access_package(request_id: str) -> int:
                 },
             )
         )
+        crash_point("package-appended", "package")
         for store in stores:
             ctx.progress.mark_executed(request_id, store)
         crash_point("executed", "package")
@@ -115,17 +127,20 @@ def verify_access_package(request_id: str) -> int:
             missing = {t: n - written.get(t, 0) for t, n in expected.items()}
             missing = {t: n for t, n in missing.items() if n > 0}
             missing_total += sum(missing.values())
-            ctx.audit(
-                ctx.event(
-                    "access.verified",
-                    EventStatus.FAILED if missing else EventStatus.SUCCEEDED,
-                    request_id,
-                    connector=row.store,
-                    counts={"found": row.found, "missing": sum(missing.values())},
-                    detail={"missing": missing},
-                )
-            )
-            ctx.progress.record_verification(
+            recorded = ctx.progress.verification_step(
                 request_id, row.store, {"remaining": missing}, clean=not missing
+            )
+            ctx.ledger.append_many(  # the event and the progress row commit together
+                [
+                    ctx.event(
+                        "access.verified",
+                        EventStatus.FAILED if missing else EventStatus.SUCCEEDED,
+                        request_id,
+                        connector=row.store,
+                        counts={"found": row.found, "missing": sum(missing.values())},
+                        detail={"missing": missing},
+                    )
+                ],
+                also=recorded,
             )
         return missing_total

@@ -1,28 +1,54 @@
-"""Approval of a request's plans: policy, pre-approval, four-eyes review, rejection, timeout.
+"""Approval of a request's plans: policy, signed decisions, four-eyes, rejection, timeout.
 
 Policy (``policy.requests.approval``) says which kinds need a human decision. When one is
-needed and not given at submission, the flow pauses with ``ApprovalInput``: the form shows
-the plan summary (counts per store and table, actions, deferrals, warnings; no personal
-data). Four-eyes: the reviewer must be one of the policy's approvers (compared without
-case) and not the person who requested it; a refused decision is audited and the flow
-asks again. Reviewer notes reach the ledger only as length and SHA-256.
+needed and not given yet, the flow records its run id (so a decision taken from the CLI
+resumes this run) and pauses with ``ApprovalInput``: the form shows the plan summary
+(counts per store and table, actions, deferrals, warnings; no personal data) and takes
+the decision with the approver's signature (``lifecycle approver sign``).
+
+Every decision, whoever takes it (the form, the CLI, a pre-approval at submission, the
+policy's auto-approval, the pause timing out), goes through ``take_decision``: checked
+(``audit.approvals.check_attempt``: the signature against the policy's public key, this
+request and these plans, four-eyes), then recorded once with its ``approval.decided``
+event. A refused decision is recorded as ``approval.refused`` with the problem; the flow
+then carries on with the decision that stands, if one does, or asks again. Reviewer
+notes reach the ledger only as a SHA-256.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Literal
+import os
+from typing import Any, Literal
 
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from audit.events import EventStatus
-from audit.guard import check_text
+from audit.approvals import (
+    ApprovalBook,
+    Attempt,
+    DecisionRefused,
+    Signer,
+    Verified,
+    check_attempt,
+    current_scope,
+    decision_row,
+    signer_for,
+)
+from audit.approvals import plans_digest as digest_of_plans
+from audit.events import EventStatus, NewEvent
 from audit.progress import Phase
 from audit.register import RequestStatus
 from audit.register_model import text_fingerprint
 from config.schema.policy import Approval as ApprovalPolicy
-from core.errors import PersonalDataRefused, TerminalError
+from config.settings import get_settings
+from core.approver_keys import (
+    PRE_APPROVAL,
+    Decision,
+    SigningKeyError,
+    parse_token,
+)
+from core.errors import TerminalError
+from core.free_text import FreeTextRefused, check_free_text
 from tasks.request_support import (
     FLOW_ACTOR,
     RequestContext,
@@ -30,10 +56,25 @@ from tasks.request_support import (
     crash_point,
     request_context,
     request_task,
+    run_ids,
     status_past,
 )
 
+__all__ = [
+    "ApprovalCheck",
+    "ApprovalInput",
+    "Signer",
+    "check_approval",
+    "four_eyes_problem",
+    "pre_approve",
+    "record_approval_gave_up",
+    "record_approval_timeout",
+    "record_review",
+    "take_decision",
+]
+
 AUTO_APPROVER = "policy:auto-approve"
+Verdict = Literal["approved", "rejected", "refused", "finished"]
 
 
 class ApprovalInput(RunInput):
@@ -43,9 +84,17 @@ class ApprovalInput(RunInput):
         description="Approve to carry out the plans shown; reject to end the request untouched."
     )
     reviewer: str = Field(
-        description="Your name or role: one of the policy's approvers, not the requester."
+        description="Your name as the policy lists it: an approver, not the requester."
     )
-    note: str = Field(default="", description="Why (kept in the register; hashed in the ledger).")
+    signature: str = Field(
+        default="",
+        description="The line 'lifecycle approver sign REQUEST_ID --key YOUR_KEY' prints (add "
+        "--reject to reject). Required unless the policy accepts unverified UI decisions.",
+    )
+    note: str = Field(
+        default="",
+        description="Why (kept in the register, hashed in the ledger; no personal data).",
+    )
 
 
 class ApprovalCheck(BaseModel):
@@ -55,30 +104,20 @@ class ApprovalCheck(BaseModel):
     summary: str = ""
 
 
-def four_eyes_problem(policy: ApprovalPolicy, reviewer: str, requested_by: str) -> str | None:
+def four_eyes_problem(policy: ApprovalPolicy, reviewer: Signer, requested_by: str) -> str | None:
     """Why ``reviewer`` may not decide on a request by ``requested_by``, or None if they may."""
-    name = reviewer.strip()
-    if not name:
-        return "the reviewer is missing"
     try:
-        check_text(name, "reviewer")
-    except PersonalDataRefused:
-        return "the reviewer must be a name or role, not contact details"
-    if name.casefold() not in {a.casefold() for a in policy.approvers}:
-        return "the reviewer is not one of the policy's approvers"
-    if name.casefold() == requested_by.strip().casefold():
-        return "the reviewer requested this request; four-eyes needs someone else"
+        signer = signer_for(policy, reviewer.name, reviewer.key)
+    except DecisionRefused as refused:
+        return refused.problem
+    if signer.name.casefold() == requested_by.strip().casefold():
+        return f"{signer.name} requested this request; four-eyes needs someone else"
     return None
 
 
 def plans_digest(ctx: RequestContext, request_id: str) -> str:
-    """One digest over every store's plan digest, in inventory order: what was approved."""
-    lines = [
-        f"{row.store}:{row.plan_digest or '-'}"
-        for row in ctx.progress.stores(request_id)
-        if row.phase is not Phase.SKIPPED
-    ]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    """One digest over every store's plan digest, in inventory order: what is decided on."""
+    return digest_of_plans(ctx.progress, request_id)
 
 
 def approval_summary(ctx: RequestContext, request_id: str) -> str:
@@ -110,39 +149,125 @@ def approval_summary(ctx: RequestContext, request_id: str) -> str:
     notes = sorted({w for e in warnings for w in e.detail.get("warnings", [])})
     if notes:
         lines += ["", "**Warnings:**", *(f"- {w}" for w in notes)]
+    lines += [
+        "",
+        f"Plans digest `{plans_digest(ctx, request_id)}`. Sign your decision with "
+        f"`lifecycle approver sign {request_id} --key YOUR_KEY` (add `--reject` to reject) "
+        "and paste the line it prints as the signature.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def _grant(
+# -- taking a decision ---------------------------------------------------------------------
+
+
+def take_decision(ctx: RequestContext, request_id: str, attempt: Attempt) -> Verified:
+    """Check ``attempt`` and record it as the decision, with its ``approval.decided`` event.
+
+    DecisionRefused, after recording ``approval.refused`` with the problem, when it fails a
+    check or when the request is finished or decided already (``taken``).
+    """
+    record = ctx.record(request_id)
+    scope = current_scope(record, ctx.progress)
+    book = ApprovalBook(ctx.ledger, ctx.progress)
+    verified: Verified | None = None
+    try:
+        _check_note(attempt.note)
+        verified = check_attempt(ctx.config.policy.requests.approval, record, scope, attempt)
+        note_sha256 = str(text_fingerprint(attempt.note)["sha256"]) if attempt.note else None
+        event = _decided_event(ctx, request_id, scope, attempt, verified, note_sha256=note_sha256)
+        book.take(event, decision_row(request_id, scope, attempt, verified, note_sha256))
+    except DecisionRefused as refused:
+        known = verified or refused.verified
+        book.record(_refused_event(ctx, request_id, attempt, known, refused))
+        raise
+    return verified
+
+
+def _check_note(note: str) -> None:
+    if not note:
+        return
+    try:
+        check_free_text("note", note)
+    except FreeTextRefused as e:
+        problem = f"the note holds {e.found}; notes must not contain personal data"
+        raise DecisionRefused(problem) from None
+
+
+def _decided_event(
     ctx: RequestContext,
     request_id: str,
-    reviewer: str,
-    source: str,
+    scope: str,
+    attempt: Attempt,
+    verified: Verified,
     *,
-    note: str = "",
-    note_sha256: str | None = None,
-) -> None:
-    """Record an approval everywhere: progress, ledger, register, store phases."""
-    digest = plans_digest(ctx, request_id)
-    if note:
-        note_sha256 = str(text_fingerprint(note)["sha256"])
-    ctx.progress.runs.record_approval(
-        request_id,
-        decision="approved",
-        reviewer=reviewer,
-        source=source,
-        note_sha256=note_sha256,
-        digest=digest,
-    )
-    detail: dict[str, object] = {"source": source, "plans_digest": digest}
+    note_sha256: str | None,
+) -> NewEvent:
+    detail: dict[str, Any] = {
+        "decision": attempt.decision,
+        "source": attempt.source,
+        "approver": verified.approver,
+        "verification": verified.verification,
+        "scope": "pre-approval" if scope == PRE_APPROVAL else "plans",
+        "plans_digest": None if scope == PRE_APPROVAL else scope,
+    }
+    signed = attempt.signed
+    if verified.verification == "verified" and signed is not None:
+        detail |= {
+            "key_fingerprint": verified.key_fingerprint,
+            "signature_sha256": signed.signature_sha256(),
+            "signed_at": signed.signed_at,
+        }
+    if verified.verification == "unverified":
+        # What the Prefect UI knows of the person: the server's basic auth is one shared
+        # password, so at best "someone who had it"; without it, anyone reaching the API.
+        detail["ui_user"] = "Prefect UI user (basic auth)" if _basic_auth() else "Prefect UI user"
     if note_sha256 is not None:
         detail["note_sha256"] = note_sha256
-    ctx.audit(
-        ctx.event(
-            "approval.granted", EventStatus.APPROVED, request_id, detail=detail, actor=reviewer
-        )
+    approved = attempt.decision == "approved"
+    return ctx.event(
+        "approval.decided",
+        EventStatus.APPROVED if approved else EventStatus.FAILED,
+        request_id,
+        detail=detail,
+        actor=verified.approver,
     )
-    _to_approved(ctx, request_id, reviewer, note or None)
+
+
+def _basic_auth() -> bool:
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    return bool(PREFECT_API_AUTH_STRING.value() or os.environ.get("PREFECT_API_AUTH_STRING"))
+
+
+def _refused_event(
+    ctx: RequestContext,
+    request_id: str,
+    attempt: Attempt,
+    verified: Verified | None,
+    refused: DecisionRefused,
+) -> NewEvent:
+    detail: dict[str, Any] = {
+        "problem": refused.problem,
+        "decision": attempt.decision,
+        "source": attempt.source,
+        "signature": "missing" if attempt.signed is None else "given",
+    }
+    policy = ctx.config.policy.requests.approval
+    signed = attempt.signed
+    entry = policy.approver(signed.approver if signed is not None else attempt.approver)
+    if verified is not None:
+        detail["approver"] = verified.approver
+        detail["verification"] = verified.verification
+        if verified.key_fingerprint is not None:
+            detail["key_fingerprint"] = verified.key_fingerprint
+    elif entry is not None:
+        detail["approver"] = entry.name  # the name claimed: a listed one, not verified
+    elif attempt.approver:
+        detail["approver"] = text_fingerprint(attempt.approver)  # typed: maybe anything
+    # Who sent it, as far as this process knows: the CLI's user, or the flow for the form.
+    actor = get_settings().actor if attempt.source in ("cli", "pre-approved") else None
+    return ctx.event("approval.refused", EventStatus.FAILED, request_id, detail=detail, actor=actor)
 
 
 def _to_approved(ctx: RequestContext, request_id: str, actor: str, note: str | None) -> None:
@@ -155,9 +280,37 @@ def _to_approved(ctx: RequestContext, request_id: str, actor: str, note: str | N
     crash_point("approved")
 
 
+def _close_rejected(ctx: RequestContext, request_id: str, actor: str, note: str | None) -> None:
+    status = ctx.record(request_id).status
+    if not status.terminal:
+        ctx.progress.forget(request_id)
+        ctx.register.close(
+            request_id, outcome=RequestStatus.REJECTED, actor=actor, note=note, expected=status
+        )
+        ctx.progress.vacuum()
+
+
+def _in_force(ctx: RequestContext, request_id: str, note: str | None = None) -> Verdict:
+    """Carry out the decision that stands (idempotent); "refused" when none does."""
+    approval = ctx.progress.runs.run(request_id).approval
+    record = ctx.record(request_id)
+    if approval is None:
+        return "finished" if record.status.terminal else "refused"
+    if approval.decision == "rejected":
+        _close_rejected(ctx, request_id, approval.reviewer, note)
+        return "rejected"
+    if record.status.terminal:
+        return "finished"  # another run carried it out; nothing is done twice
+    _to_approved(ctx, request_id, approval.reviewer, note)
+    return "approved"
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
 @request_task("check-approval")
 def check_approval(request_id: str) -> ApprovalCheck:
-    """Apply policy or a pre-approval; otherwise mark the request awaiting a reviewer."""
+    """Apply policy or a standing decision; otherwise mark the request awaiting a reviewer."""
     with clean_errors("checking the approval"):
         ctx = request_context()
         decided = _decided(ctx, request_id)
@@ -170,11 +323,14 @@ def check_approval(request_id: str) -> ApprovalCheck:
                 actor=FLOW_ACTOR,
                 expected=RequestStatus.PLANNED,
             )
+        flow_run_id = run_ids()["flow_run_id"]
+        if flow_run_id is not None:
+            ctx.progress.runs.set_waiting_run(request_id, flow_run_id)
         return ApprovalCheck(state="required", summary=approval_summary(ctx, request_id))
 
 
 def _decided(ctx: RequestContext, request_id: str) -> Literal["approved", "rejected"] | None:
-    """The decision already taken, by a reviewer, at submission or by policy; else None."""
+    """The decision already taken (by a reviewer, at submission or by policy); else None."""
     record = ctx.record(request_id)
     approval = ctx.progress.runs.run(request_id).approval
     policy = ctx.config.policy.requests.approval
@@ -182,94 +338,121 @@ def _decided(ctx: RequestContext, request_id: str) -> Literal["approved", "rejec
         approval is not None and approval.decision == "rejected"
     ):
         return "rejected"
-    if approval is not None and approval.digest is not None:
-        _to_approved(ctx, request_id, approval.reviewer, None)  # a crash after deciding
-    elif approval is not None:  # given at submission: bind it to the plans now
-        _grant(
-            ctx, request_id, approval.reviewer, approval.source, note_sha256=approval.note_sha256
-        )
+    if approval is not None:
+        if approval.digest is None:  # a pre-approval: bind it to the plans made since
+            _bind(ctx, request_id, approval.reviewer, approval.source)
+        _to_approved(ctx, request_id, approval.reviewer, None)
     elif status_past(record.status, RequestStatus.AWAITING_APPROVAL):
         pass  # a rerun after the decision
     elif record.kind.value not in policy.required_for:
         _to_approved(ctx, request_id, FLOW_ACTOR, "approval not required by policy")
     elif policy.auto_approve:
-        _grant(ctx, request_id, AUTO_APPROVER, AUTO_APPROVER)
+        try:
+            take_decision(ctx, request_id, Attempt("approved", AUTO_APPROVER, AUTO_APPROVER))
+        except DecisionRefused as refused:
+            if not refused.taken:
+                raise
+        return _as_decision(_in_force(ctx, request_id))
     else:
         return None
     return "approved"
 
 
+def _as_decision(verdict: Verdict) -> Literal["approved", "rejected"]:
+    if verdict == "approved":
+        return "approved"
+    return "rejected"
+
+
+def _bind(ctx: RequestContext, request_id: str, approver: str, source: str) -> None:
+    digest = plans_digest(ctx, request_id)
+    if ctx.progress.runs.bind_approval(request_id, digest):
+        ctx.audit(
+            ctx.event(
+                "approval.bound",
+                EventStatus.APPROVED,
+                request_id,
+                detail={"source": source, "plans_digest": digest},
+                actor=approver,
+            )
+        )
+
+
+def form_attempt(decision: str, reviewer: str, note: str, signature: str) -> Attempt:
+    """The form's answer as an attempt (an unreadable signature counts as a forged one)."""
+    verdict: Decision = "approved" if decision == "approve" else "rejected"
+    signed = parse_token(signature) if signature.strip() else None
+    return Attempt(verdict, "ui", reviewer, signed, note)
+
+
 @request_task("record-review")
-def record_review(request_id: str, decision: str, reviewer: str, note: str) -> str:
-    """Apply a reviewer's decision under four-eyes; returns approved, rejected or refused."""
+def record_review(
+    request_id: str, decision: str, reviewer: str, note: str, signature: str = ""
+) -> Verdict:
+    """Apply a reviewer's answer from the pause form; returns the decision that stands.
+
+    "approved" or "rejected" (this answer's decision, or one taken first elsewhere, such
+    as from the CLI, which then resumed this run with it), "finished" when another run
+    already carried the request out, "refused" when the answer failed its checks and no
+    decision stands (the flow asks again).
+    """
     with clean_errors("recording the review"):
         ctx = request_context()
-        record = ctx.record(request_id)
-        policy = ctx.config.policy.requests.approval
-        problem = four_eyes_problem(policy, reviewer, record.requested_by)
-        if problem is not None:
-            ctx.audit(
-                ctx.event(
-                    "approval.refused",
-                    EventStatus.FAILED,
-                    request_id,
-                    detail={
-                        "problem": problem,
-                        "decision": decision,
-                        "reviewer": text_fingerprint(reviewer),
-                    },
-                )
-            )
-            return "refused"
-        if decision == "approve":
-            _grant(ctx, request_id, reviewer.strip(), "reviewer", note=note)
-            return "approved"
-        _reject(ctx, request_id, reviewer.strip(), "approval.rejected", note)
-        return "rejected"
+        note_kept: str | None = None
+        try:
+            attempt = form_attempt(decision, reviewer, note, signature)
+        except SigningKeyError as e:
+            attempt = Attempt("approved" if decision == "approve" else "rejected", "ui", reviewer)
+            _record_unreadable(ctx, request_id, attempt, e.message)
+            return _in_force(ctx, request_id)
+        if not _already_taken(ctx, request_id, attempt):
+            try:
+                take_decision(ctx, request_id, attempt)
+                note_kept = note or None
+            except DecisionRefused:
+                pass  # recorded; the decision that stands (if any) applies
+        return _in_force(ctx, request_id, note_kept)
 
 
-def _reject(
-    ctx: RequestContext,
-    request_id: str,
-    actor: str,
-    kind: str,
-    note: str,
-    *,
-    extra: dict[str, object] | None = None,
+def _already_taken(ctx: RequestContext, request_id: str, attempt: Attempt) -> bool:
+    """Whether ``attempt`` is the decision already recorded (the CLI took it, then resumed
+    this run with it): then it is carried out, not refused as a second decision."""
+    if attempt.signed is None:
+        return False
+    book = ApprovalBook(ctx.ledger, ctx.progress)
+    stored = book.get(request_id, attempt.signed.scope)
+    return stored is not None and stored.signature == attempt.signed.signature
+
+
+def _record_unreadable(
+    ctx: RequestContext, request_id: str, attempt: Attempt, problem: str
 ) -> None:
-    note_print = text_fingerprint(note) if note else None
-    ctx.progress.runs.record_approval(
-        request_id,
-        decision="rejected",
-        reviewer=actor,
-        source="reviewer" if actor != FLOW_ACTOR else "timeout",
-        note_sha256=None if note_print is None else str(note_print["sha256"]),
-        digest=plans_digest(ctx, request_id),
+    refused = DecisionRefused(problem)
+    ApprovalBook(ctx.ledger, ctx.progress).record(
+        _refused_event(ctx, request_id, attempt, None, refused)
     )
-    detail: dict[str, object] = dict(extra or {})
-    if note_print is not None:
-        detail["note"] = note_print
-    ctx.audit(ctx.event(kind, EventStatus.FAILED, request_id, detail=detail, actor=actor))
-    status = ctx.record(request_id).status
-    if not status.terminal:
-        ctx.progress.forget(request_id)
-        ctx.register.close(
-            request_id,
-            outcome=RequestStatus.REJECTED,
-            actor=actor,
-            note=note or None,
-            expected=status,
-        )
-        ctx.progress.vacuum()
 
 
 @request_task("record-approval-timeout")
-def record_approval_timeout(request_id: str, waited_seconds: int) -> None:
-    """Nobody decided in time: the request ends rejected, data untouched."""
+def record_approval_timeout(request_id: str, waited_seconds: int) -> Verdict:
+    """Nobody decided in time: the request ends rejected, data untouched, unless a
+    decision was taken meanwhile (then that one stands)."""
     with clean_errors("recording the approval timeout"):
         ctx = request_context()
-        extra: dict[str, object] = {"waited_seconds": waited_seconds}
-        _reject(ctx, request_id, FLOW_ACTOR, "approval.timed_out", "", extra=extra)
+        ctx.audit(
+            ctx.event(
+                "approval.timed_out",
+                EventStatus.SKIPPED,
+                request_id,
+                detail={"waited_seconds": waited_seconds},
+            )
+        )
+        try:
+            take_decision(ctx, request_id, Attempt("rejected", "timeout", FLOW_ACTOR))
+        except DecisionRefused as refused:
+            if not refused.taken:
+                raise
+        return _in_force(ctx, request_id)
 
 
 @request_task("record-approval-refused")
@@ -286,7 +469,13 @@ def record_approval_gave_up(request_id: str, attempts: int) -> None:
             )
         )
     raise TerminalError(
-        f"request {request_id}: {attempts} approval decisions were refused (four-eyes); "
+        f"request {request_id}: {attempts} approval decisions were refused; "
         "the request still awaits an approver",
         request_id=request_id,
     )
+
+
+def pre_approve(ctx: RequestContext, request_id: str, signer: Signer, note: str = "") -> None:
+    """Approve a request at submission, before its plans exist (signed as a pre-approval)."""
+    signed = signer.sign(request_id, PRE_APPROVAL, "approved")
+    take_decision(ctx, request_id, Attempt("approved", "pre-approved", signer.name, signed, note))

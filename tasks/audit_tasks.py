@@ -9,6 +9,7 @@ from prefect import task
 
 from audit.events import Checkpoint, VerifyReport
 from audit.ledger import Ledger
+from core.private_files import private_dir
 
 
 @task(name="verify-ledger")
@@ -24,5 +25,5 @@ def verify_ledger(anchor_file: str | None = None) -> VerifyReport:
 def anchor_head(anchor_dir: Path) -> Checkpoint:
     """Sign the current head and export it, so truncation can be proven later."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    anchor_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(anchor_dir)
     return Ledger.open().export_checkpoint(anchor_dir / f"checkpoint-{stamp}.json")

@@ -1,23 +1,33 @@
 """Erasure tasks, one per store: plan, execute (resumable, audited once), verify.
 
-Execution is where a crash matters most. The connector reports each batch after the
-store's transaction commits; the first report marks the store executed (transactional
-stores), so a rerun never executes it again. Batches are audited once per store, in one
-ledger transaction guarded by the progress row and by the ledger itself. A store whose
-transaction did not commit is executed again from its recorded plan, re-validated
-against a fresh locate: keys no longer found are dropped (they could belong to someone
-else by now, if the database reuses keys).
+Execution is where a crash matters most, so every batch is written down as an intent
+before it takes effect (exactly-once auditing). A transactional store hands over all its
+batches (counts taken inside its transaction, and their keys) just before its COMMIT;
+they are recorded as this attempt's intents, and once the store reports the commit they
+become its batches and the store is marked executed, in one audit transaction. A store
+without transactions (S3) records an intent per call before the calls, and each becomes
+a batch when its call returns. A rerun first settles intents a crash left unconfirmed by
+asking the store what took effect (``Connector.in_effect``): a committed transaction's
+intents become its batches and nothing runs again; a rolled-back one's are discarded and
+the store is executed again from its recorded plan, re-validated against a fresh locate
+(keys no longer found are dropped: they could belong to someone else by now, if the
+database reuses keys); an S3 call's keys that are gone are recorded as deleted.
+
+Batches are audited once per store, in one ledger transaction guarded by the progress
+row and by the ledger itself, so the ledger's counts are the rows the store changed.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 
 from audit.events import EventStatus, NewEvent
-from audit.progress import Phase, StoreProgress
-from connectors.base import Action, BatchResult, Findings, StorePlan
+from audit.progress import BatchIntent, BatchRecord, Phase, StoreProgress
+from connectors.base import Action, BatchResult, Connector, Findings, Key, StorePlan
 from core.errors import TerminalError
+from tasks.replan import awaiting_decision, refresh_plan
 from tasks.request_support import (
     RequestContext,
     batch_record,
@@ -46,6 +56,10 @@ def plan_store(request_id: str, store: str) -> int:
     with clean_errors(f"planning the erasure in store '{store}'"):
         ctx = request_context()
         row = _progress(ctx, request_id, store)
+        if row.phase is Phase.PLANNED and awaiting_decision(ctx, request_id):
+            # A rerun while the plan awaits approval: re-plan if the rows changed meanwhile.
+            refresh_plan(ctx, request_id, store, row)
+            row = _progress(ctx, request_id, store)
         if row.phase is Phase.SKIPPED or row.phase.reached(Phase.PLANNED):
             return sum(s["count"] for s in row.plan_summary)
         findings = findings_from_data(store, ctx.progress.findings(request_id, store), {})
@@ -94,7 +108,11 @@ def revalidate(plan: StorePlan, fresh: Findings) -> tuple[StorePlan, int]:
 
 @request_task("execute-store")
 def execute_store(request_id: str, store: str) -> int:
-    """Carry out the store's approved plan once, then audit its batches once; rows affected."""
+    """Carry out the store's approved plan once, then audit its batches once; rows affected.
+
+    A plan whose store changed since it was made is re-planned first (``tasks.replan``);
+    one that grew raises ``PlanGrew`` with the request back awaiting approval.
+    """
     with clean_errors(f"executing the erasure in store '{store}'"):
         ctx = request_context()
         row = _progress(ctx, request_id, store)
@@ -104,6 +122,7 @@ def execute_store(request_id: str, store: str) -> int:
             raise TerminalError(f"request {request_id}: store '{store}' has no approved plan")
         dropped = 0
         if not row.phase.reached(Phase.EXECUTED):
+            refresh_plan(ctx, request_id, store, row)  # stale plan: re-planned (PlanGrew)
             dropped = _execute(ctx, request_id, store, row.position)
             crash_point("executed", store)
         audit_batches(ctx, request_id, store, "erasure", dropped)
@@ -112,23 +131,143 @@ def execute_store(request_id: str, store: str) -> int:
 
 
 def _execute(ctx: RequestContext, request_id: str, store: str, position: int) -> int:
+    """Settle what a crash left, else execute the plan once with its batches' intents first.
+
+    Returns how many planned keys were dropped because a fresh locate no longer finds
+    them and no recorded batch accounts for them.
+    """
     plan = StorePlan.from_json(ctx.progress.plan(request_id, store))
-    earlier_attempts = ctx.progress.begin_attempt(request_id, store)
-    dropped = 0
     with ctx.connector(store) as connector:
+        transactional = connector.capabilities.transactional
+        if _reconcile(ctx, connector, plan, request_id, store):
+            return 0  # the transaction had committed: its intents are now its batches
+        earlier_attempts = ctx.progress.begin_attempt(request_id, store)
+        dropped = 0
         if earlier_attempts:
             fresh = connector.locate(ctx.identities(request_id, before=position))
-            plan, dropped = revalidate(plan, fresh)
-        transactional = connector.capabilities.transactional
-
-        def on_batch(batch: BatchResult) -> None:
-            # Called after the commit: for a one-transaction store the first report
-            # proves the whole plan committed, so the store is marked executed with it.
-            ctx.progress.record_batch(request_id, batch_record(batch), committed=transactional)
-
-        connector.execute(plan, on_batch)
-    ctx.progress.mark_executed(request_id, store)
+            planned = plan
+            plan, _ = revalidate(plan, fresh)
+            dropped = _unaccounted(planned, plan, ctx.progress.committed_keys(request_id, store))
+        recorder = _BatchRecorder(ctx, request_id, store, earlier_attempts + 1, transactional)
+        connector.execute(plan, recorder.on_batch, recorder.on_prepared)
+        recorder.finish()
     return dropped
+
+
+def _unaccounted(planned: StorePlan, kept: StorePlan, accounted: set[Key]) -> int:
+    """Keys revalidation removed that no recorded batch (an earlier attempt's) deleted."""
+    left = {(s.target, s.action): set(s.keys) for s in kept.steps}
+    return sum(
+        1
+        for step in planned.steps
+        for key in step.keys
+        if key not in left.get((step.target, step.action), set()) and key not in accounted
+    )
+
+
+def _as_result(store: str, intent: BatchIntent) -> BatchResult:
+    r = intent.record
+    return BatchResult(
+        store,
+        r.target,
+        Action(r.action),
+        r.affected,
+        r.keys_digest,
+        keys=tuple(tuple(k) for k in intent.keys),
+        intent=intent.intent,
+    )
+
+
+def _as_intent(batch: BatchResult, index: int) -> BatchIntent:
+    number = batch.intent if batch.intent is not None else index
+    return BatchIntent(batch_record(batch), batch.keys, number)
+
+
+def _reconcile(
+    ctx: RequestContext, connector: Connector, plan: StorePlan, request_id: str, store: str
+) -> bool:
+    """Settle intents a crash left unconfirmed, from what the store shows; True when the
+    store's work is complete (a transaction that committed: nothing to execute again).
+
+    Transactional store: all-or-nothing. Every batch that changed rows is checked; if each
+    one's effect is in the store, the transaction committed and its intents (counts taken
+    inside it) are its batches; if any is missing, it rolled back and they are discarded.
+    Otherwise each intent becomes what took effect of it (keys gone), or is discarded.
+    """
+    intents = ctx.progress.intents(request_id, store)
+    if not intents:
+        return False
+    prepared = [_as_result(store, i) for i in intents]
+    effects = connector.in_effect(plan, prepared)
+    outcome: dict[int, BatchIntent | None]
+    if connector.capabilities.transactional:
+        committed = all(
+            len(e.keys) == len(p.keys)
+            for p, e in zip(prepared, effects, strict=True)
+            if p.affected and p.keys
+        )
+        outcome = {i.row: replace(i, keys=()) if committed else None for i in intents}
+        ctx.progress.settle_intents(request_id, store, outcome, executed=committed)
+        crash_point("reconciled", store)
+        return committed
+    outcome = {
+        i.row: _as_intent(e, i.intent) if e.affected else None
+        for i, e in zip(intents, effects, strict=True)
+    }
+    ctx.progress.settle_intents(request_id, store, outcome, executed=False)
+    crash_point("reconciled", store)
+    return False
+
+
+class _BatchRecorder:
+    """The callbacks of one execution attempt: intents before, confirmation after.
+
+    A connector that reports no intents (``on_prepared`` never called) gets its batches
+    recorded after the fact, all of a transactional store's in one transaction.
+    """
+
+    def __init__(
+        self, ctx: RequestContext, request_id: str, store: str, attempt: int, transactional: bool
+    ) -> None:
+        self.ctx, self.request_id, self.store = ctx, request_id, store
+        self.attempt, self.transactional = attempt, transactional
+        self.prepared = self.confirmed = False
+        self.unprepared: list[BatchRecord] = []
+
+    def on_prepared(self, batches: Sequence[BatchResult]) -> None:
+        crash_point("preparing", self.store)  # inside the store's work: nothing recorded
+        intents = [_as_intent(b, n) for n, b in enumerate(batches)]
+        self.ctx.progress.record_intents(self.request_id, self.store, self.attempt, intents)
+        self.prepared = True
+        crash_point("prepared", self.store)  # intents durable, the store not committed
+
+    def on_batch(self, batch: BatchResult) -> None:
+        progress = self.ctx.progress
+        if not self.prepared:
+            if self.transactional:
+                self.unprepared.append(batch_record(batch))
+            else:
+                progress.record_batch(self.request_id, batch_record(batch), committed=False)
+        elif self.transactional:
+            if not self.confirmed:  # the first report follows the commit
+                crash_point("committed", self.store)
+                progress.commit_intents(self.request_id, self.store, self.attempt)
+                self.confirmed = True
+        else:
+            crash_point("deleted", self.store)  # a call returned, its intent unconfirmed
+            done = _as_intent(batch, 0)
+            progress.complete_intent(self.request_id, self.store, self.attempt, done)
+
+    def finish(self) -> None:
+        """After ``execute`` returned: everything took effect; the store is executed."""
+        progress = self.ctx.progress
+        if self.transactional and self.prepared:
+            if not self.confirmed:
+                progress.commit_intents(self.request_id, self.store, self.attempt)
+        elif self.transactional:
+            progress.record_batches(self.request_id, self.store, self.unprepared, committed=True)
+        else:
+            progress.mark_executed(self.request_id, self.store)
 
 
 def audit_batches(
@@ -189,6 +328,7 @@ def audit_batches(
         )
     )
     ctx.audit(*events)
+    crash_point("batches-appended", store)  # in the ledger, the progress row not yet told
     ctx.progress.mark_batches_audited(request_id, store)
 
 
@@ -210,16 +350,18 @@ def verify_store(request_id: str, store: str) -> int:
             "deferred": dict(result.deferred),
             "masked": dict(result.masked),
         }
-        ctx.audit(
-            ctx.event(
-                "erasure.verified",
-                EventStatus.SUCCEEDED if result.clean else EventStatus.FAILED,
-                request_id,
-                connector=store,
-                counts={k: sum(v.values()) for k, v in counts.items()},
-                detail=counts,
-            )
+        ctx.ledger.append_many(  # the event and the progress row commit together
+            [
+                ctx.event(
+                    "erasure.verified",
+                    EventStatus.SUCCEEDED if result.clean else EventStatus.FAILED,
+                    request_id,
+                    connector=store,
+                    counts={k: sum(v.values()) for k, v in counts.items()},
+                    detail=counts,
+                )
+            ],
+            also=ctx.progress.verification_step(request_id, store, counts, clean=result.clean),
         )
-        ctx.progress.record_verification(request_id, store, counts, clean=result.clean)
         crash_point("verified", store)
         return sum(result.remaining.values())

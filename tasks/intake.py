@@ -4,8 +4,9 @@ Shared by ``lifecycle request submit`` and the flow's deployment form (``NewRequ
 Checks: identity kinds some store searches, each identity value by its kind's format
 (``core.identity_values``; the normalized value is what gets registered), corrections
 that name a declared table or field (a corrected identity column passes the same format
-check), a package recipient for access requests, and the four-eyes rule for a
-pre-approval. Errors name fields, never values.
+check) and that every store they name can hold (``Connector.check_changes``: column
+declared, not a key, type, length, NOT NULL; ``CorrectionError``), a package recipient
+for access requests, and the four-eyes rule for a pre-approval. Errors name fields, never values.
 
 Corrections are ``table.column`` (or a bare field) -> new value. The register keys sealed
 values by lowercase identifiers, so corrections travel as numbered entries whose sealed
@@ -19,9 +20,10 @@ import re
 from collections.abc import Mapping, Sequence
 
 from audit.register import RequestKind, RequestRecord
-from audit.register_model import check_actor, text_fingerprint
+from audit.register_model import check_actor
 from config.schema.inventory import IdentityColumn, S3Store, SqlStore
-from core.errors import TerminalError
+from core.errors import LifecycleError, TerminalError
+from core.free_text import check_free_text
 from core.identity_values import (
     IdentityFormat,
     IdentityValueError,
@@ -29,7 +31,7 @@ from core.identity_values import (
     normalize_identity,
 )
 from core.package import Recipient
-from tasks.approval_tasks import four_eyes_problem
+from tasks.approval_tasks import Signer, four_eyes_problem, pre_approve
 from tasks.request_support import RequestContext
 
 _CHANGE_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
@@ -165,8 +167,50 @@ def _check_changes(
     stores = ctx.config.inventory.stores
     for name in changes:
         if not any(changes_for(store, {name: ""}) for store in stores):
-            raise TerminalError(f"correction '{name}' names no declared table or field")
-    return _check_corrected_identities(ctx, changes)
+            raise CorrectionError([f"correction '{name}' names no declared table or field"])
+    checked = _check_corrected_identities(ctx, changes)
+    _check_with_stores(ctx, checked)
+    return checked
+
+
+class CorrectionError(TerminalError):
+    """Corrections a store's columns cannot take; a usage error (CLI exit 2).
+
+    ``problems``: one line each, naming ``store.table.column`` and what the column
+    expects, never the value.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems), problems=list(problems))
+        self.problems = list(problems)
+
+
+def _check_with_stores(ctx: RequestContext, changes: Mapping[str, str]) -> None:
+    """Ask every store a correction names whether its columns can hold the values.
+
+    The stores check what rectification would check when it runs (``check_changes``:
+    declared field or identity column, not a key, type, length, NOT NULL). A store that
+    cannot be reached refuses the request too: nothing is registered unchecked.
+    """
+    problems: list[str] = []
+    unreachable: list[str] = []
+    for store in ctx.config.inventory.stores:
+        picked = changes_for(store, changes)
+        if not picked:
+            continue
+        try:
+            with ctx.connector(store.name) as connector:
+                problems += connector.check_changes(picked)
+        except LifecycleError as e:
+            unreachable.append(f"store '{store.name}' could not check the corrections: {e}")
+        except Exception as e:  # a driver error's text may quote values: its type only
+            unreachable.append(
+                f"store '{store.name}' could not check the corrections ({type(e).__name__})"
+            )
+    if problems:
+        raise CorrectionError(problems + unreachable)
+    if unreachable:
+        raise TerminalError("; ".join(unreachable) + "; nothing was registered")
 
 
 def submit(
@@ -177,13 +221,14 @@ def submit(
     requested_by: str,
     changes: Mapping[str, str] | None = None,
     recipient: Recipient | None = None,
-    reviewer: str | None = None,
+    reviewer: Signer | None = None,
     note: str = "",
 ) -> RequestRecord:
     """Check and register a request; record its package recipient and pre-approval.
 
-    ``reviewer`` pre-approves the plans the flow will make, under the same four-eyes rule
-    as an approval in the UI (an approver, not the requester).
+    ``reviewer`` (an approver's signer: name and private key) pre-approves the plans the
+    flow will make, signed, under the same four-eyes rule as any approval (an approver
+    whose key the policy lists, not the requester).
     """
     try:
         request_kind = RequestKind(kind)
@@ -192,6 +237,8 @@ def submit(
             "unknown request kind; expected one of " + ", ".join(k.value for k in RequestKind)
         ) from None
     check_actor(requested_by, "requested_by")
+    if note:
+        check_free_text("note", note)  # kept in the register verbatim: no personal data
     identity = _check_identity(ctx, identity)
     changes = _check_changes(ctx, request_kind, changes or {})
     if request_kind is RequestKind.ACCESS and recipient is None:
@@ -214,12 +261,5 @@ def submit(
     if recipient is not None:
         ctx.progress.runs.set_recipient(record.id, recipient)
     if reviewer is not None:
-        ctx.progress.runs.record_approval(
-            record.id,
-            decision="approved",
-            reviewer=reviewer.strip(),
-            source="pre-approved",
-            note_sha256=str(text_fingerprint(note)["sha256"]) if note else None,
-            digest=None,
-        )
+        pre_approve(ctx, record.id, reviewer, note)
     return record

@@ -68,9 +68,11 @@ def _rectify(ctx: RequestContext, request_id: str, store: str) -> None:
     if changes and findings.total:
         with ctx.connector(store) as connector:
             results = connector.rectify(findings, changes)
-        # One transaction per store, reported after its commit: record every batch.
-        for batch in results:
-            ctx.progress.record_batch(request_id, batch_record(batch), committed=True)
+        crash_point("rectified", store)  # committed, not recorded: rectified again (idempotent)
+        # One transaction per store, reported after its commit: every batch recorded at
+        # once, with the store marked executed, so a crash cannot record only some.
+        records = [batch_record(batch) for batch in results]
+        ctx.progress.record_batches(request_id, store, records, committed=True)
     ctx.progress.mark_executed(request_id, store)
 
 
@@ -90,16 +92,21 @@ def verify_rectified_store(request_id: str, store: str) -> int:
         with ctx.connector(store) as connector:
             fresh = connector.locate(identities).counts()
         lost = {t: n - fresh.get(t, 0) for t, n in row.counts.items() if n > fresh.get(t, 0)}
-        ctx.audit(
-            ctx.event(
-                "rectification.verified",
-                EventStatus.FAILED if lost else EventStatus.SUCCEEDED,
-                request_id,
-                connector=store,
-                counts={"found_before": row.found, "found_after": sum(fresh.values())},
-                detail={"lost": lost},
-            )
+        recorded = ctx.progress.verification_step(
+            request_id, store, {"remaining": lost}, clean=not lost
         )
-        ctx.progress.record_verification(request_id, store, {"remaining": lost}, clean=not lost)
+        ctx.ledger.append_many(  # the event and the progress row commit together
+            [
+                ctx.event(
+                    "rectification.verified",
+                    EventStatus.FAILED if lost else EventStatus.SUCCEEDED,
+                    request_id,
+                    connector=store,
+                    counts={"found_before": row.found, "found_after": sum(fresh.values())},
+                    detail={"lost": lost},
+                )
+            ],
+            also=recorded,
+        )
         crash_point("verified", store)
         return sum(lost.values())

@@ -81,29 +81,32 @@ def locate_store(request_id: str, store: str) -> int:
         identities = ctx.identities(request_id, before=position)
         with ctx.connector(store) as connector:
             findings = connector.locate(identities)
-        # Audit first: a crash before the progress row means this store is searched (and
-        # audited) again, never recorded as located without a ledger event.
-        ctx.audit(
-            ctx.event(
-                "store.located",
-                EventStatus.SUCCEEDED,
-                request_id,
-                connector=store,
-                counts=findings.counts(),
-                detail={
-                    "identity_kinds": sorted(identities),
-                    "derived_kinds": sorted(findings.derived),
-                    "warnings": list(findings.warnings),
-                },
-            )
-        )
-        ctx.progress.record_located(
+        # The event and the progress row commit together: a crash before them means this
+        # store is searched again, never audited twice or located without an event.
+        located = ctx.progress.located_step(
             request_id,
             store,
             position,
             counts=findings.counts(),
             findings=findings_data(findings),
             derived=findings.derived,
+        )
+        ctx.ledger.append_many(
+            [
+                ctx.event(
+                    "store.located",
+                    EventStatus.SUCCEEDED,
+                    request_id,
+                    connector=store,
+                    counts=findings.counts(),
+                    detail={
+                        "identity_kinds": sorted(identities),
+                        "derived_kinds": sorted(findings.derived),
+                        "warnings": list(findings.warnings),
+                    },
+                )
+            ],
+            also=located,
         )
         crash_point("located", store)
         return findings.total

@@ -10,20 +10,28 @@ Per batch (see ``audit.sweeps``): read the keys, record the intent, act on the r
 one short store transaction, then audit the batch and move the cursor in one audit
 transaction. ``crash_point("sweep-batch", ...)`` lets tests kill the process between
 those steps.
+
+One sweep at a time: a real (not dry-run) sweep first takes the ``retention-sweep`` lease
+in the audit database (``tasks.sweep_lease``), renews it at each step (plan, batch range,
+verification, target, summary) and releases it when its context closes; every progress
+and ledger write checks it (``SweepContext.append``, ``SweepProgress.fence_with``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import Connection
+
 from audit.events import EventStatus, NewEvent
+from audit.leases import Lease
 from audit.ledger import Ledger
-from audit.sweeps import BatchRange, SweepProgress, SweepRun, new_sweep_id
+from audit.sweeps import BatchRange, SweepConflict, SweepProgress, SweepRun, new_sweep_id
 from config.loader import load_config
 from config.schema.model import LifecycleConfig
 from connectors.base import Connector, Key, SweepBatch
@@ -69,6 +77,7 @@ class SweepContext:
     keys: KeyRing
     ledger: Ledger
     progress: SweepProgress
+    lease: Lease | None = None
     _connectors: dict[str, Connector] = field(default_factory=dict, repr=False)
     _held: dict[str, dict[str, frozenset[Key]]] = field(default_factory=dict, repr=False)
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
@@ -86,6 +95,29 @@ class SweepContext:
     def close(self) -> None:
         self._stack.close()
         self._connectors.clear()
+
+    def hold(self, lease: Lease) -> None:
+        """Work under ``lease`` (held): every write checks it; closing releases it."""
+        self.lease = lease
+        self.progress.fence_with(lease.fence)
+        self._stack.callback(self._release)
+
+    def _release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.progress.fence_with(None)
+            self.lease = None
+
+    def renew_lease(self) -> None:
+        """Renew the sweep lease, if held (LeaseLost when another run took it over)."""
+        if self.lease is not None:
+            self.lease.renew()
+
+    def append(
+        self, events: list[NewEvent], also: Callable[[Connection], None] | None = None
+    ) -> None:
+        """Ledger events in one transaction with ``also``, refused unless the lease is ours."""
+        self.ledger.append_many(events, also=self.progress.guarded(also))
 
     def targets(self, run: SweepRun) -> list[SweepTarget]:
         """The sweep's targets, resolved again at its pinned ``as_of`` (same cut-offs)."""
@@ -185,8 +217,7 @@ def _stale(run: SweepRun) -> bool:
 
 def _abandon(ctx: SweepContext, run: SweepRun) -> None:
     done, planned = ctx.progress.totals(run.id)
-    ctx.progress.finish(run.id, "abandoned", {"done": done, "planned": planned})
-    ctx.ledger.append_many(
+    ctx.append(
         [
             ctx.event(
                 "sweep.abandoned",
@@ -195,7 +226,13 @@ def _abandon(ctx: SweepContext, run: SweepRun) -> None:
                 counts={"done": done, "planned": planned},
                 detail={"reason": "unfinished for longer than the resume window"},
             )
-        ]
+        ],
+        also=SweepProgress.closing(
+            run.id,
+            "abandoned",
+            {"done": done, "planned": planned},
+            from_statuses=("running", "failed"),
+        ),
     )
 
 
@@ -217,7 +254,7 @@ def plan_sweep(
         if unfinished is not None and _stale(unfinished):
             _abandon(ctx, unfinished)
         elif unfinished is not None:
-            ctx.ledger.append_many(
+            ctx.append(
                 [
                     ctx.event(
                         "sweep.resumed",
@@ -225,8 +262,10 @@ def plan_sweep(
                         unfinished.id,
                         detail={"as_of": unfinished.as_of.isoformat()},
                     )
-                ]
+                ],
+                also=SweepProgress.reopening(unfinished.id),
             )
+            ctx.renew_lease()
             return unfinished
     moment = utc_naive(as_of or datetime.now(UTC)).replace(tzinfo=UTC)
     sweep_id = new_sweep_id()
@@ -235,11 +274,12 @@ def plan_sweep(
     for target in resolve_targets(ctx.config, moment, rules):
         expired, held = ctx.sweeper(probe, target).counts()
         plan.append(target_plan(target, expired, held))
+        ctx.renew_lease()  # counting a big table takes a while
     flow_run_id = run_ids()["flow_run_id"]
     ctx.progress.start(
         sweep_id, as_of=moment, dry_run=dry_run, rules=rules, plan=plan, flow_run_id=flow_run_id
     )
-    ctx.ledger.append_many(
+    ctx.append(
         [
             ctx.event(
                 "sweep.planned",
@@ -308,7 +348,7 @@ def _audit_batch(
         _as_range(batch),
         affected,
     )
-    ctx.ledger.append_many([event], also=bookkeeping)
+    ctx.append([event], also=bookkeeping)
 
 
 def _delete_next(
@@ -358,6 +398,7 @@ def run_range(
     A pending batch left by a crash is finished first: its range is applied again (a
     no-op if the store had committed) and it is audited from its recorded digest.
     """
+    ctx.renew_lease()
     sweeper = ctx.sweeper(run, target)
     size = S3_BATCH_SIZE if target.kind == "s3" else batch_size
     started = time.monotonic()
@@ -433,8 +474,9 @@ def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> 
     """
     if target.held:
         return 0
+    ctx.renew_lease()
     remaining, _held = ctx.sweeper(run, target).counts()
-    ctx.ledger.append_many(
+    ctx.append(
         [
             ctx.event(
                 "sweep.verified",
@@ -453,15 +495,17 @@ def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> 
 
 def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict[str, Any]:
     """Close a finished target: secure-erasure follow-up, state, and its ledger event."""
+    ctx.renew_lease()
     connector: Any = ctx.connector(target.store)
     finish = getattr(connector, "finish_sweep", None)
     if finish is not None and not target.held:
         finish(target)
+        ctx.renew_lease()  # reclaiming storage (VACUUM) can take a while
     state = ctx.progress.target(run.id, target.id)
     final = "held" if target.held else "done"
     ctx.progress.set_target_state(run.id, target.id, final)
     verb = "deleted" if target.action == "delete" else "anonymized"
-    ctx.ledger.append_many(
+    ctx.append(
         [
             ctx.event(
                 "sweep.target",
@@ -478,7 +522,12 @@ def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict
 
 
 def summarise(ctx: SweepContext, run: SweepRun, *, status: str = "completed") -> dict[str, Any]:
-    """Close the sweep: per-target counts to ``sweep_runs`` and one ``sweep.completed`` event."""
+    """Close the sweep: per-target counts to ``sweep_runs`` and one ``sweep.completed`` event.
+
+    The sweep is closed in the event's transaction and only while it runs: a second
+    process finishing the same sweep appends nothing and gets the recorded summary.
+    """
+    ctx.renew_lease()
     states = ctx.progress.targets(run.id)
     rows: list[dict[str, Any]] = [
         {
@@ -504,18 +553,24 @@ def summarise(ctx: SweepContext, run: SweepRun, *, status: str = "completed") ->
         "held": sum(r["held"] for r in rows),
         "planned": sum(r["planned"] for r in rows),
     }
-    ctx.progress.finish(run.id, status, summary)
     ev_status = EventStatus.FAILED if status == "failed" else EventStatus.SUCCEEDED
     kind = {"completed": "sweep.completed", "dry_run": "sweep.dry_run"}.get(status, "sweep.failed")
-    ctx.ledger.append_many(
-        [
-            ctx.event(
-                kind,
-                ev_status,
-                run.id,
-                counts={k: summary[k] for k in ("deleted", "anonymized", "held", "planned")},
-                detail={"dry_run": run.dry_run, "targets": len(rows)},
-            )
-        ]
-    )
+    try:
+        ctx.append(
+            [
+                ctx.event(
+                    kind,
+                    ev_status,
+                    run.id,
+                    counts={k: summary[k] for k in ("deleted", "anonymized", "held", "planned")},
+                    detail={"dry_run": run.dry_run, "targets": len(rows)},
+                )
+            ],
+            also=SweepProgress.closing(run.id, status, summary),
+        )
+    except SweepConflict:
+        closed = ctx.progress.run(run.id)
+        if closed is None or closed.summary is None:
+            raise
+        return closed.summary
     return summary

@@ -8,14 +8,16 @@ persisted, no cache, retries only for ``TransientError``, errors without causes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from audit.events import EventStatus
+from audit.leases import WaitReport
 from audit.sweeps import SweepRun
 from core.errors import LifecycleError
 from retention.targets import SweepTarget
 from tasks.request_support import clean_errors, request_task, safe_message
+from tasks.sweep_lease import acquire_lease
 from tasks.sweep_runner import (
     RangeOutcome,
     SweepContext,
@@ -25,6 +27,19 @@ from tasks.sweep_runner import (
     summarise,
     verify_and_rewind,
 )
+
+
+@request_task("acquire-sweep-lease")
+def acquire_lease_task(ctx: SweepContext, wait_minutes: int) -> None:
+    """Take the sweep lease, waiting up to ``wait_minutes`` for a running sweep (a log
+    line while it waits), then fail naming who holds it and since when."""
+    from prefect import get_run_logger
+
+    logger = get_run_logger()
+    limit = timedelta(minutes=wait_minutes)
+    report = WaitReport(logger.info, job="retention sweep", limit=limit)
+    with clean_errors("taking the sweep lease"):
+        acquire_lease(ctx, wait=limit, on_wait=report)
 
 
 @request_task("plan-sweep")
@@ -77,7 +92,7 @@ def record_target_failure(
     """Audit a target that failed (the sweep stays resumable) and mark it failed."""
     message = safe_message(error) if isinstance(error, LifecycleError) else None
     state = ctx.progress.target(run.id, target.id)
-    ctx.ledger.append_many(
+    ctx.append(
         [
             ctx.event(
                 "sweep.target",

@@ -69,10 +69,14 @@ def _fresh_database(backend: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if backend == "postgresql" else ""
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
+        try:
+            with admin.connect() as conn:
+                force = " WITH (FORCE)" if backend == "postgresql" else ""
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        finally:
+            # Close the admin connections even if the drop failed: a pymysql connection
+            # left to the garbage collector warns in __del__, an error under -W error.
+            admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -11,12 +11,21 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from config.durations import Duration
-from config.schema.common import BucketName, Name, NonEmpty, RuleId, SqlIdent, Strict
+from config.schema.common import (
+    BucketName,
+    Name,
+    NonEmpty,
+    RuleId,
+    SqlIdent,
+    Strict,
+    shaped,
+)
 from config.schema.inventory import Reference
 from config.schema.transfers import TransferPolicy
+from core.approver_keys import parse_public_key
 from core.pseudonym import Pseudonym
 
 RequestKind = Literal["access", "rectification", "erasure"]
@@ -36,14 +45,62 @@ class Category(Strict):
     personal: bool = True
 
 
+class Approver(Strict):
+    """Someone who may decide on requests, and the public key their decisions verify with.
+
+    A plain name (``approvers: [dpo]``, the old form) is an approver without a key: it
+    still loads, but such an approver cannot sign, so it can decide only through the
+    Prefect UI and only where ``unverified_ui`` allows unsigned decisions.
+    """
+
+    name: Annotated[
+        str,
+        shaped(
+            r"^[A-Za-z][A-Za-z0-9._-]*(?: [A-Za-z0-9._-]+)*$",
+            "must be a name or role: a letter, then letters, digits, '.', '_', '-' or single "
+            "spaces (no contact details)",
+            max_length=64,
+        ),
+    ] = Field(description="The approver's name or role, as the ledger records it.")
+    public_key: str | None = Field(
+        default=None,
+        description="Base64 Ed25519 public key (lifecycle approver keygen); decisions are "
+        "verified with it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_name(cls, data: object) -> object:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("public_key")
+    @classmethod
+    def _a_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_public_key(value)  # ValueError says what is expected
+        return value
+
+
 class Approval(Strict):
-    """Which request kinds wait for a human decision before anything runs."""
+    """Which request kinds wait for a human decision before anything runs, and who decides."""
 
     required_for: tuple[RequestKind, ...] = ("erasure",)
     auto_approve: bool = Field(
         default=False, description="Approve automatically (demo and test setups only)."
     )
-    approvers: tuple[str, ...] = Field(default=(), description="Roles allowed to approve.")
+    approvers: tuple[Approver, ...] = Field(
+        default=(), description="Who may approve: {name, public_key} (a plain name has no key)."
+    )
+    unverified_ui: bool = Field(
+        default=False,
+        description="Accept decisions in the Prefect UI without a signature, recorded as "
+        "unverified (the UI's basic auth is one shared password: it does not say who).",
+    )
+
+    def approver(self, name: str) -> Approver | None:
+        """The approver called ``name`` (compared without case), or None."""
+        wanted = name.strip().casefold()
+        return next((a for a in self.approvers if a.name.casefold() == wanted), None)
 
 
 class ErasureRule(Strict):

@@ -9,7 +9,7 @@ botocore errors are translated at this boundary (``client.s3_errors``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -22,14 +22,15 @@ from connectors.base import (
     Identities,
     Key,
     OnBatch,
+    OnPrepared,
     StorePlan,
     Verification,
 )
-from connectors.s3.client import make_client
+from connectors.s3.client import make_client, s3_errors
 from connectors.s3.export import DEFAULT_MAX_BYTES, export_objects
 from connectors.s3.locate import Locator
 from connectors.s3.planning import plan_erasure
-from connectors.s3.purge import Purger
+from connectors.s3.purge import Purger, gone
 from connectors.s3.verify import verify_erasure
 from core.errors import TerminalError
 from core.keys import KeyRing
@@ -117,8 +118,13 @@ class S3Connector:
             subject=subject,
         )
 
-    def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:
-        """DeleteObjects by version id, 1,000 keys per call at most, calls in parallel."""
+    def execute(
+        self, plan: StorePlan, on_batch: OnBatch, on_prepared: OnPrepared | None = None
+    ) -> list[BatchResult]:
+        """DeleteObjects by version id, 1,000 keys per call at most, calls in parallel.
+
+        Not transactional: ``on_prepared`` gets every call's keys before the first call.
+        """
         purger = Purger(
             self.client,
             self.name,
@@ -126,7 +132,13 @@ class S3Connector:
             max_attempts=self.max_attempts,
             base_delay=self.retry_base_delay,
         )
-        return purger.run(plan, on_batch, self._personal_keys)
+        return purger.run(plan, on_batch, self._personal_keys, on_prepared)
+
+    def in_effect(self, plan: StorePlan, batches: Sequence[BatchResult]) -> list[BatchResult]:
+        """Per prepared batch, the versions no longer in the bucket (listed again)."""
+        del plan  # S3 batches only delete: their keys say it all
+        with s3_errors(self.name, "checking an interrupted erasure"):
+            return gone(self.client, batches)
 
     def verify(self, identities: Identities, plan: StorePlan) -> Verification:
         """List again and report what the plan said would be gone (or is new)."""
@@ -142,6 +154,13 @@ class S3Connector:
             store=self.name,
             operation="rectify",
         )
+
+    def check_changes(self, changes: Mapping[str, str]) -> list[str]:
+        """Objects have no fields to correct: every correction is a problem."""
+        return [
+            f"store '{self.name}': {name}: rectification of S3 objects is not supported"
+            for name in sorted(changes)
+        ]
 
     def sweeper(
         self, target: SweepTarget, *, today: date, held_keys: frozenset[Key] = frozenset()

@@ -4,8 +4,11 @@ Every DELETE step is cut into chunks of at most 1,000 ``{Key, VersionId}`` (the 
 moto accepts more, so the cap is enforced here), sent with ``Quiet=True`` by a bounded
 thread pool. Per-key errors that a retry may clear (SlowDown, InternalError,
 ServiceUnavailable) are retried with exponential backoff and jitter, a bounded number of
-times; other codes (AccessDenied, ...) are terminal. ``on_batch`` is called once per
-chunk, on the calling thread, with the count and digest of what that chunk deleted.
+times; other codes (AccessDenied, ...) are terminal. ``on_prepared`` receives every chunk
+as an intent (its keys) before the first call; ``on_batch`` is called once per chunk that
+deleted something, on the calling thread, with the count and digest of what it deleted
+and the index of its intent. ``gone`` answers, after a crash, which keys of unconfirmed
+intents are no longer in their buckets.
 
 S3 is not transactional: whatever was deleted stays deleted. If keys are left, the error
 names the bucket and how many keys were left, and re-running the same plan finishes the
@@ -19,12 +22,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connectors.base import Action, BatchResult, Key, OnBatch, StorePlan, keys_digest
+from connectors.base import Action, BatchResult, Key, OnBatch, OnPrepared, StorePlan, keys_digest
 from connectors.s3.client import TRANSIENT_CODES, error_code, is_transient
 from connectors.s3.planning import GOVERNANCE_BYPASS
 from core.errors import LifecycleError, TerminalError, TransientError
@@ -145,15 +148,37 @@ class Purger:
         return outcome
 
     def run(
-        self, plan: StorePlan, on_batch: OnBatch, personal: Callable[[str], bool]
+        self,
+        plan: StorePlan,
+        on_batch: OnBatch,
+        personal: Callable[[str], bool],
+        on_prepared: OnPrepared | None = None,
     ) -> list[BatchResult]:
         """Execute the plan's deletions; raise naming buckets and counts if keys are left."""
         results: list[BatchResult] = []
         outcomes: list[ChunkOutcome] = []
         todo = chunks(plan)
+        if on_prepared is not None and todo:
+            on_prepared(
+                [
+                    BatchResult(
+                        self.store,
+                        c.target,
+                        Action.DELETE,
+                        len(c.keys),
+                        keys_digest(c.keys),
+                        keys=c.keys,
+                        intent=i,
+                    )
+                    for i, c in enumerate(todo)
+                ]
+            )
         executor = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="s3-purge")
         try:
-            running: set[Future[ChunkOutcome]] = {executor.submit(self.run_chunk, c) for c in todo}
+            index: dict[Future[ChunkOutcome], int] = {
+                executor.submit(self.run_chunk, c): i for i, c in enumerate(todo)
+            }
+            running = set(index)
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -166,6 +191,8 @@ class Purger:
                             action=Action.DELETE,
                             affected=len(outcome.deleted),
                             keys_digest=keys_digest(outcome.deleted),
+                            keys=tuple(outcome.deleted),
+                            intent=index[future],
                         )
                         on_batch(result)  # on this thread: callers need not be thread-safe
                         results.append(result)
@@ -202,3 +229,29 @@ class Purger:
             store=self.store,
             remaining={b: len(k) for b, k in left.items()},
         )
+
+
+def gone(client: S3Client, batches: Sequence[BatchResult]) -> list[BatchResult]:
+    """Per batch of versions, those no longer in its bucket (``affected``: how many).
+
+    One listing per object key (its versions and delete markers), paginated.
+    """
+    present: set[tuple[str, str, object]] = set()  # bucket, key, version id
+    listed: set[tuple[str, str]] = set()
+    for batch in batches:
+        for name in sorted({str(k[0]) for k in batch.keys}):
+            if (batch.target, name) in listed:
+                continue
+            listed.add((batch.target, name))
+            pages = client.get_paginator("list_object_versions").paginate(
+                Bucket=batch.target, Prefix=name
+            )
+            for page in pages:
+                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    if entry.get("Key") == name:
+                        present.add((batch.target, name, entry.get("VersionId")))
+    out = []
+    for batch in batches:
+        done = tuple(k for k in batch.keys if (batch.target, str(k[0]), k[1]) not in present)
+        out.append(replace(batch, affected=len(done), keys_digest=keys_digest(done), keys=done))
+    return out

@@ -12,7 +12,7 @@ name store, table and operation only, never ``str(e)`` (it carries bound paramet
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from connectors.base import (
     Identities,
     Key,
     OnBatch,
+    OnPrepared,
     StorePlan,
     Verification,
 )
@@ -142,15 +143,26 @@ class SqlConnector:
             shared,
         )
 
-    def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:
-        """Carry out ``plan`` in batches, then make the erased values unrecoverable."""
+    def execute(
+        self, plan: StorePlan, on_batch: OnBatch, on_prepared: OnPrepared | None = None
+    ) -> list[BatchResult]:
+        """Carry out ``plan`` in one transaction, then make the erased values unrecoverable.
+
+        ``on_prepared`` gets every batch just before the COMMIT (see ``Connector.execute``).
+        """
         from connectors.sql.execute import execute_plan, finish_secure_erasure
         from connectors.sql.masks import Masker
 
         schema = self.schema
         with sql_errors(self.name, "erasure"):
             results = execute_plan(
-                self.engine, schema, plan, Masker(self._keys), on_batch, self.batch_size
+                self.engine,
+                schema,
+                plan,
+                Masker(self._keys),
+                on_batch,
+                self.batch_size,
+                on_prepared,
             )
         touched = sorted({s.target for s in plan.steps if s.action in _TOUCHING and s.keys})
         with sql_errors(self.name, "secure erasure"):
@@ -158,6 +170,13 @@ class SqlConnector:
                 self.engine, schema, touched, bool(self.store.vacuum_after_erasure)
             )
         return results
+
+    def in_effect(self, plan: StorePlan, batches: Sequence[BatchResult]) -> list[BatchResult]:
+        """Per prepared batch, the keys whose effect is in the store (``sql.effects``)."""
+        from connectors.sql.effects import in_effect
+
+        with sql_errors(self.name, "checking an interrupted erasure"):
+            return in_effect(self.engine, self.schema, plan, batches)
 
     def verify(self, identities: Identities, plan: StorePlan) -> Verification:
         """Locate again and report anything the plan said would be gone."""
@@ -174,6 +193,12 @@ class SqlConnector:
 
         with sql_errors(self.name, "rectify"):
             return rectify(self.engine, self.schema, self.store, findings, changes, self.batch_size)
+
+    def check_changes(self, changes: Mapping[str, str]) -> list[str]:
+        """Corrections checked against the reflected columns, as ``rectify`` checks them."""
+        from connectors.sql.rectify import check_changes
+
+        return check_changes(self.schema, self.store, changes)
 
     def sweeper(
         self, target: SweepTarget, *, today: date, held_keys: frozenset[Key] = frozenset()

@@ -7,8 +7,12 @@ with one executemany UPDATE); UPDATE ... SET NULL for UNLINK steps (the FK colum
 rows referencing the batch). Masks skip rows already masked, so running a committed plan
 again changes nothing and reports 0 rows.
 
-The whole plan is one transaction: on any failure nothing is changed, and ``on_batch`` is
-called only after the commit, so the ledger never records work that was rolled back.
+The whole plan is one transaction: on any failure nothing is changed. Just before the
+COMMIT, ``on_prepared`` receives every batch (counts, digests and keys), so the caller can
+write them down as intents while an exception can still roll everything back; ``on_batch``
+is called only after the commit, so the ledger never records work that was rolled back,
+and a crash between the commit and the caller's bookkeeping leaves intents to reconcile
+(``connectors.sql.effects``).
 Database errors are translated at this boundary (lock and connection problems are
 ``TransientError``, the rest ``TerminalError``) with messages naming the store, step and
 batch, never SQLAlchemy's ``str(e)``: it carries the bound parameters.
@@ -24,7 +28,16 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors.base import Action, BatchResult, Key, OnBatch, StorePlan, TargetPlan, keys_digest
+from connectors.base import (
+    Action,
+    BatchResult,
+    Key,
+    OnBatch,
+    OnPrepared,
+    StorePlan,
+    TargetPlan,
+    keys_digest,
+)
 from connectors.sql.edges import Edge
 from connectors.sql.masks import MASK_KINDS, PER_ROW, Masker, is_masked_value, masked_clause
 from connectors.sql.outside_refs import integrity_error
@@ -264,8 +277,12 @@ def execute_plan(  # noqa: PLR0917 - the connector's fixed call signature
     masker: Masker,
     on_batch: OnBatch,
     batch_size: int,
+    on_prepared: OnPrepared | None = None,
 ) -> list[BatchResult]:
-    """Run ``plan`` in one transaction; report each batch to ``on_batch`` after the commit."""
+    """Run ``plan`` in one transaction; report each batch to ``on_batch`` after the commit.
+
+    ``on_prepared`` gets all batches inside the transaction, just before the COMMIT.
+    """
     _check_plan(schema, plan)
     results: list[BatchResult] = []
     own = own_rows(plan)
@@ -290,9 +307,17 @@ def execute_plan(  # noqa: PLR0917 - the connector's fixed call signature
                         affected = mask_batch(conn, schema, step, batch, masker)
                     results.append(
                         BatchResult(
-                            plan.store, step.target, step.action, affected, keys_digest(batch)
+                            plan.store,
+                            step.target,
+                            step.action,
+                            affected,
+                            keys_digest(batch),
+                            keys=tuple(batch),
                         )
                     )
+            if on_prepared is not None:
+                where, target = "recording intents", None
+                on_prepared(results)  # raising here rolls the whole plan back
             where, target = "commit", None
     except SQLAlchemyError as e:
         operation = f"erasure ({where})"

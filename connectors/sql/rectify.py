@@ -6,8 +6,9 @@ is written: the column must exist, be a declared personal field or identity colu
 not a key column, and the text must convert to the column's type: integers, decimals
 (within precision and scale), ISO dates, times and datetimes, booleans (true/false/1/0/
 yes/no), strings within the column's length, enum members. For a non-string column the
-empty text means NULL, refused when the column is NOT NULL. Errors name ``table.column``
-and the expected type, never the value.
+empty text means NULL, refused when the column is NOT NULL; an empty value for a NOT NULL
+identity column is refused too. Errors name ``table.column`` and the expected type, never
+the value. ``check_changes`` runs the same checks at intake, before a request is registered.
 
 All updates run in one transaction: one UPDATE per table per key batch, setting every
 changed column of that table at once, on the found rows only. Rows that rows outside the
@@ -175,6 +176,9 @@ def _validate(schema: StoreSchema, store: SqlStore, table: str, column: str, tex
             f"{where}: not a declared personal field or identity column", store=store.name
         )
     try:
+        identity = column in {i.column for i in decl.identity}
+        if identity and not text.strip() and not sa_table.c[column].nullable:
+            raise _Invalid("a value (an identity column, NOT NULL)")  # "" finds no one
         return convert(sa_table.c[column], text)
     except _Invalid as e:
         raise TerminalError(
@@ -183,6 +187,30 @@ def _validate(schema: StoreSchema, store: SqlStore, table: str, column: str, tex
             table=table,
             column=column,
         ) from None
+
+
+def check_changes(schema: StoreSchema, store: SqlStore, changes: Mapping[str, str]) -> list[str]:
+    """Every problem ``rectify`` would refuse ``changes`` for, found without writing.
+
+    Checked at intake, so a correction the column cannot hold (unknown or key column, not
+    a declared field, wrong type, too long, empty for a NOT NULL identity) is refused
+    before the request is registered. A bare field name is checked in every table that
+    declares it. Lines name ``store.table.column`` and the expected type, never the value.
+    """
+    every_table: dict[str, list[Key]] = {name: [] for name in schema.tables}
+    problems: list[str] = []
+    for name in sorted(changes):
+        try:
+            targets = _targets(schema, store, every_table, name)
+        except TerminalError as e:
+            problems.append(e.message)
+            continue
+        for table, column in targets:
+            try:
+                _validate(schema, store, table, column, changes[name])
+            except TerminalError as e:
+                problems.append(e.message)
+    return problems
 
 
 def rectify(  # noqa: PLR0917 - the connector's fixed call signature

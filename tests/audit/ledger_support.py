@@ -132,12 +132,20 @@ def fresh_engine(url: str) -> Engine:
     return make_engine(url)
 
 
-def append_as_writer(url: str, writer: int, count: int) -> None:
-    """Append ``count`` events tagged with ``writer`` (run in a spawned process)."""
+def append_as_writer(url: str, writer: int, count: int, ready: Any = None, go: Any = None) -> None:
+    """Append ``count`` events tagged with ``writer`` (run in a spawned process).
+
+    With ``ready`` (a multiprocessing queue) and ``go`` (an event): once the ledger is
+    open, put ``writer`` on ``ready`` and wait for ``go``, so every writer begins together
+    however long the process took to start.
+    """
     from audit.database import audit_engine, dispose_engines
 
     ledger = Ledger(audit_engine(url), KEYS, actor=f"writer-{writer}")
     try:
+        if ready is not None and go is not None:
+            ready.put(writer)
+            go.wait()
         for i in range(count):
             ledger.append("load.test", status="succeeded", detail={"writer": writer, "i": i})
     finally:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 import audit.ledger as ledger_module
 import audit.writer as writer_module
@@ -39,14 +39,18 @@ class HeldWriter:
         self.real = writer_module.write_batch
 
     def __call__(
-        self, engine: Engine, key: bytes, events: Sequence[PreparedEvent]
+        self,
+        engine: Engine,
+        key: bytes,
+        events: Sequence[PreparedEvent],
+        also: Callable[[Connection], None] | None = None,
     ) -> list[StoredEvent]:
         self.batches.append(len(events))
         if len(self.batches) == 1:
             assert self.release.wait(10)
         elif self.fail_second:
             raise TransientError("audit ledger database busy (simulated)")
-        return self.real(engine, key, events)
+        return self.real(engine, key, events, also)
 
     def run(self) -> tuple[list[StoredEvent], list[BaseException]]:
         results: list[StoredEvent] = []
@@ -66,12 +70,11 @@ class HeldWriter:
         for t in followers:
             t.start()
         queue = self.ledger._committer._queue  # the followers wait here for the leader
-        deadline = time.monotonic() + 10
-        while len(queue) < FOLLOWERS and time.monotonic() < deadline:
+        while len(queue) < FOLLOWERS:  # until every follower queued: no deadline to miss
             time.sleep(0.001)
         self.release.set()
         for t in [first, *followers]:
-            t.join(10)
+            t.join()
         return results, errors
 
 

@@ -254,7 +254,7 @@ def _race(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join()
     return outcomes
 
 
@@ -364,3 +364,15 @@ def test_history_records_actor_and_note_in_order(sqlite_reg: RequestRegister) ->
     ]
     details = [d for _, d in _events(reg, rec.id)]
     assert all("identity not verified" not in str(d) for d in details)
+
+
+def test_notes_and_reasons_holding_personal_data_are_refused(sqlite_reg: RequestRegister) -> None:
+    # The backstop behind intake and the CLI: the register keeps notes verbatim.
+    reg = sqlite_reg
+    rec = reg.register(RequestKind.ERASURE, IDENTITY, requested_by="op")
+    with pytest.raises(PersonalDataRefused, match=r"^note: holds an e-mail address;"):
+        reg.transition(rec.id, S.PLANNED, actor="op", note="for robin.quill@example.com")
+    with pytest.raises(PersonalDataRefused, match=r"^extension reason: holds a phone number;"):
+        reg.extend(rec.id, days=5, reason="called on +44 20 7946 0000", actor="op")
+    assert reg.get(rec.id) == rec
+    assert [h.action for h in reg.history(rec.id)] == ["received"]

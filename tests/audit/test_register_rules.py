@@ -155,9 +155,18 @@ def test_failed_resumes_to_executing() -> None:
     check_transition("req_0123456789abcdef", S.FAILED, S.EXECUTING)
 
 
+def test_every_open_or_failed_request_can_be_cancelled() -> None:
+    for status in set(RequestStatus) - TERMINAL:
+        check_transition("req_0123456789abcdef", status, S.CANCELLED)
+
+
+def test_a_grown_plan_goes_back_to_approval() -> None:
+    check_transition("req_0123456789abcdef", S.EXECUTING, S.AWAITING_APPROVAL)
+
+
 def test_terminal_statuses_have_no_way_out_and_every_status_has_a_rule() -> None:
     assert set(TRANSITIONS) == set(RequestStatus)
-    assert {S.COMPLETED, S.REJECTED, S.CLOSED} == TERMINAL
+    assert {S.COMPLETED, S.REJECTED, S.CLOSED, S.CANCELLED} == TERMINAL
     for status in TERMINAL:
         assert TRANSITIONS[status] == frozenset()
         assert status.terminal

@@ -141,3 +141,24 @@ def test_invalid_policy_is_reported_with_exit_code_2(config_dir: Path) -> None:
     code, out, err = invoke("list", "--json")
     assert code == 2 and out == ""
     assert "policy.yaml" in err and "deadline_days" in err
+
+
+@pytest.mark.parametrize(
+    ("reason", "found"),
+    [
+        ("subject asked from casey.wren@example.com", "an e-mail address"),
+        ("subject called, +44 20 7946 0000", "a phone number"),
+    ],
+)
+def test_extend_refuses_a_reason_holding_personal_data(
+    register: RequestRegister, reason: str, found: str
+) -> None:
+    rec = register.register(RequestKind.ACCESS, IDENTITY, requested_by="op")
+
+    code, out, err = invoke("extend", rec.id, "--days", "5", "--reason", reason)
+
+    assert code == 2
+    assert err.strip() == f"error: --reason: holds {found}; notes must not contain personal data"
+    assert "casey" not in out + err and "7946" not in out + err
+    assert register.get(rec.id) == rec
+    assert [h.action for h in register.history(rec.id)] == ["received"]

@@ -124,3 +124,27 @@ def test_show_reports_problems_like_validate(make_config: MakeConfig) -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "retention[0].age: invalid duration '90 dayz'" in _plain(result.stderr)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_show_masks_passwords_in_url_query_parameters(
+    make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    monkeypatch.setenv("LC_TEST_DB_PASSWORD", PASSWORD)
+    config_dir = make_config(
+        (
+            "inventory.yaml",
+            '"sqlite:///${LIFECYCLE_DATA_DIR}/crm.db"',
+            '"postgresql://app:${LC_TEST_DB_PASSWORD}@db.example.com/crm'
+            '?sslmode=require&password=${LC_TEST_DB_PASSWORD}&sslpassword=${LC_TEST_DB_PASSWORD}"',
+        )
+    )
+    args = ["config", "show", "--config", str(config_dir)] + (["--json"] if as_json else [])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    shown = (json.loads if as_json else yaml.safe_load)(result.stdout)
+    assert shown["inventory"]["stores"][0]["url"] == (
+        "postgresql+psycopg://app:***@db.example.com/crm"
+        "?password=***&sslmode=require&sslpassword=***"
+    )

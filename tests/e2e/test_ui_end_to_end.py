@@ -100,6 +100,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, _local_s3_server: LocalS3) 
     shutil.copytree(PROJECT_ROOT / "config" / "demo", config)
     policy = yaml.safe_load((config / "policy.yaml").read_text())
     policy["requests"]["approval"]["auto_approve"] = False  # the run must wait for a person
+    # The demo's approvers have no keys: the form's typed reviewer, recorded as unverified.
+    policy["requests"]["approval"]["unverified_ui"] = True
     (config / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
     data_dir = root / "data"
     data_dir.mkdir()

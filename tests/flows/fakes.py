@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from connectors.base import (
     Key,
     MaskSpec,
     OnBatch,
+    OnPrepared,
     StorePlan,
     TargetFinding,
     TargetPlan,
@@ -208,7 +209,9 @@ class FakeConnector:
                 steps.append(TargetPlan(target.target, Action.DELETE, target.keys))
         return StorePlan(store=self.name, steps=tuple(steps))
 
-    def execute(self, plan: StorePlan, on_batch: OnBatch) -> list[BatchResult]:
+    def execute(
+        self, plan: StorePlan, on_batch: OnBatch, on_prepared: OnPrepared | None = None
+    ) -> list[BatchResult]:
         data = self._data("execute")
         rows: Rows = data["tables"]
         results: list[BatchResult] = []
@@ -220,6 +223,8 @@ class FakeConnector:
                 results.append(self._apply(rows, step, batch))
         from tasks.request_support import crash_point  # imports Prefect: only when needed
 
+        if on_prepared is not None:
+            on_prepared(results)  # the intents, just before the "commit"
         crash_point("executing", self.name)  # before the commit: nothing is changed
         write_store(self.path, data)
         for result in results:  # reported only once committed
@@ -240,7 +245,37 @@ class FakeConnector:
                     for m in step.masks:
                         row[m.column] = REDACTED
                     affected += 1
-        return BatchResult(self.name, step.target, step.action, affected, keys_digest(batch))
+        return BatchResult(
+            self.name, step.target, step.action, affected, keys_digest(batch), keys=batch
+        )
+
+    def in_effect(self, plan: StorePlan, batches: Sequence[BatchResult]) -> list[BatchResult]:
+        rows: Rows = self._data("verify")["tables"]
+        out = []
+        for batch in batches:
+            by_id = {r["id"]: r for r in rows.get(batch.target, [])}
+            masks = next((s.masks for s in plan.steps if s.target == batch.target and s.masks), ())
+            kept = tuple(
+                k
+                for k in batch.keys
+                if (row := by_id.get(k[0])) is None
+                or (
+                    batch.action is Action.MASK
+                    and all(row.get(m.column) == REDACTED for m in masks)
+                )
+            )
+            out.append(
+                BatchResult(
+                    self.name,
+                    batch.target,
+                    batch.action,
+                    len(kept),
+                    keys_digest(kept),
+                    keys=kept,
+                    intent=batch.intent,
+                )
+            )
+        return out
 
     def verify(self, identities: Identities, plan: StorePlan) -> Verification:
         data = self._data("verify")
@@ -294,6 +329,20 @@ class FakeConnector:
             )
         write_store(self.path, data)
         return results
+
+    def check_changes(self, changes: Mapping[str, str]) -> list[str]:
+        """Names checked as the SQL connector does (no types here): tables, fields, keys."""
+        problems = []
+        for name in sorted(changes):
+            table_name, _, column = name.rpartition(".")
+            tables = [t for t in self.store.tables if t.name == table_name or not table_name]
+            for table in tables:
+                editable = set(table.fields) | {i.column for i in table.identity}
+                if column == "id":
+                    problems.append(f"{self.name}.{table.name}.id: key columns cannot be rectified")
+                elif table_name and column not in editable:
+                    problems.append(f"{self.name}.{table.name}.{column}: no such column")
+        return problems
 
     def close(self) -> None:
         pass

@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.approvals import Signer
 from audit.events import StoredEvent
 from audit.ledger import Ledger
 from config.settings import PROJECT_ROOT
+from core.approver_keys import public_key_text, sign_decision
 from tests.flows.fakes import read_store, write_store
+
+APPROVER_KEYS = {"privacy-officer": 1, "dpo": 2, "intruder": 3}
+"""Seeds of the approvers' Ed25519 keys (fixed, so subprocesses derive the same keys);
+"intruder" is in no policy: a key that verifies nothing."""
 
 SUBJECT_EMAIL = "Robin.Quill@Example.com"
 SUBJECT_NUMBER = "C-1001"
@@ -83,7 +92,10 @@ requests:
   approval:
     required_for: [__REQUIRED__]
     auto_approve: __AUTO__
-    approvers: [privacy-officer, dpo]
+    approvers:
+      - {name: privacy-officer, public_key: "__KEY_privacy-officer__"}
+      - {name: dpo, public_key: "__KEY_dpo__"}
+    unverified_ui: __UNVERIFIED__
   erasure:
     default: {action: delete}
     categories:
@@ -105,6 +117,7 @@ def write_config(
     required_for: tuple[str, ...] = ("erasure",),
     auto_approve: bool = True,
     hold: bool = False,
+    unverified_ui: bool = False,
 ) -> Path:
     """Write inventory.yaml and policy.yaml for the fake stores into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,7 +126,10 @@ def write_config(
         POLICY.replace("__REQUIRED__", ", ".join(required_for))
         .replace("__AUTO__", "true" if auto_approve else "false")
         .replace("__HOLDS__", HOLD if hold else " []")
+        .replace("__UNVERIFIED__", "true" if unverified_ui else "false")
     )
+    for name in APPROVER_KEYS:
+        policy = policy.replace(f"__KEY_{name}__", public_key_text(approver_key(name).public_key()))
     (folder / "policy.yaml").write_text(policy)
     return folder
 
@@ -189,6 +205,50 @@ def set_failure(data_dir: Path, store: str, method: str, failure: str | None) ->
     write_store(path, data)
 
 
+def approver_key(name: str) -> Ed25519PrivateKey:
+    """The test private key of approver ``name`` (see ``APPROVER_KEYS``)."""
+    return Ed25519PrivateKey.from_private_bytes(bytes([APPROVER_KEYS[name]]) * 32)
+
+
+def signer(name: str) -> Signer:
+    """``name`` as a signer, with the key the test policy lists for them."""
+    return Signer(name, approver_key(name))
+
+
+def key_file(folder: Path, name: str) -> Path:
+    """``name``'s private key as a PEM file (for ``--signing-key``/``--key``)."""
+    path = folder / f"{name}.key"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        pem = approver_key(name).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(pem)
+        path.chmod(0o600)
+    return path
+
+
+def signed_token(
+    request_id: str, name: str, decision: str = "approved", key_of: str | None = None
+) -> str:
+    """The line ``lifecycle approver sign`` prints: ``name``'s decision on the plans now,
+    signed with ``key_of``'s key (default: ``name``'s own; another one forges it)."""
+    from audit.approvals import current_scope
+    from tasks.request_support import request_context
+
+    ctx = request_context()
+    scope = current_scope(ctx.record(request_id), ctx.progress)
+    return sign_decision(
+        approver_key(key_of or name),
+        request_id=request_id,
+        scope=scope,
+        decision="approved" if decision == "approved" else "rejected",
+        approver=name,
+    ).token()
+
+
 def events(request_id: str) -> list[StoredEvent]:
     return list(Ledger.open().events(request_id=request_id))
 
@@ -201,7 +261,10 @@ def kinds(request_id: str) -> list[str]:
 def reviewer(*answers: dict[str, str]) -> Iterator[list[UUID]]:
     """A background approver: answers each pause of a paused flow run with the next answer.
 
-    Yields the ids of the runs it resumed. Stops after the last answer or on exit.
+    An answer with ``sign_as: NAME`` gets NAME's signature over the run's request and its
+    plans as they are when it answers (what ``lifecycle approver sign`` prints), made with
+    the key of ``key_of`` if given (a forgery). Yields
+    the ids of the runs it resumed. Stops after the last answer or on exit.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -227,8 +290,15 @@ def reviewer(*answers: dict[str, str]) -> Iterator[list[UUID]]:
                     )
                 )
                 for run in paused:
+                    given = dict(pending[0])
+                    name = given.pop("sign_as", None)
+                    key_of = given.pop("key_of", None)
                     try:
-                        resume_flow_run(run.id, run_input=pending[0])
+                        if name is not None:
+                            decision = "approved" if given["decision"] == "approve" else "rejected"
+                            request_id = str(run.parameters["request_id"])
+                            given["signature"] = signed_token(request_id, name, decision, key_of)
+                        resume_flow_run(run.id, run_input=given)
                     except Exception:
                         continue  # the form's schema is not saved yet: try again shortly
                     resumed.append(run.id)

@@ -42,7 +42,6 @@ def erasure(email: str = SUBJECT_EMAIL, **extra: str) -> str:
         kind="erasure",
         identity={"email": email},
         requested_by=REQUESTER,
-        reviewer=extra.get("reviewer"),
     )
     return record.id
 
@@ -78,7 +77,7 @@ def test_erasure_across_stores_with_derived_identities(
     assert seen.count("request.completed") == 1
     assert seen.count("store.located") == 2 and seen.count("store.skipped") == 1
     assert seen.count("erasure.planned") == 2 and seen.count("erasure.verified") == 2
-    assert seen.index("approval.granted") < seen.index("erasure.batch")
+    assert seen.index("approval.decided") < seen.index("erasure.batch")
     batches = [e for e in events(rid) if e.kind == "erasure.batch"]
     assert sum(e.counts["affected"] for e in batches) == 7
     assert all(len(e.detail["keys_digest"]) == 64 for e in batches)
@@ -150,7 +149,7 @@ def test_unknown_subject_completes_with_nothing_found(
     assert {s: store_rows(isolated_settings, s) for s in ("crm", "shop")} == before
     seen = kinds(rid)
     assert seen.count("request.nothing_found") == 1 and seen.count("request.completed") == 1
-    assert not {"erasure.planned", "erasure.batch", "approval.granted"} & set(seen)
+    assert not {"erasure.planned", "erasure.batch", "approval.decided"} & set(seen)
     nothing = next(e for e in events(rid) if e.kind == "request.nothing_found")
     assert nothing.detail == {"searched": ["crm", "shop"], "skipped": ["files"]}
 

@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 from cli.main import app
 from core.package import read_package
 from tasks.request_support import request_context
-from tests.flows.support import APPROVER, SUBJECT_EMAIL, kinds, set_failure, store_rows
+from tests.flows.support import (
+    APPROVER,
+    SUBJECT_EMAIL,
+    events,
+    key_file,
+    kinds,
+    set_failure,
+    store_rows,
+)
 
 Configure = Callable[..., Path]
 ENV = {"COLUMNS": "200"}
@@ -76,20 +84,33 @@ def test_approval_needed_without_a_server_is_refused_up_front(
     configure(auto_approve=False)
     code, out, err = erase()
     assert code == 1 and out == ""
-    assert "need approval" in err and "--approve --reviewer" in err
+    assert "need approval" in err and "--approve --reviewer NAME --signing-key FILE" in err
     assert request_context().register.list() == []
 
 
-def test_pre_approval_follows_four_eyes(prefect_server: None, configure: Configure) -> None:
+def test_pre_approval_is_signed_and_follows_four_eyes(
+    prefect_server: None, configure: Configure, tmp_path: Path
+) -> None:
     configure(auto_approve=False)
+    dpo, officer = key_file(tmp_path, "dpo"), key_file(tmp_path, APPROVER)
     code, _, err = erase("--approve", "--reviewer", "dpo", "--requested-by", "DPO")
-    assert code == 1 and "four-eyes" in err
+    assert code == 2 and "not signed" in err  # a typed name alone proves nothing
+    code, _, err = erase(
+        "--approve", "--reviewer", "dpo", "--signing-key", str(dpo), "--requested-by", "DPO"
+    )
+    assert code == 2 and "four-eyes" in err
+    code, _, err = erase("--approve", "--reviewer", APPROVER, "--signing-key", str(dpo))
+    assert code == 2 and f"is not {APPROVER}'s key" in err
     assert request_context().register.list() == []
 
-    code, out, err = erase("--approve", "--reviewer", APPROVER, "--json")
+    code, out, err = erase(
+        "--approve", "--reviewer", APPROVER, "--signing-key", str(officer), "--json"
+    )
     assert code == 0, err
     rid = json.loads(out)["request_id"]
-    assert "approval.granted" in kinds(rid)
+    [decided] = [e for e in events(rid) if e.kind == "approval.decided"]
+    assert decided.detail["source"] == "pre-approved"
+    assert decided.detail["verification"] == "verified"
 
 
 def test_access_with_passphrase_file(

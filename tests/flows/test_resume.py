@@ -22,6 +22,7 @@ from tests.flows.support import (
     APPROVER,
     SUBJECT_EMAIL,
     events,
+    key_file,
     kinds,
     run_cli,
     store_rows,
@@ -69,7 +70,7 @@ def _assert_end_state(data_dir: Path, request_id: str) -> None:
 
 @pytest.mark.slow
 def test_crash_at_each_step_then_resume_ends_as_an_uninterrupted_run(
-    configure: Configure, isolated_settings: Path, prefect_api_url: str
+    configure: Configure, isolated_settings: Path, prefect_api_url: str, tmp_path: Path
 ) -> None:
     configure(auto_approve=False)  # pre-approved on the command line
 
@@ -85,6 +86,7 @@ def test_crash_at_each_step_then_resume_ends_as_an_uninterrupted_run(
         first,
         *("--kind", "erasure", "--identity", f"email={SUBJECT_EMAIL}"),
         *("--approve", "--reviewer", APPROVER),
+        *("--signing-key", str(key_file(tmp_path / "keys", APPROVER))),
     )
     [record] = request_context().register.list()
     for point in rest:

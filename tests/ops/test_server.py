@@ -305,12 +305,16 @@ def test_start_twice_then_stop(tmp_path: Path) -> None:
         by_name = {d["name"]: d for d in deployments}
         assert set(by_name) == {
             "subject-request",
+            "cancel-request",
             "audit-verify",
             "retention-sweep",
             "transfer-check",
         }
         assert all(d["enforce_parameter_schema"] for d in by_name.values())
         assert all(d["work_pool_name"] == "lifecycle-local" for d in by_name.values())
+        sweep = by_name["retention-sweep"]  # one sweep at a time; a second run queues
+        assert sweep["global_concurrency_limit"]["limit"] == 1
+        assert sweep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
 
         url = f"{api}/work_pools/lifecycle-local/workers/filter"
         workers = request(url, creds.auth_string, {})[1]

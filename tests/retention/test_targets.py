@@ -85,7 +85,7 @@ def make_config(
                 {"name": n}
                 for n in ("contact", "order_history", "support", "telemetry", "billing", "contract")
             ],
-            "requests": {"approval": {"approvers": ["privacy-officer"]}},
+            "requests": {"approval": {"approvers": ["privacy-officer"], "unverified_ui": True}},
             "retention": list(rules),
             "legal_holds": list(holds),
         },

@@ -223,7 +223,11 @@ POLICY: dict[str, Any] = {
         for n in ("contact", "order_history", "billing", "support", "telemetry", "contract")
     ],
     "requests": {
-        "approval": {"required_for": ["erasure"], "approvers": ["privacy-officer"]},
+        "approval": {
+            "required_for": ["erasure"],
+            "approvers": ["privacy-officer"],
+            "unverified_ui": True,
+        },
         "erasure": {
             "default": {"action": "delete"},
             "categories": {

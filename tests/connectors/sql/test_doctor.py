@@ -230,3 +230,22 @@ def test_doctor_invalid_config_exits_2(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "region" in result.stderr
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_doctor_hides_passwords_given_as_url_query_parameters(
+    tmp_path: Path, as_json: bool
+) -> None:
+    url = "postgresql://lc@127.0.0.1:1/crm?connect_timeout=2&password=s3cret-pw&pass=s3cret-pw"
+    folder = _config_dir(tmp_path, [_store(url)])
+
+    code, output = _doctor(folder, *(["--json"] if as_json else []))
+
+    assert code == 1
+    assert "s3cret-pw" not in output
+    shown = "postgresql+psycopg://lc@127.0.0.1:1/crm?connect_timeout=2&pass=***&password=***"
+    if as_json:
+        [report] = json.loads(output)
+        assert report["url"] == shown
+    else:
+        assert f"crm unreachable {shown}" in output

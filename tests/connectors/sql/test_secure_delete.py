@@ -97,39 +97,45 @@ def test_undeclared_tables_are_refused(tmp_path: Path) -> None:
 @pytest.mark.service
 def test_postgresql_vacuum_runs_on_the_touched_tables(pg_url: str) -> None:
     world = build_world(pg_url)
-    schema, plan = erase(world, world.engine)
-    tables = touched(plan)
+    try:
+        schema, plan = erase(world, world.engine)
+        tables = touched(plan)
 
-    finish_secure_erasure(world.engine, schema, tables, vacuum=True)
+        finish_secure_erasure(world.engine, schema, tables, vacuum=True)
 
-    stats = sa.text("SELECT relname, last_vacuum IS NOT NULL, n_dead_tup FROM pg_stat_user_tables")
-    deadline = time.monotonic() + 5
-    while True:
-        with world.engine.connect() as conn:
-            rows = {r[0]: (r[1], r[2]) for r in conn.execute(stats)}
-        done = {t for t in tables if rows.get(t, (False, 1))[0] or rows.get(t, (False, 1))[1] == 0}
-        if done == set(tables) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert done == set(tables)
-    assert any(rows[t][0] for t in tables)  # at least the statistics show the VACUUM
-    world.engine.dispose()
+        stats = "SELECT relname, last_vacuum IS NOT NULL, n_dead_tup FROM pg_stat_user_tables"
+        while True:  # statistics arrive asynchronously: poll until they show it, no deadline
+            with world.engine.connect() as conn:
+                rows = {r[0]: (r[1], r[2]) for r in conn.execute(sa.text(stats))}
+            done = {
+                t for t in tables if rows.get(t, (False, 1))[0] or rows.get(t, (False, 1))[1] == 0
+            }
+            vacuumed = any(rows.get(t, (False, 1))[0] for t in tables)
+            if done == set(tables) and vacuumed:
+                break
+            time.sleep(0.1)
+        assert done == set(tables)
+        assert any(rows[t][0] for t in tables)  # at least the statistics show the VACUUM
+    finally:
+        world.engine.dispose()
 
 
 @pytest.mark.service
 def test_mariadb_optimize_runs_and_without_vacuum_nothing_is_called(mariadb_url: str) -> None:
     world = build_world(mariadb_url)
-    schema, plan = erase(world, world.engine)
-    statements: list[str] = []
-    sa.event.listen(world.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:  # disposed even when an assertion fails: pymysql warns from __del__ otherwise
+        schema, plan = erase(world, world.engine)
+        statements: list[str] = []
+        sa.event.listen(world.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
 
-    finish_secure_erasure(world.engine, schema, touched(plan), vacuum=False)
-    assert statements == []
-    finish_secure_erasure(world.engine, schema, touched(plan), vacuum=True)
+        finish_secure_erasure(world.engine, schema, touched(plan), vacuum=False)
+        assert statements == []
+        finish_secure_erasure(world.engine, schema, touched(plan), vacuum=True)
 
-    assert len(statements) == len(touched(plan))
-    assert all(s.startswith("OPTIMIZE TABLE") for s in statements)
-    world.engine.dispose()
+        assert len(statements) == len(touched(plan))
+        assert all(s.startswith("OPTIMIZE TABLE") for s in statements)
+    finally:
+        world.engine.dispose()
 
 
 def test_make_engine_turns_secure_delete_on(tmp_path: Path) -> None:

@@ -242,7 +242,9 @@ class World:
                 },
                 "policy": {
                     "categories": [{"name": n} for n in ("contact", "contract", "telemetry")],
-                    "requests": {"approval": {"approvers": ["privacy-officer"]}},
+                    "requests": {
+                        "approval": {"approvers": ["privacy-officer"], "unverified_ui": True}
+                    },
                     "retention": list(rules),
                     "legal_holds": list(holds),
                 },
