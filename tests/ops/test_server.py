@@ -210,10 +210,10 @@ def test_terminate_escalates_to_sigkill_for_the_whole_group(
     sleeper: subprocess.Popen[bytes],
 ) -> None:
     assert os.getpgid(sleeper.pid) == sleeper.pid  # its own session and group
-    started = time.monotonic()
     procs.terminate(sleeper.pid, grace=0.5)  # SIGTERM is ignored: SIGKILL after the grace
-    assert sleeper.wait(timeout=10) == -9
-    assert time.monotonic() - started < 10
+    # Killed by SIGKILL (-9), not SIGTERM: the escalation happened. No wall-clock bound:
+    # a busy machine may take seconds to reap it.
+    assert sleeper.wait(timeout=300) == -9
     assert not procs.group_alive(sleeper.pid)
 
 
