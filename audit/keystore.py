@@ -291,3 +291,12 @@ def require_in_force(conn: Connection, ring: KeyRing, *, lock: bool = True) -> N
             f"at {safe_url(conn.engine.url)} is keyed with fp {recorded} (rotated since this "
             "process started?): restart it with the current key; nothing was changed"
         )
+
+
+def keyring_from_settings() -> KeyRing:
+    """The key ring for this process, checked against the audit database it keys.
+
+    From ``LIFECYCLE_MASTER_KEY`` or the key file. A key is created only with a new,
+    empty ledger; a missing or different key raises MasterKeyError and changes nothing.
+    """
+    return load_keyring()

@@ -30,13 +30,13 @@ from audit.checkpoints import (
 from audit.database import audit_engine, translate_db_error
 from audit.events import Checkpoint, EventStatus, NewEvent, StoredEvent, VerifyReport
 from audit.guard import PreparedEvent, prepare_event
-from audit.keystore import load_keyring, require_in_force
+from audit.keystore import keyring_from_settings, load_keyring, require_in_force
 from audit.tables import GENESIS_HASH, audit_checkpoints, audit_events
 from audit.verify import Head, read_head, verify_chain, walk
 from audit.writer import committer_for, write_batch
 from core.engines import safe_url
 from core.errors import IntegrityError, TerminalError
-from core.keys import KeyRing, keyring_from_settings
+from core.keys import KeyRing
 from core.pseudonym import Pseudonym
 
 __all__ = ["Ledger", "load_anchor"]

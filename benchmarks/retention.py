@@ -65,6 +65,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from audit.events import NewEvent, StoredEvent
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.sweeps import BatchRange, SweepProgress, SweepRun
 from benchmarks.common import (
@@ -78,7 +79,6 @@ from benchmarks.common import (
 from config.loader import load_config
 from connectors.base import Key, SweepBatch
 from core.engines import make_engine
-from core.keys import keyring_from_settings
 from retention.targets import SweepTarget, resolve_targets
 from tasks.sweep_runner import (
     DEFAULT_BATCH_SIZE,

@@ -132,11 +132,11 @@ def sign(
 
 def _context() -> dict[str, Any]:
     """The policy's approval section, the register and progress (no Prefect import)."""
+    from audit.keystore import keyring_from_settings
     from audit.ledger import Ledger
     from audit.progress import RequestProgress
     from audit.register import RequestRegister
     from config.loader import load_config
-    from core.keys import keyring_from_settings
 
     config = load_config()
     keys = keyring_from_settings()

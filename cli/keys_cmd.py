@@ -36,9 +36,9 @@ def _say(text: str) -> None:
 def show(as_json: bool = JsonOption) -> None:
     """Print the fingerprint of the key in force and the key epochs the database records."""
     from audit.database import audit_engine
-    from audit.keystore import read_epochs
+    from audit.keystore import keyring_from_settings, read_epochs
     from config.settings import get_settings
-    from core.keys import KeySource, keyring_from_settings
+    from core.keys import KeySource
 
     with handled_errors():
         ring = keyring_from_settings()

@@ -42,7 +42,7 @@ StatusOption = typer.Option(None, "--status", case_sensitive=False, help="Only t
 
 
 def _keys() -> Any:
-    from core.keys import keyring_from_settings
+    from audit.keystore import keyring_from_settings
 
     return keyring_from_settings()
 
@@ -50,8 +50,8 @@ def _keys() -> Any:
 def open_register() -> RequestRegister:
     """The register on the configured audit database, with the policy's deadlines."""
     # Imported when a command runs, not when the CLI starts: keeps --help fast.
+    from audit.keystore import keyring_from_settings
     from config.loader import load_config
-    from core.keys import keyring_from_settings
 
     requests_policy = load_config().policy.requests
     keys = keyring_from_settings()

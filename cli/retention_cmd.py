@@ -219,7 +219,7 @@ def s3_lifecycle(
     with handled_errors():
         loaded = load_config(config)
         if apply_changes:  # --apply is audited: a missing or wrong key stops it first
-            from core.keys import keyring_from_settings
+            from audit.keystore import keyring_from_settings
 
             keyring_from_settings()
         now = datetime.now(UTC)

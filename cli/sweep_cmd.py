@@ -113,8 +113,8 @@ def sweep(
     """
     quiet_prefect(verbose)
     with handled_errors():
+        from audit.keystore import keyring_from_settings
         from config.loader import load_config
-        from core.keys import keyring_from_settings
 
         load_config()  # invalid configuration: exit 2 with every problem, before Prefect starts
         keyring_from_settings()  # a missing or wrong key: exit 2, nothing changed

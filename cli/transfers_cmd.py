@@ -56,8 +56,8 @@ def check(
     """
     quiet_prefect(verbose)
     with handled_errors():
+        from audit.keystore import keyring_from_settings
         from config.loader import load_config
-        from core.keys import keyring_from_settings
 
         load_config()
         keyring_from_settings()  # a missing or wrong key: exit 2 before the check runs

@@ -319,15 +319,3 @@ class KeySource:
     def backup_path(self, fingerprint: str) -> Path:
         """Where a rotation keeps the old key until the switch committed."""
         return self.path.with_name(f"{self.path.name}.old-{fingerprint}")
-
-
-def keyring_from_settings() -> KeyRing:
-    """The key ring for this process, checked against the audit database it keys.
-
-    From ``LIFECYCLE_MASTER_KEY`` or the key file. A key is created only with a new,
-    empty ledger; a missing or different key raises MasterKeyError and changes nothing
-    (see ``audit.keystore``).
-    """
-    from audit.keystore import load_keyring
-
-    return load_keyring()

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit.events import EventStatus, NewEvent
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.transfer_checks import TransferChecks, new_check_id
 from config.loader import load_config
 from config.schema import S3Store, SqlStore
 from config.schema.model import LifecycleConfig
 from connectors.posture_facts import BucketFacts, DatabaseFacts
-from core.keys import keyring_from_settings
 from tasks.request_support import clean_errors, request_task, run_ids
 from transfers.evaluate import evaluate
 from transfers.findings import Comparison, Finding, compare

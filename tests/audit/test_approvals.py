@@ -20,12 +20,12 @@ from audit.approvals import (
     decision_row,
 )
 from audit.events import EventStatus, NewEvent
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.progress import RequestProgress
 from audit.register import RequestKind, RequestRecord, RequestRegister, RequestStatus
 from config.schema.policy import Approval
 from core.approver_keys import PRE_APPROVAL, public_key_text, sign_decision
-from core.keys import keyring_from_settings
 
 KEYS = {
     name: Ed25519PrivateKey.from_private_bytes(bytes([n]) * 32)

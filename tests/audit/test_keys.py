@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from audit.database import dispose_engines
 from audit.key_tables import audit_keys
-from audit.keystore import load_keyring
+from audit.keystore import keyring_from_settings, load_keyring
 from audit.ledger import Ledger
 from audit.migrate import current
 from audit.progress import RequestProgress
@@ -27,7 +27,7 @@ from audit.tables import audit_events, audit_head
 from cli.main import app
 from config.settings import get_settings
 from core.engines import make_engine
-from core.keys import KeyRing, MasterKeyError, keyring_from_settings
+from core.keys import KeyRing, MasterKeyError
 from core.package_keys import PassphraseRecipient
 from core.pseudonym import Pseudonymizer
 from tests.audit.ledger_support import sample

@@ -14,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, select, update
 
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.register import RequestKind, RequestRegister, RequestStatus
 from audit.register_tables import REGISTER_TABLES, requests
@@ -25,7 +26,6 @@ from core.errors import (
     PersonalDataRefused,
     TerminalError,
 )
-from core.keys import keyring_from_settings
 from core.pseudonym import Pseudonymizer
 
 IDENTITY = {"email": "Robin.Quill@Example.com", "name": "Robin Quill"}

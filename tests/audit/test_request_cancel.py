@@ -18,6 +18,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from audit.events import EventStatus
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.progress import RequestProgress
 from audit.register import RequestKind, RequestRegister, RequestStatus
@@ -25,7 +26,6 @@ from audit.register_tables import requests
 from cli.main import app
 from config.settings import PROJECT_ROOT, get_settings
 from core.errors import TerminalError
-from core.keys import keyring_from_settings
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200"}

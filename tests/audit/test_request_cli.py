@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.register import RequestKind, RequestRegister, RequestStatus
 from cli.main import app
 from config.settings import PROJECT_ROOT, get_settings
-from core.keys import keyring_from_settings
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200"}  # wide enough that rich never folds an id

@@ -9,12 +9,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, inspect, select
 
+from audit.keystore import keyring_from_settings
 from config.loader import load_config
 from config.schema.inventory import SqlStore
 from connectors.base import SHARED_REASON, Action
 from connectors.sql import SqlConnector
 from core.engines import make_engine
-from core.keys import keyring_from_settings
 from demo.bulk_pg import (
     HOUSEHOLD_TABLES,
     RELATED_PER_CUSTOMER,

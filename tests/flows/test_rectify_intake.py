@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from audit.keystore import keyring_from_settings
 from cli.main import app
 from config.loader import load_config
 from config.schema import SqlStore
 from connectors.sql.connector import SqlConnector
-from core.keys import keyring_from_settings
 from demo.seed_sql import DemoData, seed_crm
 from tasks.request_support import request_context
 
