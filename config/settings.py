@@ -54,6 +54,19 @@ class Settings(BaseSettings):
         "after this and the next sweep resumes its work. Raise it when one step (a VACUUM of "
         "a huge table) can take longer.",
     )
+    request_lease_seconds: int = Field(
+        default=120,
+        ge=30,
+        description="How long a request run's lease lasts without renewal: the run renews it "
+        "every quarter of this from a background thread, so a crashed holder on another host "
+        "frees the request after this (on this host, at once).",
+    )
+    request_lease_wait_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How long a run of a request waits for another run of the same request "
+        "(a CLI --resume beside a deployment run) to finish before it gives up.",
+    )
 
     def resolved_audit_url(self) -> str:
         """The ledger URL, defaulting to a SQLite file in the data folder."""

@@ -10,6 +10,8 @@ stores) -> plan -> approval -> execute -> verify -> complete. Every task reads i
 from our own tables and records its progress there, so running the flow again with the
 same request id (after a crash, or ``lifecycle request submit --resume``) continues where
 it stopped. Tasks run one after another: no concurrent writes to Prefect's or our SQLite.
+Two runs of one request never overlap: each holds the request's lease
+(``tasks.request_lease``) except while paused for a decision; a second run waits.
 
 Deferrals (legal holds) do not block completion: the request completes for everything
 that could be done, and the deferrals are recorded in the ledger, returned in the
@@ -27,6 +29,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 
 from audit.events import EventStatus
+from audit.leases import LeaseLost
 from audit.register import RequestStatus
 from config.loader import load_config
 from core.errors import LifecycleError, TerminalError
@@ -43,6 +46,7 @@ from tasks.erasure_tasks import execute_store, plan_store, verify_store
 from tasks.intake import parse_changes, submit
 from tasks.rectify_tasks import rectify_store, verify_rectified_store
 from tasks.replan import PlanGrew
+from tasks.request_lease import check_lease, hold_request, released_while_waiting
 from tasks.request_models import NewRequest, RequestOutcome
 from tasks.request_support import request_context
 from tasks.request_tasks import (
@@ -92,12 +96,18 @@ def subject_request(
         request_id = _register(start)
     elif request_id is None:
         raise TerminalError("give a request id (registered before) or a new request")
+    with hold_request(request_id):  # one run of a request at a time
+        _carry_out(request_id)
+    return publish_summary(request_id)
+
+
+def _carry_out(request_id: str) -> None:
     kind, status = prepare_request(request_id)
     current = RequestStatus(status)
     if current.terminal:
         if current is RequestStatus.COMPLETED:
             complete_request(request_id)  # records completion if a crash skipped it
-        return publish_summary(request_id)
+        return
     stores = [store.name for store in load_config().inventory.stores]
     found = sum(_each(request_id, stores, locate_store))
     if not found:
@@ -108,7 +118,6 @@ def subject_request(
         _access(request_id)
     else:
         _rectify(request_id, stores)
-    return publish_summary(request_id)
 
 
 def _register(start: NewRequest) -> str:
@@ -202,10 +211,11 @@ def _each(request_id: str, stores: list[str], step: Callable[[str, str], int]) -
     """Run ``step`` per store in order; a failure is audited (store, what was done) and raised."""
     results = []
     for store in stores:
+        check_lease(request_id)
         try:
             results.append(step(request_id, store))
-        except PlanGrew:
-            raise  # not a failure: the request awaits approval of the grown plan
+        except (PlanGrew, LeaseLost):
+            raise  # not a failure: awaits approval of the grown plan, or another run has it
         except LifecycleError as e:
             error, message = failure_fields(e)
             record_failure(request_id, store, error, message)
@@ -215,8 +225,11 @@ def _each(request_id: str, stores: list[str], step: Callable[[str, str], int]) -
 
 
 def _guarded(request_id: str, step: Callable[[str], int]) -> int:
+    check_lease(request_id)
     try:
         return step(request_id)
+    except LeaseLost:
+        raise
     except LifecycleError as e:
         error, message = failure_fields(e)
         record_failure(request_id, None, error, message)
@@ -275,12 +288,14 @@ def _approved(request_id: str, round_: int = 1) -> bool:
     for attempt in range(1, MAX_REVIEWS + 1):
         key = f"{prefix}-{attempt}"
         try:
-            answer = pause_flow_run(
-                wait_for_input=ApprovalInput.with_initial_data(description=check.summary),
-                timeout=APPROVAL_TIMEOUT_SECONDS,
-                poll_interval=APPROVAL_POLL_SECONDS,
-                key=key,
-            )
+            # Paused, this run gives the request up: a CLI approval may carry it on.
+            with released_while_waiting(request_id):
+                answer = pause_flow_run(
+                    wait_for_input=ApprovalInput.with_initial_data(description=check.summary),
+                    timeout=APPROVAL_TIMEOUT_SECONDS,
+                    poll_interval=APPROVAL_POLL_SECONDS,
+                    key=key,
+                )
         except FlowPauseTimeout:
             return record_approval_timeout(request_id, APPROVAL_TIMEOUT_SECONDS) == "approved"
         _forget_answer(request_id, key)

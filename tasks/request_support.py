@@ -11,6 +11,7 @@ stores tracebacks in its logs.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
 from audit.events import EventStatus, NewEvent
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.progress import BatchRecord, RequestProgress
 from audit.register import RequestRecord, RequestRegister, RequestStatus
@@ -29,7 +31,7 @@ from config.loader import load_config
 from config.schema.model import LifecycleConfig
 from connectors.base import BatchResult, Connector, Findings, Identities, StorePlan, TargetFinding
 from core.errors import LifecycleError, PersonalDataRefused, TerminalError, TransientError
-from core.keys import KeyRing, keyring_from_settings
+from core.keys import KeyRing
 from core.pseudonym import Pseudonym
 
 P = ParamSpec("P")
@@ -84,6 +86,15 @@ def run_ids() -> dict[str, str | None]:
     from prefect.runtime import flow_run, task_run
 
     return {"flow_run_id": flow_run.get_id(), "task_run_id": task_run.get_id()}
+
+
+def lease_owner() -> str:
+    """Who a lease names: the Prefect flow run or the operator, with pid and host."""
+    from config.settings import get_settings
+
+    flow_run_id = run_ids()["flow_run_id"]
+    who = f"flow run {flow_run_id}" if flow_run_id else get_settings().actor
+    return f"{who} (pid {os.getpid()} on {socket.gethostname()})"
 
 
 @dataclass(frozen=True)

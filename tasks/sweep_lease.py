@@ -11,8 +11,6 @@ process outside Prefect.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -20,15 +18,8 @@ from audit.events import EventStatus, NewEvent
 from audit.leases import Clock, Lease, LeaseHolder, utc_now
 from audit.sweeps import SWEEP_LEASE
 from config.settings import get_settings
-from tasks.request_support import run_ids
+from tasks.request_support import lease_owner, run_ids
 from tasks.sweep_runner import SWEEP_ACTOR, SweepContext
-
-
-def lease_owner() -> str:
-    """Who a lease names: the Prefect flow run or the operator, with pid and host."""
-    flow_run_id = run_ids()["flow_run_id"]
-    who = f"flow run {flow_run_id}" if flow_run_id else get_settings().actor
-    return f"{who} (pid {os.getpid()} on {socket.gethostname()})"
 
 
 def sweep_lease(ctx: SweepContext, *, clock: Clock = utc_now) -> Lease:
