@@ -305,26 +305,27 @@ class SweepProgress:
                 return state
         raise KeyError(target)
 
-    def set_target_state(self, sweep_id: str, target: str, state: str) -> None:
-        """Mark a target done, held or failed."""
-        with self._write("sweep target") as conn:
+    @staticmethod
+    def target_state(
+        sweep_id: str, target: str, state: str, *, rewind: bool = False
+    ) -> Callable[[Connection], None]:
+        """The statement setting a target's state, for ``also=`` with the event saying so
+        (a crash between the two would leave a target done and never audited, or audited
+        twice). ``rewind`` also starts the next pass from the first key: state ``rescan``
+        makes that pass run to the end of the data, whatever the plan's count
+        (``tasks.sweep_runner.run_range``)."""
+        values: dict[str, Any] = {"state": state}
+        if rewind:
+            values["cursor"] = None
+
+        def run(conn: Connection) -> None:
             conn.execute(
                 update(sweep_targets)
                 .where(sweep_targets.c.sweep_id == sweep_id, sweep_targets.c.target == target)
-                .values(state=state, updated_at=datetime.now(UTC))
+                .values(**values, updated_at=datetime.now(UTC))
             )
 
-    def rewind(self, sweep_id: str, target: str) -> None:
-        """Start the target's next pass from its first key (its counts carry on).
-
-        The state becomes ``rescan``: that pass runs to the end of the data, whatever the
-        plan's count (``tasks.sweep_runner.run_range``)."""
-        with self._write("sweep target") as conn:
-            conn.execute(
-                update(sweep_targets)
-                .where(sweep_targets.c.sweep_id == sweep_id, sweep_targets.c.target == target)
-                .values(cursor=None, state="rescan", updated_at=datetime.now(UTC))
-            )
+        return run
 
     def totals(self, sweep_id: str) -> tuple[int, int]:
         """(done, planned) over all targets: what a progress bar shows."""

@@ -29,13 +29,14 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from audit.events import EventStatus, NewEvent
+from audit.keystore import keyring_from_settings
 from audit.leases import Lease
 from audit.ledger import Ledger
 from audit.sweeps import BatchRange, SweepConflict, SweepProgress, SweepRun, new_sweep_id
 from config.loader import load_config
 from config.schema.model import LifecycleConfig
 from connectors.base import Connector, Key, SweepBatch
-from core.keys import KeyRing, keyring_from_settings
+from core.keys import KeyRing
 from retention.targets import SweepTarget, resolve_targets, utc_naive
 from tasks.request_support import crash_point, run_ids
 from tasks.sweep_holds import held_keys_by_target
@@ -476,6 +477,7 @@ def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> 
         return 0
     ctx.renew_lease()
     remaining, _held = ctx.sweeper(run, target).counts()
+    rewind = SweepProgress.target_state(run.id, target.id, "rescan", rewind=True)
     ctx.append(
         [
             ctx.event(
@@ -486,10 +488,9 @@ def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> 
                 target=target.id,
                 counts={"remaining": remaining},
             )
-        ]
+        ],
+        also=rewind if remaining else None,  # the rewind is audited with its reason
     )
-    if remaining:
-        ctx.progress.rewind(run.id, target.id)
     return remaining
 
 
@@ -503,7 +504,6 @@ def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict
         ctx.renew_lease()  # reclaiming storage (VACUUM) can take a while
     state = ctx.progress.target(run.id, target.id)
     final = "held" if target.held else "done"
-    ctx.progress.set_target_state(run.id, target.id, final)
     verb = "deleted" if target.action == "delete" else "anonymized"
     ctx.append(
         [
@@ -516,9 +516,20 @@ def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict
                 counts={verb: state.done, "batches": state.batches, "held": state.held},
                 detail={"rules": list(target.rule_ids), "holds": list(target.holds)},
             )
-        ]
+        ],
+        also=_closing_target(run.id, target.id, final),
     )
     return {"target": target.id, verb: state.done, "held": state.held, "state": final}
+
+
+def _closing_target(sweep_id: str, target: str, state: str) -> Callable[[Connection], None]:
+    close = SweepProgress.target_state(sweep_id, target, state)
+
+    def run(conn: Connection) -> None:
+        close(conn)
+        crash_point("sweep-target-closing", target)  # tests: die before the commit
+
+    return run
 
 
 def summarise(ctx: SweepContext, run: SweepRun, *, status: str = "completed") -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from audit.events import EventStatus
 from audit.leases import WaitReport
-from audit.sweeps import SweepRun
+from audit.sweeps import SweepProgress, SweepRun
 from core.errors import LifecycleError
 from retention.targets import SweepTarget
 from tasks.request_support import clean_errors, request_task, safe_message
@@ -103,6 +103,6 @@ def record_target_failure(
                 counts={"done": state.done, "batches": state.batches},
                 detail={"error": message or type(error).__name__},
             )
-        ]
+        ],
+        also=SweepProgress.target_state(run.id, target.id, "failed"),
     )
-    ctx.progress.set_target_state(run.id, target.id, "failed")

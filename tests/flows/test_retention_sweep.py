@@ -23,10 +23,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from config.settings import PROJECT_ROOT, get_settings
 from core.engines import make_engine
-from core.keys import keyring_from_settings
 from core.pseudonym import Pseudonymizer
 from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
@@ -278,6 +278,7 @@ def test_legal_holds_keep_their_scope_and_expired_holds_do_not(
         ("postgresql", "sweep-intent"),  # PostgreSQL: read + delete, one transaction
         ("postgresql", "sweep-applied"),
         ("mariadb", "sweep-intent"),
+        ("sqlite", "sweep-target-closing"),  # killed inside the target's closing transaction
     ],
     indirect=["crm_url"],
 )
@@ -295,6 +296,8 @@ def test_killed_sweep_rerun_ends_as_the_uninterrupted_one(
     batches = -(-len(expected["login_events"]) // 100)
     seq = random.Random(point).randint(1, batches)  # a random batch, reproducibly
     crash = f"{point}:crm.login_events:delete#{seq}"
+    if point == "sweep-target-closing":
+        crash = f"{point}:crm.login_events:delete"
     args = [
         sys.executable,
         "-m",
@@ -340,6 +343,9 @@ def test_killed_sweep_rerun_ends_as_the_uninterrupted_one(
     assert kinds.count("sweep.completed") == 1 and "sweep.resumed" in kinds
     batch_ids = [(e.target, e.detail["batch"]) for e in crashed_events if e.kind == "sweep.batch"]
     assert len(batch_ids) == len(set(batch_ids))  # no batch audited twice
+    closed = [e.target for e in crashed_events if e.kind == "sweep.target"]
+    assert sorted(closed) == sorted(set(closed)), "a target was closed twice"
+    assert "crm.login_events:delete" in closed  # and none was closed without its event
     deleted = sum(
         e.counts.get("deleted", 0)
         for e in crashed_events
