@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Row, and_, insert, select, update
 
+from audit.progress_encoding import keys_json
+from audit.progress_phases import executed_stmt
 from audit.progress_tables import request_batches
 from audit.register_tables import database_errors
 
@@ -49,8 +51,38 @@ class BatchIntent:
     row: int = 0
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+def _batch_row(
+    request_id: str, store: str, record: BatchRecord, state: str, now: datetime
+) -> dict[str, Any]:
+    """A ``request_batches`` row for ``record`` (intents add their attempt and keys)."""
+    return {
+        "request_id": request_id,
+        "store": store,
+        "target": record.target,
+        "action": record.action,
+        "affected": record.affected,
+        "keys_digest": record.keys_digest,
+        "recorded_at": now,
+        "state": state,
+    }
+
+
+def _open_intents(request_id: str, store: str, attempt: int) -> ColumnElement[bool]:
+    """The attempt's intents not yet confirmed or discarded."""
+    b = request_batches.c
+    return and_(
+        b.request_id == request_id, b.store == store, b.attempt == attempt, b.state == "intent"
+    )
+
+
+def _took_effect(done: BatchIntent, batch_keys: str | None) -> dict[str, Any]:
+    """Column values that turn an intent into the batch ``done`` says took effect."""
+    return {
+        "state": "committed",
+        "affected": done.record.affected,
+        "keys_digest": done.record.keys_digest,
+        "batch_keys": batch_keys,
+    }
 
 
 class BatchProgress:
@@ -59,10 +91,16 @@ class BatchProgress:
     _engine: Engine
     _writer: Engine
 
-    @staticmethod
-    def _executed_stmt(request_id: str, store: str, now: datetime) -> Any:
-        """The statement marking a store executed (``RequestProgress`` defines it)."""
-        raise NotImplementedError
+    def _batch_rows(self, request_id: str, store: str, state: str) -> Sequence[Row[Any]]:
+        """The store's batch rows in ``state``, in the order they were recorded."""
+        b = request_batches.c
+        query = (
+            select(request_batches)
+            .where(b.request_id == request_id, b.store == store, b.state == state)
+            .order_by(b.id)
+        )
+        with database_errors("progress", request_id), self._engine.connect() as conn:
+            return conn.execute(query).all()
 
     def record_batch(self, request_id: str, batch: BatchRecord, *, committed: bool) -> None:
         """Record an executed batch; ``committed`` also marks the store executed (same txn)."""
@@ -74,24 +112,12 @@ class BatchProgress:
         """Record executed batches in one transaction; ``committed`` also marks the store
         executed in it, so a crash never leaves part of a committed store's batches."""
         now = datetime.now(UTC)
-        rows = [
-            {
-                "request_id": request_id,
-                "store": b.store,
-                "target": b.target,
-                "action": b.action,
-                "affected": b.affected,
-                "keys_digest": b.keys_digest,
-                "recorded_at": now,
-                "state": "committed",
-            }
-            for b in batches
-        ]
+        rows = [_batch_row(request_id, b.store, b, "committed", now) for b in batches]
         with database_errors("progress", request_id), self._writer.begin() as conn:
             if rows:
                 conn.execute(insert(request_batches), rows)
             if committed:
-                conn.execute(self._executed_stmt(request_id, store, now))
+                conn.execute(executed_stmt(request_id, store, now))
 
     # -- batch intents (exactly-once auditing of erasures) --------------------------------
 
@@ -101,19 +127,8 @@ class BatchProgress:
         """Write an attempt's batches down before they take effect (one transaction)."""
         now = datetime.now(UTC)
         rows = [
-            {
-                "request_id": request_id,
-                "store": store,
-                "target": i.record.target,
-                "action": i.record.action,
-                "affected": i.record.affected,
-                "keys_digest": i.record.keys_digest,
-                "recorded_at": now,
-                "state": "intent",
-                "attempt": attempt,
-                "intent": i.intent,
-                "batch_keys": _dumps([list(k) for k in i.keys]),
-            }
+            _batch_row(request_id, store, i.record, "intent", now)
+            | {"attempt": attempt, "intent": i.intent, "batch_keys": keys_json(i.keys)}
             for i in intents
         ]
         if not rows:
@@ -123,14 +138,6 @@ class BatchProgress:
 
     def intents(self, request_id: str, store: str) -> list[BatchIntent]:
         """The store's intents not yet confirmed or discarded (a crash left them), in order."""
-        b = request_batches.c
-        query = (
-            select(request_batches)
-            .where(b.request_id == request_id, b.store == store, b.state == "intent")
-            .order_by(b.id)
-        )
-        with database_errors("progress", request_id), self._engine.connect() as conn:
-            rows = conn.execute(query).all()
         return [
             BatchIntent(
                 record=BatchRecord(r.store, r.target, r.action, r.affected, r.keys_digest),
@@ -139,26 +146,20 @@ class BatchProgress:
                 attempt=int(r.attempt or 0),
                 row=int(r.id),
             )
-            for r in rows
+            for r in self._batch_rows(request_id, store, "intent")
         ]
 
     def commit_intents(self, request_id: str, store: str, attempt: int) -> None:
         """The attempt's transaction committed: its intents are its batches, and the store
         is executed (one transaction)."""
-        b = request_batches.c
         now = datetime.now(UTC)
         with database_errors("progress", request_id), self._writer.begin() as conn:
             conn.execute(
                 update(request_batches)
-                .where(
-                    b.request_id == request_id,
-                    b.store == store,
-                    b.attempt == attempt,
-                    b.state == "intent",
-                )
+                .where(_open_intents(request_id, store, attempt))
                 .values(state="committed", batch_keys=None)
             )
-            conn.execute(self._executed_stmt(request_id, store, now))
+            conn.execute(executed_stmt(request_id, store, now))
 
     def complete_intent(self, request_id: str, store: str, attempt: int, done: BatchIntent) -> None:
         """One call of a non-transactional store returned: its intent becomes what it did.
@@ -166,23 +167,14 @@ class BatchProgress:
         ``done``: the intent's index, the counts of what the call changed and those keys
         (kept until the request closes, so a rerun knows which keys it already recorded).
         """
-        b = request_batches.c
         with database_errors("progress", request_id), self._writer.begin() as conn:
             conn.execute(
                 update(request_batches)
                 .where(
-                    b.request_id == request_id,
-                    b.store == store,
-                    b.attempt == attempt,
-                    b.intent == done.intent,
-                    b.state == "intent",
+                    _open_intents(request_id, store, attempt),
+                    request_batches.c.intent == done.intent,
                 )
-                .values(
-                    state="committed",
-                    affected=done.record.affected,
-                    keys_digest=done.record.keys_digest,
-                    batch_keys=_dumps([list(k) for k in done.keys]),
-                )
+                .values(**_took_effect(done, keys_json(done.keys)))
             )
 
     def settle_intents(
@@ -205,19 +197,15 @@ class BatchProgress:
             for row, done in outcome.items():
                 values: dict[str, Any] = {"state": "discarded", "batch_keys": None}
                 if done is not None:
-                    values.update(
-                        state="committed",
-                        affected=done.record.affected,
-                        keys_digest=done.record.keys_digest,
-                        batch_keys=_dumps([list(k) for k in done.keys]) if done.keys else None,
-                    )
+                    # a transactional store's batches keep no keys (as in commit_intents)
+                    values = _took_effect(done, keys_json(done.keys) if done.keys else None)
                 conn.execute(
                     update(request_batches)
                     .where(b.id == row, b.request_id == request_id, b.state == "intent")
                     .values(**values)
                 )
             if executed:
-                conn.execute(self._executed_stmt(request_id, store, now))
+                conn.execute(executed_stmt(request_id, store, now))
 
     def committed_keys(self, request_id: str, store: str) -> set[tuple[Any, ...]]:
         """Keys of the store's committed batches still on record (non-transactional stores)."""
@@ -234,12 +222,5 @@ class BatchProgress:
 
     def batches(self, request_id: str, store: str) -> list[BatchRecord]:
         """The store's executed (committed) batches, in order: what the ledger audits."""
-        b = request_batches.c
-        query = (
-            select(request_batches)
-            .where(b.request_id == request_id, b.store == store, b.state == "committed")
-            .order_by(b.id)
-        )
-        with database_errors("progress", request_id), self._engine.connect() as conn:
-            rows = conn.execute(query).all()
+        rows = self._batch_rows(request_id, store, "committed")
         return [BatchRecord(r.store, r.target, r.action, r.affected, r.keys_digest) for r in rows]

@@ -23,8 +23,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 
+from sqlalchemy import Connection
+
 from audit.events import EventStatus, NewEvent
 from audit.progress import BatchIntent, BatchRecord, Phase, StoreProgress
+from audit.progress_phases import PhaseTaken
 from connectors.base import Action, BatchResult, Connector, Findings, Key, StorePlan
 from core.errors import TerminalError
 from tasks.replan import awaiting_decision, refresh_plan
@@ -69,19 +72,29 @@ def plan_store(request_id: str, store: str) -> int:
         per_target: dict[str, int] = {}
         for step in plan.steps:
             per_target[step.target] = per_target.get(step.target, 0) + step.count
-        ctx.audit(
-            ctx.event(
-                "erasure.planned",
-                EventStatus.PLANNED,
-                request_id,
-                connector=store,
-                counts=per_target,
-                detail={"digest": plan.digest(), "steps": summary, "warnings": list(plan.warnings)},
-            )
+        event = ctx.event(
+            "erasure.planned",
+            EventStatus.PLANNED,
+            request_id,
+            connector=store,
+            counts=per_target,
+            detail={"digest": plan.digest(), "steps": summary, "warnings": list(plan.warnings)},
         )
-        ctx.progress.record_plan(
-            request_id, store, plan=plan.to_json(), digest=plan.digest(), summary=summary
+        # The plan and its event commit together: a crash between them once left the
+        # event without its plan, and the rerun planned and audited the store again.
+        record = ctx.progress.planned_step(
+            request_id, store, plan.to_json(), plan.digest(), summary
         )
+
+        def record_then_maybe_die(conn: Connection) -> None:
+            record(conn)
+            crash_point("planning", store)  # tests: killed before the commit
+
+        try:
+            ctx.ledger.append_many([event], also=record_then_maybe_die)
+        except PhaseTaken:  # another run planned it meanwhile: its plan and event stand
+            row = _progress(ctx, request_id, store)
+            return sum(s["count"] for s in row.plan_summary)
         crash_point("planned", store)
         return sum(per_target.values())
 

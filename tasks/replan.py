@@ -28,6 +28,7 @@ from typing import Any
 
 from audit.events import EventStatus
 from audit.progress import Phase, StoreProgress
+from audit.progress_phases import PhaseTaken
 from audit.register import RequestStatus
 from connectors.base import Action, Key, StorePlan
 from core.errors import TerminalError
@@ -116,34 +117,32 @@ def refresh_plan(ctx: RequestContext, request_id: str, store: str, row: StorePro
     needs_approval = approved and grew(old, new)
     (old_rows, old_tables), (new_rows, new_tables) = _size(old), _size(new)
     summary = plan_summary(new)
-    ctx.audit(
-        ctx.event(
-            "erasure.replanned",
-            EventStatus.PLANNED,
-            request_id,
-            connector=store,
-            counts={
-                "old_rows": old_rows,
-                "new_rows": new_rows,
-                "old_tables": old_tables,
-                "new_tables": new_tables,
-            },
-            detail={
-                "reason": "the store's rows changed since the plan was made",
-                "grew": grew(old, new),
-                "approval": (
-                    "required again" if needs_approval else "kept" if approved else "pending"
-                ),
-                "old_digest": old.digest(),
-                "digest": new.digest(),
-                "steps": summary,
-                "warnings": list(new.warnings),
-            },
-        )
+    event = ctx.event(
+        "erasure.replanned",
+        EventStatus.PLANNED,
+        request_id,
+        connector=store,
+        counts={
+            "old_rows": old_rows,
+            "new_rows": new_rows,
+            "old_tables": old_tables,
+            "new_tables": new_tables,
+        },
+        detail={
+            "reason": "the store's rows changed since the plan was made",
+            "grew": grew(old, new),
+            "approval": ("required again" if needs_approval else "kept" if approved else "pending"),
+            "old_digest": old.digest(),
+            "digest": new.digest(),
+            "steps": summary,
+            "warnings": list(new.warnings),
+        },
     )
     if needs_approval:
         _withdraw_approval(ctx, request_id, store)
-    ctx.progress.record_replan(
+    # The new plan and its event commit together: a crash between them would leave an
+    # event for a plan never recorded, and the rerun would audit the same change again.
+    record = ctx.progress.replanned_step(
         request_id,
         store,
         phase=Phase.PLANNED if needs_approval else row.phase,
@@ -154,6 +153,10 @@ def refresh_plan(ctx: RequestContext, request_id: str, store: str, row: StorePro
         digest=new.digest(),
         summary=summary,
     )
+    try:
+        ctx.ledger.append_many([event], also=record)
+    except PhaseTaken:
+        return False  # executed meanwhile by another run: reconciliation settles it
     if needs_approval:
         raise PlanGrew(
             f"request {request_id}: the rows of store '{store}' changed since its plan was "

@@ -47,7 +47,7 @@ class HeldWriter:
     ) -> list[StoredEvent]:
         self.batches.append(len(events))
         if len(self.batches) == 1:
-            assert self.release.wait(10)
+            assert self.release.wait(300)  # released once every follower queued
         elif self.fail_second:
             raise TransientError("audit ledger database busy (simulated)")
         return self.real(engine, key, events, also)

@@ -12,11 +12,10 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +27,9 @@ from audit.ledger import Ledger
 from config.settings import PROJECT_ROOT
 from core.approver_keys import public_key_text, sign_decision
 from tests.flows.fakes import read_store, write_store
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 APPROVER_KEYS = {"privacy-officer": 1, "dpo": 2, "intruder": 3}
 """Seeds of the approvers' Ed25519 keys (fixed, so subprocesses derive the same keys);
@@ -257,14 +259,21 @@ def kinds(request_id: str) -> list[str]:
     return [e.kind for e in events(request_id)]
 
 
-@contextmanager
-def reviewer(*answers: dict[str, str]) -> Iterator[list[UUID]]:
-    """A background approver: answers each pause of a paused flow run with the next answer.
+STUCK_SECONDS = 300
+"""How long a helper thread may take to stop: only a stuck one gets near it, even on a
+busy machine, so it is a bound for reporting a hang, never a tolerance."""
 
-    An answer with ``sign_as: NAME`` gets NAME's signature over the run's request and its
-    plans as they are when it answers (what ``lifecycle approver sign`` prints), made with
-    the key of ``key_of`` if given (a forgery). Yields
-    the ids of the runs it resumed. Stops after the last answer or on exit.
+
+@contextmanager
+def answering_pauses(
+    answer: Callable[[int, FlowRun], dict[str, str]],
+    count: int,
+    *,
+    request_id: str | None = None,
+) -> Iterator[list[UUID]]:
+    """A background approver: resumes paused flow runs (only request ``request_id``'s, if
+    given) ``count`` times, the n-th with ``answer(n, run)``. Yields the ids of the runs it
+    resumed. Stops after the last answer or on exit.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -277,11 +286,10 @@ def reviewer(*answers: dict[str, str]) -> Iterator[list[UUID]]:
 
     resumed: list[UUID] = []
     stop = threading.Event()
-    pending = list(answers)
 
-    def answer() -> None:
+    def answer_pauses() -> None:
         with get_client(sync_client=True) as client:
-            while pending and not stop.is_set():
+            while len(resumed) < count and not stop.is_set():
                 paused = client.read_flow_runs(
                     flow_run_filter=FlowRunFilter(
                         state=FlowRunFilterState(
@@ -290,29 +298,47 @@ def reviewer(*answers: dict[str, str]) -> Iterator[list[UUID]]:
                     )
                 )
                 for run in paused:
-                    given = dict(pending[0])
-                    name = given.pop("sign_as", None)
-                    key_of = given.pop("key_of", None)
+                    if request_id is not None and run.parameters.get("request_id") != request_id:
+                        continue  # another test's run
                     try:
-                        if name is not None:
-                            decision = "approved" if given["decision"] == "approve" else "rejected"
-                            request_id = str(run.parameters["request_id"])
-                            given["signature"] = signed_token(request_id, name, decision, key_of)
-                        resume_flow_run(run.id, run_input=given)
+                        resume_flow_run(run.id, run_input=answer(len(resumed), run))
                     except Exception:
                         continue  # the form's schema is not saved yet: try again shortly
                     resumed.append(run.id)
-                    pending.pop(0)
                     break
-                time.sleep(0.2)
+                stop.wait(0.2)  # a poll interval; wakes at once on exit
 
-    thread = threading.Thread(target=answer, daemon=True)
+    thread = threading.Thread(target=answer_pauses, daemon=True)
     thread.start()
     try:
         yield resumed
     finally:
         stop.set()
-        thread.join(timeout=10)
+        thread.join(timeout=STUCK_SECONDS)  # a call in flight finishes first
+        if thread.is_alive():
+            raise AssertionError(f"the approver thread is stuck after {STUCK_SECONDS} s")
+
+
+def reviewer(*answers: dict[str, str]) -> AbstractContextManager[list[UUID]]:
+    """A background approver: answers each pause of a paused flow run with the next answer.
+
+    An answer with ``sign_as: NAME`` gets NAME's signature over the run's request and its
+    plans as they are when it answers (what ``lifecycle approver sign`` prints), made with
+    the key of ``key_of`` if given (a forgery). Yields the ids of the runs it resumed.
+    Stops after the last answer or on exit.
+    """
+
+    def answer(n: int, run: FlowRun) -> dict[str, str]:
+        given = dict(answers[n])
+        name = given.pop("sign_as", None)
+        key_of = given.pop("key_of", None)
+        if name is not None:
+            decision = "approved" if given["decision"] == "approve" else "rejected"
+            request_id = str(run.parameters["request_id"])
+            given["signature"] = signed_token(request_id, name, decision, key_of)
+        return given
+
+    return answering_pauses(answer, len(answers))
 
 
 def run_cli(

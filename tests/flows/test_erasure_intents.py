@@ -154,24 +154,37 @@ def _assert_exact(rid: str, before: dict[str, list[Any]], after: dict[str, list[
     assert request_context().ledger.verify().ok
 
 
-def test_crash_between_commit_and_confirmation_records_the_committed_batches(
-    crm: tuple[str, DemoData], crash_at: CrashAt
-) -> None:
+def _crashed(rid: str, store: str, point: str, crash_at: CrashAt) -> None:
+    """Execute ``store``'s erasure into a crash at ``point``, then disarm it for the rerun."""
+    crash_at(point)
+    with pytest.raises(Crash):
+        execute_store.fn(rid, store)
+    crash_at(None)
+
+
+def _crm_crashed_at(
+    phase: str, crm: tuple[str, DemoData], crash_at: CrashAt
+) -> tuple[str, str, dict[str, list[Any]]]:
+    """An approved erasure of the CRM whose execution crashed at ``phase``: the store's
+    URL, the request id and the store as it was before."""
     url, data = crm
     rid = _approved(("crm",), data)
     before = _snapshot(url)
-    progress = request_context().progress
+    _crashed(rid, "crm", f"{phase}:crm", crash_at)
+    return url, rid, before
 
-    crash_at("committed:crm")
-    with pytest.raises(Crash):
-        execute_store.fn(rid, "crm")
+
+def test_crash_between_commit_and_confirmation_records_the_committed_batches(
+    crm: tuple[str, DemoData], crash_at: CrashAt
+) -> None:
+    url, rid, before = _crm_crashed_at("committed", crm, crash_at)
+    progress = request_context().progress
     committed = _snapshot(url)
     assert committed != before  # the store committed ...
     assert progress.batches(rid, "crm") == []  # ... and nothing was confirmed
     intents = progress.intents(rid, "crm")
     assert intents and {i.attempt for i in intents} == {1}
 
-    crash_at(None)
     affected = execute_store.fn(rid, "crm")
 
     assert _snapshot(url) == committed  # not executed again
@@ -188,19 +201,12 @@ def test_crash_between_commit_and_confirmation_records_the_committed_batches(
 def test_crash_between_intents_and_commit_executes_once(
     crm: tuple[str, DemoData], crash_at: CrashAt
 ) -> None:
-    url, data = crm
-    rid = _approved(("crm",), data)
-    before = _snapshot(url)
+    url, rid, before = _crm_crashed_at("prepared", crm, crash_at)
     progress = request_context().progress
-
-    crash_at("prepared:crm")
-    with pytest.raises(Crash):
-        execute_store.fn(rid, "crm")
     assert _snapshot(url) == before  # rolled back
     stale = progress.intents(rid, "crm")
     assert stale  # written down, never confirmed
 
-    crash_at(None)
     execute_store.fn(rid, "crm")
 
     after = _snapshot(url)
@@ -220,13 +226,7 @@ def test_a_heavy_erasure_interrupted_after_its_commit_is_audited_in_full(
     url, data = crm
     _add_logins(url, data.subject.customer_id, 5_000)
     _sql_batches_of(50, monkeypatch)
-    rid = _approved(("crm",), data)
-    before = _snapshot(url)
-
-    crash_at("committed:crm")
-    with pytest.raises(Crash):
-        execute_store.fn(rid, "crm")
-    crash_at(None)
+    _, rid, before = _crm_crashed_at("committed", crm, crash_at)
     execute_store.fn(rid, "crm")
 
     after = _snapshot(url)
@@ -262,10 +262,7 @@ def test_s3_calls_interrupted_before_confirmation_are_recorded_from_what_is_gone
     planned = sum(len(s["keys"]) for s in plan["steps"] if s["action"] == "delete")
     assert planned > 2  # several calls
 
-    crash_at("deleted:files")  # after the first call returned, before its confirmation
-    with pytest.raises(Crash):
-        execute_store.fn(rid, "files")
-    crash_at(None)
+    _crashed(rid, "files", "deleted:files", crash_at)  # a call returned, not confirmed
     execute_store.fn(rid, "files")
 
     batches, executed = _ledger(rid, "files")

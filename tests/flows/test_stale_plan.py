@@ -10,13 +10,11 @@ approval again, then completes. A plan that shrank runs under the approval it ha
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
@@ -36,7 +34,10 @@ from tasks.erasure_tasks import plan_store
 from tasks.intake import submit
 from tasks.request_support import request_context
 from tasks.request_tasks import locate_store
-from tests.flows.support import events, kinds
+from tests.flows.support import answering_pauses, events, kinds
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 APPROVER = "privacy-officer"
 APPROVE = {"decision": "approve", "reviewer": APPROVER}
@@ -113,58 +114,22 @@ def _drop_login(url: str, login_id: int) -> Callable[[], None]:
 def reviewer(rid: str, *steps: tuple[Action, dict[str, str]]) -> Iterator[list[UUID]]:
     """Answers each pause of request ``rid``'s run with the next answer, after running its
     action (a change to the store while the plan waits). Yields the runs it resumed."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.flow_runs import resume_flow_run
-
-    resumed: list[UUID] = []
-    stop = threading.Event()
-    pending = list(steps)
     acted: set[int] = set()
     failures: list[Exception] = []
 
-    def answer() -> None:
-        with get_client(sync_client=True) as client:
-            while pending and not stop.is_set():
-                paused = client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(
-                        state=FlowRunFilterState(
-                            type=FlowRunFilterStateType(any_=[StateType.PAUSED])
-                        )
-                    )
-                )
-                for run in paused:
-                    if (run.parameters or {}).get("request_id") != rid:
-                        continue  # another test's run
-                    action, run_input = pending[0]
-                    if action is not None and len(resumed) not in acted:
-                        acted.add(len(resumed))
-                        try:
-                            action()
-                        except Exception as e:  # end the run instead of leaving it paused
-                            failures.append(e)
-                            run_input = {"decision": "reject", "reviewer": APPROVER}
-                    try:
-                        resume_flow_run(run.id, run_input=run_input)
-                    except Exception:
-                        continue  # the form's schema is not saved yet: try again shortly
-                    resumed.append(run.id)
-                    pending.pop(0)
-                    break
-                time.sleep(0.2)
+    def answer(n: int, run: FlowRun) -> dict[str, str]:
+        action, run_input = steps[n]
+        if action is not None and n not in acted:  # once, though resuming may be retried
+            acted.add(n)
+            try:
+                action()
+            except Exception as e:  # end the run instead of leaving it paused
+                failures.append(e)
+                return {"decision": "reject", "reviewer": APPROVER}
+        return run_input
 
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
+    with answering_pauses(answer, len(steps), request_id=rid) as resumed:
         yield resumed
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     if failures:
         raise failures[0]
 

@@ -164,7 +164,7 @@ def sleeper(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A detached ``python`` child in a session of its own, ignoring SIGTERM once ready."""
     code = (
         "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "print('ready', flush=True); time.sleep(120)"
+        "print('ready', flush=True); time.sleep(3600)"
     )
     log = tmp_path / "sleeper.log"
     child = procs.spawn(
@@ -174,9 +174,10 @@ def sleeper(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         log,
         tmp_path / "sleeper.pid",
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 300  # only a stuck start waits this long
     while "ready" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert "ready" in log.read_text(), "the sleeper never started"
     yield child
     if child.poll() is None:
         child.kill()
