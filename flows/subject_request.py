@@ -1,9 +1,8 @@
 """The subject-request flow: access, rectification or erasure of one subject's data.
 
-Two ways in. With ``request_id`` of a request registered beforehand (the CLI's way): the
-identity never reaches Prefect. With ``start`` (the deployment form): the flow registers
-the request first, then overwrites its own parameters through the Prefect API with the
-request id alone, so Prefect's database does not keep the identity.
+The flow takes the id of a request registered beforehand (``lifecycle request submit``,
+the intake service): the identity is sealed in our register and never reaches Prefect,
+in no parameter, run input, artifact or log. Runs are named after the request id.
 
 Steps, one task per store in inventory order: locate (derived identities feed later
 stores) -> plan -> approval -> execute -> verify -> complete. Every task reads its inputs
@@ -11,7 +10,9 @@ from our own tables and records its progress there, so running the flow again wi
 same request id (after a crash, or ``lifecycle request submit --resume``) continues where
 it stopped. Tasks run one after another: no concurrent writes to Prefect's or our SQLite.
 Two runs of one request never overlap: each holds the request's lease
-(``tasks.request_lease``) except while paused for a decision; a second run waits.
+(``tasks.request_lease``) except while waiting for a decision; a second run waits.
+A run of the deployment waiting for approval suspends and frees its process
+(``flows.approval_wait``); the worker runs it again once a reviewer answers.
 
 Deferrals (legal holds) do not block completion: the request completes for everything
 that could be done, and the deferrals are recorded in the ledger, returned in the
@@ -21,19 +22,17 @@ keep the subject's identity readable for as long as the hold lasts (possibly yea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from uuid import UUID
 
 from prefect import flow
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 
-from audit.events import EventStatus
 from audit.leases import LeaseLost
 from audit.register import RequestStatus
 from config.loader import load_config
 from core.errors import LifecycleError, TerminalError
-from core.package import PassphraseRecipient, Recipient, X25519Recipient, parse_public_key
+from flows import approval_wait
+from flows.approval_wait import forget_answer, pause_key, ui_refusals, wait_for_decision
 from tasks.access_tasks import verify_access_package, write_access_package
 from tasks.approval_tasks import (
     ApprovalInput,
@@ -43,11 +42,10 @@ from tasks.approval_tasks import (
     record_review,
 )
 from tasks.erasure_tasks import execute_store, plan_store, verify_store
-from tasks.intake import parse_changes, submit
 from tasks.rectify_tasks import rectify_store, verify_rectified_store
 from tasks.replan import PlanGrew
-from tasks.request_lease import check_lease, hold_request, released_while_waiting
-from tasks.request_models import NewRequest, RequestOutcome
+from tasks.request_lease import check_lease, hold_request
+from tasks.request_models import RequestOutcome
 from tasks.request_support import request_context
 from tasks.request_tasks import (
     advance_request,
@@ -61,10 +59,10 @@ from tasks.request_tasks import (
     record_nothing_found,
 )
 
-__all__ = ["ApprovalInput", "NewRequest", "RequestOutcome", "subject_request"]
+__all__ = ["ApprovalInput", "RequestOutcome", "subject_request"]
 
-APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
-APPROVAL_POLL_SECONDS = 10
+REQUEST_ID = re.compile(r"req_[0-9a-f]{16}")
+
 MAX_REVIEWS = 3  # refused (four-eyes) decisions before the flow gives up
 MAX_APPROVAL_ROUNDS = 5  # approvals one run asks for while the stores' rows keep changing
 
@@ -77,28 +75,53 @@ class ApprovalNeeded(TerminalError):
     """The plans await a decision that no reviewer can give to this run (no Prefect server)."""
 
 
+def _run_name() -> str:
+    """The request id, or a placeholder when the value given is no request id (it might
+    be an identity typed into the field: a run name is shown everywhere)."""
+    from prefect.runtime import flow_run
+
+    given = str(flow_run.parameters.get("request_id", ""))
+    return given if REQUEST_ID.fullmatch(given) else "invalid-request-id"
+
+
 @flow(
     name="subject-request",
+    flow_run_name=_run_name,  # a request id typed into the Runs search finds it
     persist_result=False,
     log_prints=False,
 )
-def subject_request(
-    request_id: str | None = None, start: NewRequest | None = None
-) -> RequestOutcome:
+def subject_request(request_id: str) -> RequestOutcome:
     """Carry out a data-subject request end to end; returns its outcome (counts only).
 
-    Give ``request_id`` (registered beforehand, or to resume) or ``start`` (a new request
-    from the deployment form), not both.
+    ``request_id`` is a request registered beforehand (``lifecycle request submit``, the
+    intake service): the identity never reaches Prefect. A rerun continues where it stopped.
     """
-    if start is not None:
-        if request_id is not None:
-            raise TerminalError("give a request id or a new request, not both")
-        request_id = _register(start)
-    elif request_id is None:
-        raise TerminalError("give a request id (registered before) or a new request")
+    if not REQUEST_ID.fullmatch(request_id or ""):
+        _remove_parameters()  # an identity typed into the field must not stay in Prefect
+        raise TerminalError("give the id of a registered request (req_ and 16 hex digits)")
     with hold_request(request_id):  # one run of a request at a time
         _carry_out(request_id)
     return publish_summary(request_id)
+
+
+def _remove_parameters() -> None:
+    """Overwrite this run's parameters (a value that is not a request id may be personal)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(UUID(run_id), parameters={"request_id": "(removed)"})
+    except Exception as e:
+        raise TerminalError(
+            f"the value given as request id could not be removed from flow run {run_id} "
+            f"({type(e).__name__}); delete that flow run"
+        ) from None
 
 
 def _carry_out(request_id: str) -> None:
@@ -118,65 +141,6 @@ def _carry_out(request_id: str) -> None:
         _access(request_id)
     else:
         _rectify(request_id, stores)
-
-
-def _register(start: NewRequest) -> str:
-    """Register the form's request, then remove the identity from Prefect's parameters.
-
-    Done in the flow itself, not a task: a task would receive the identity as a parameter.
-    """
-    recipient: Recipient | None = None
-    if start.recipient_public_key:
-        recipient = X25519Recipient(parse_public_key(start.recipient_public_key))
-    elif start.passphrase is not None:
-        recipient = PassphraseRecipient(start.passphrase.get_secret_value().encode())
-    ctx = request_context()
-    try:
-        record = submit(
-            ctx,
-            kind=start.kind,
-            identity=start.identity(),
-            requested_by=start.requested_by,
-            changes=parse_changes(start.change_lines()) or None,
-            recipient=recipient,
-        )
-    except LifecycleError:
-        _replace_parameters(None)  # refused: the identity must not stay in Prefect either
-        raise
-    flow_run_id = _replace_parameters(record.id)
-    if flow_run_id is not None:
-        ctx.ledger.append(
-            "request.parameters_replaced",
-            status=EventStatus.SUCCEEDED,
-            request_id=record.id,
-            subject=record.subject,
-            flow_run_id=flow_run_id,
-            detail={"kept": ["request_id"]},
-        )
-    return record.id
-
-
-def _replace_parameters(request_id: str | None) -> str | None:
-    """Overwrite this flow run's parameters with the request id; the run id (None if no run)."""
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    run_id = flow_run.get_id()
-    if run_id is None:
-        return None
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(
-                UUID(run_id), parameters={"request_id": request_id, "start": None}
-            )
-    except Exception as e:
-        raise TerminalError(
-            f"the identity could not be removed from the parameters of flow run {run_id} "
-            f"({type(e).__name__}); delete that flow run"
-            + (f", then run request {request_id} by its id" if request_id else ""),
-            request_id=request_id,
-        ) from None
-    return run_id
 
 
 def _failure_artifact(request_id: str, store: str | None, message: str | None) -> None:
@@ -265,11 +229,11 @@ def _reviewer_reachable() -> bool:
     return bool(PREFECT_API_URL.value())
 
 
-def _approved(request_id: str, round_: int = 1) -> bool:
+def _approved(request_id: str, kind: str) -> bool:
     """Wait for approval where policy requires it; False when rejected or timed out.
 
-    ``round_`` > 1 asks again after a plan grew: new pause keys, since Prefect would
-    otherwise hand back the answer given to the earlier pause of the same key.
+    Each question has its own pause key (``flows.approval_wait``): a rerun after a suspend
+    asks the same one and gets its answer; a grown plan or a refused answer asks anew.
     """
     advance_request(request_id, RequestStatus.PLANNED.value)
     check = check_approval(request_id)
@@ -284,52 +248,22 @@ def _approved(request_id: str, round_: int = 1) -> bool:
             "--reviewer NAME --signing-key FILE, or set PREFECT_API_URL and approve in the UI",
             request_id=request_id,
         )
-    prefix = "approval" if round_ == 1 else f"approval-r{round_}"
-    for attempt in range(1, MAX_REVIEWS + 1):
-        key = f"{prefix}-{attempt}"
-        try:
-            # Paused, this run gives the request up: a CLI approval may carry it on.
-            with released_while_waiting(request_id):
-                answer = pause_flow_run(
-                    wait_for_input=ApprovalInput.with_initial_data(description=check.summary),
-                    timeout=APPROVAL_TIMEOUT_SECONDS,
-                    poll_interval=APPROVAL_POLL_SECONDS,
-                    key=key,
-                )
-        except FlowPauseTimeout:
-            return record_approval_timeout(request_id, APPROVAL_TIMEOUT_SECONDS) == "approved"
-        _forget_answer(request_id, key)
+    while (refused := ui_refusals(request_id)) < MAX_REVIEWS:
+        key = pause_key(request_id)
+        answer = wait_for_decision(request_id, kind, check.summary, key)
+        if answer == "timed out":
+            waited = approval_wait.APPROVAL_TIMEOUT_SECONDS
+            return record_approval_timeout(request_id, waited) == "approved"
         # The decision that stands: this answer's, or one taken first (the CLI takes it in
         # our register, then resumes this run); "finished" if another run carried it out.
         verdict = record_review(
             request_id, answer.decision, answer.reviewer, answer.note, answer.signature
         )
+        forget_answer(request_id, key)  # recorded first: a crash before this loses nothing
         if verdict != "refused":
             return verdict == "approved"
-    record_approval_gave_up(request_id, MAX_REVIEWS)
+    record_approval_gave_up(request_id, refused)
     return False  # not reached: the task raises
-
-
-def _forget_answer(request_id: str, pause_key: str) -> None:
-    """Delete the answer Prefect keeps as this run's input (its note is free text): read
-    once, it lives on in our register only."""
-    from prefect.client.orchestration import get_client
-    from prefect.input.run_input import keyset_from_base_key
-    from prefect.runtime import flow_run
-
-    run_id = flow_run.get_id()
-    if run_id is None:
-        return
-    response = keyset_from_base_key(f"paused-{pause_key}")["response"]
-    try:
-        with get_client(sync_client=True) as client:
-            client.delete_flow_run_input(UUID(run_id), response)
-    except Exception as e:
-        raise TerminalError(
-            f"the approval answer could not be deleted from flow run {run_id} "
-            f"({type(e).__name__}); nothing was decided: run request {request_id} again",
-            request_id=request_id,
-        ) from None
 
 
 def _erase(request_id: str, stores: list[str]) -> None:
@@ -350,7 +284,7 @@ def _approve_and_execute(request_id: str, stores: list[str]) -> bool:
     ``MAX_APPROVAL_ROUNDS`` times in one run.
     """
     for round_ in range(1, MAX_APPROVAL_ROUNDS + 1):
-        if not _approved(request_id, round_):
+        if not _approved(request_id, "erasure"):
             return False
         advance_request(request_id, RequestStatus.EXECUTING.value)
         try:
@@ -364,7 +298,7 @@ def _approve_and_execute(request_id: str, stores: list[str]) -> bool:
 
 
 def _access(request_id: str) -> None:
-    if not _approved(request_id):
+    if not _approved(request_id, "access"):
         return
     advance_request(request_id, RequestStatus.EXECUTING.value)
     _guarded(request_id, write_access_package)
@@ -375,7 +309,7 @@ def _access(request_id: str) -> None:
 
 
 def _rectify(request_id: str, stores: list[str]) -> None:
-    if not _approved(request_id):
+    if not _approved(request_id, "rectification"):
         return
     advance_request(request_id, RequestStatus.EXECUTING.value)
     _each(request_id, stores, rectify_store)

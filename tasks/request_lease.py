@@ -124,8 +124,11 @@ def released_while_waiting(request_id: str) -> Iterator[None]:
     held.release()
     try:
         yield
-    finally:
+    except Exception:
         held.acquire(timedelta(seconds=get_settings().request_lease_wait_seconds))
+        raise
+    # Not on BaseException: a suspended run (Prefect's Pause) ends its process here.
+    held.acquire(timedelta(seconds=get_settings().request_lease_wait_seconds))
 
 
 def check_lease(request_id: str) -> None:

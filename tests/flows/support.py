@@ -361,3 +361,13 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIFECYCLE_TEST_")}
     env.update(extra)
     return env
+
+
+def answered_key(flow_run_id: UUID) -> str:
+    """The pause key the run waited on (one question asked): its run input's base key."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        keys = sorted(client.read_flow_run(flow_run_id).empirical_policy.pause_keys or ())
+    assert len(keys) == 1, keys
+    return str(keys[0])

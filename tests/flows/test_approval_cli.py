@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from audit.register import RequestStatus
 from cli.main import app
 from core.approver_keys import parse_token
-from flows import subject_request as flow_module
+from flows import approval_wait
 from flows.subject_request import subject_request
 from tasks.approval_tasks import record_review
 from tasks.intake import submit
@@ -29,6 +29,7 @@ from tests.flows.support import (
     APPROVER,
     REQUESTER,
     SUBJECT_EMAIL,
+    answered_key,
     approver_key,
     events,
     key_file,
@@ -88,7 +89,7 @@ def test_cli_approval_resumes_the_paused_run_which_erases_once(
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.flow_runs import resume_flow_run
 
-    monkeypatch.setattr(flow_module, "APPROVAL_POLL_SECONDS", 1)
+    monkeypatch.setattr(approval_wait, "APPROVAL_POLL_SECONDS", 1)
     configure(auto_approve=False)
     rid = _register()
     shell: dict[str, Any] = {}
@@ -130,7 +131,9 @@ def test_cli_approval_resumes_the_paused_run_which_erases_once(
     assert decided.detail["source"] == "cli" and decided.detail["verification"] == "verified"
     assert decided.detail["key_fingerprint"].startswith("ed25519:")
     with get_client(sync_client=True) as client, pytest.raises(PrefectHTTPStatusError):
-        client.read_flow_run_input(UUID(waiting), "paused-approval-1-response")  # deleted
+        client.read_flow_run_input(
+            UUID(waiting), f"paused-{answered_key(UUID(waiting))}-response"
+        )  # deleted
 
     # A rejection from the UI afterwards: Prefect no longer takes it, and our register,
     # if it were reached, refuses it and records the refusal.

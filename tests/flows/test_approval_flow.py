@@ -11,7 +11,7 @@ import pytest
 from audit.approvals import Signer
 from audit.register import RequestStatus
 from core.errors import TerminalError
-from flows import subject_request as flow_module
+from flows import approval_wait
 from flows.subject_request import subject_request
 from tasks.intake import submit
 from tasks.request_support import request_context
@@ -19,6 +19,7 @@ from tests.flows.support import (
     APPROVER,
     REQUESTER,
     SUBJECT_EMAIL,
+    answered_key,
     approver_key,
     events,
     kinds,
@@ -35,7 +36,7 @@ def needs_approval(
     prefect_server: None, configure: Configure, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Erasure needs a human decision; the flow polls its pause every second."""
-    monkeypatch.setattr(flow_module, "APPROVAL_POLL_SECONDS", 1)
+    monkeypatch.setattr(approval_wait, "APPROVAL_POLL_SECONDS", 1)
     return configure(auto_approve=False)
 
 
@@ -72,7 +73,9 @@ def test_reviewer_approves_in_the_form_with_a_signature(
     assert (RequestStatus.AWAITING_APPROVAL, "flow:subject-request") in moves
     assert (RequestStatus.APPROVED, APPROVER) in moves
     with get_client(sync_client=True) as client, pytest.raises(PrefectHTTPStatusError) as gone:
-        client.read_flow_run_input(done[0], "paused-approval-1-response")  # read, then deleted
+        client.read_flow_run_input(
+            done[0], f"paused-{answered_key(done[0])}-response"
+        )  # read, then deleted
     assert gone.value.response.status_code == 404
 
 
@@ -83,7 +86,9 @@ def test_the_form_shows_the_plan_without_personal_data(needs_approval: Path) -> 
     with reviewer({"decision": "approve", "reviewer": APPROVER, "sign_as": APPROVER}) as done:
         subject_request(request_id=rid)
     with get_client(sync_client=True) as client:
-        description = client.read_flow_run_input(done[0], "paused-approval-1-description")
+        description = client.read_flow_run_input(
+            done[0], f"paused-{answered_key(done[0])}-description"
+        )
     assert "| crm | customers | delete | 1 |" in description
     assert "| crm | invoices | mask | 1 | invoices kept 10 years (tax law) |" in description
     assert "| files | * | skipped |" in description
@@ -158,7 +163,7 @@ def test_unsigned_decisions_are_refused_until_the_flow_gives_up(
 def test_unverified_ui_decisions_when_the_policy_allows_them(
     prefect_server: None, configure: Configure, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flow_module, "APPROVAL_POLL_SECONDS", 1)
+    monkeypatch.setattr(approval_wait, "APPROVAL_POLL_SECONDS", 1)
     configure(auto_approve=False, unverified_ui=True)
     rid = _register()
     with reviewer({"decision": "approve", "reviewer": "DPO"}):
@@ -174,7 +179,7 @@ def test_unverified_ui_decisions_when_the_policy_allows_them(
 def test_timeout_rejects_without_touching_data(
     needs_approval: Path, isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flow_module, "APPROVAL_TIMEOUT_SECONDS", 2)
+    monkeypatch.setattr(approval_wait, "APPROVAL_TIMEOUT_SECONDS", 2)
     before = store_rows(isolated_settings, "crm")
     rid = _register()
 

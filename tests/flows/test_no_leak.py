@@ -4,9 +4,9 @@ Two ways a request starts, both checked against everything Prefect stores:
 1. ``lifecycle request submit`` in a subprocess, with a fresh PREFECT_HOME (its temporary
    server's SQLite database, WAL included) and data folder, on the real SQL connector:
    the raw bytes of every file are searched for the identity in any letter case.
-2. The deployment form (``start=NewRequest``): the identity does enter Prefect as a flow
-   parameter, and the flow overwrites it; then every table of the test server's
-   database is dumped through SQL and searched.
+2. A deployment run, whose form takes a request id only: every table of the test
+   server's database is dumped through SQL and searched; an identity typed into the
+   request id field by mistake is refused and removed from the run's parameters.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Select, inspect, literal_column, select, table
 from sqlalchemy.engine import make_url
 
 from config.settings import PROJECT_ROOT
 from core.engines import make_engine
 from demo.s3_server import LocalS3
-from flows.subject_request import NewRequest, subject_request
-from tests.flows.support import REQUESTER, SUBJECT_EMAIL, kinds, store_rows
+from flows.subject_request import subject_request
+from tests.flows.support import REQUESTER, SUBJECT_EMAIL, store_rows
 
 Configure = Callable[..., Path]
 DEMO_EMAIL = "Demo.Subject@Example.com"
@@ -136,50 +135,35 @@ def _assert_nowhere_in_prefect(*needles: str) -> None:
     assert leaks == []
 
 
-def test_form_start_overwrites_the_parameters_and_leaves_no_trace(
+def test_a_deployment_run_takes_the_request_id_alone_and_is_named_after_it(
     prefect_server: None, configure: Configure, isolated_settings: Path
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
+    from prefect.utilities.callables import parameter_schema
+
+    from tasks.intake import submit
+    from tasks.request_support import request_context
 
     configure(auto_approve=True)
-    # A deployment run as a worker executes it: the form's values arrive in the flow
-    # run's parameters, in plain JSON (Prefect does not mask SecretStr there).
+    # The form offers one field: nothing in it can hold an identity but a typing mistake.
+    assert set(parameter_schema(subject_request.fn).properties) == {"request_id"}
+    rid = submit(
+        request_context(), kind="erasure", identity={"email": SUBJECT_EMAIL}, requested_by=REQUESTER
+    ).id
     with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run(
-            subject_request,
-            parameters={
-                "start": {
-                    "kind": "erasure",
-                    "email": SUBJECT_EMAIL.upper(),
-                    "requested_by": REQUESTER,
-                }
-            },
-        )
-    assert any(SUBJECT_EMAIL.lower() in r for r in _prefect_rows())  # the dump does see it
+        flow_run = client.create_flow_run(subject_request, parameters={"request_id": rid})
 
     outcome = run_flow(subject_request, flow_run=flow_run)
 
     assert outcome.status == "completed"  # type: ignore[union-attr]
     assert [c["id"] for c in store_rows(isolated_settings, "crm")["customers"]] == [2]
     with get_client(sync_client=True) as client:
-        stored = client.read_flow_run(flow_run.id).parameters
-    rid = outcome.request_id  # type: ignore[union-attr]
-    assert stored == {"request_id": rid, "start": None}
-    assert kinds(rid).count("request.parameters_replaced") == 1
-
-    # And the direct call with a NewRequest (SecretStr fields) as the UI's "run" does.
-    configure(auto_approve=True)
-    direct = subject_request(
-        start=NewRequest(kind="erasure", email=SecretStr(SUBJECT_EMAIL), requested_by=REQUESTER)
-    )
-    assert direct.status == "completed"
-
+        assert client.read_flow_run(flow_run.id).name == rid  # the Runs search finds it
     _flush_prefect(flow_run.id)
     _assert_nowhere_in_prefect(SUBJECT_EMAIL, "robin quill", "quill lane")
-    for request_id in (rid, direct.request_id):
-        ledger = json.dumps([vars(e) for e in _events(request_id)], default=str).lower()
-        assert SUBJECT_EMAIL.lower() not in ledger and "quill" not in ledger
+    ledger = json.dumps([vars(e) for e in _events(rid)], default=str).lower()
+    assert SUBJECT_EMAIL.lower() not in ledger and "quill" not in ledger
 
 
 def _events(request_id: str) -> list[object]:
@@ -188,7 +172,7 @@ def _events(request_id: str) -> list[object]:
     return list(events(request_id))
 
 
-def test_a_refused_form_is_removed_from_prefect_too(
+def test_an_identity_typed_as_the_request_id_is_refused_and_removed_from_prefect(
     prefect_server: None, configure: Configure
 ) -> None:
     from prefect.client.orchestration import get_client
@@ -197,17 +181,16 @@ def test_a_refused_form_is_removed_from_prefect_too(
     from core.errors import TerminalError
 
     configure(auto_approve=True)
-    phone = "+44 20 7946 0958"  # no store is searched by phone in the test inventory
     with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run(
-            subject_request,
-            parameters={"start": {"kind": "erasure", "phone": phone, "requested_by": REQUESTER}},
-        )
+        flow_run = client.create_flow_run(subject_request, parameters={"request_id": SUBJECT_EMAIL})
 
-    with pytest.raises(TerminalError, match="identity kind 'phone'"):
+    with pytest.raises(TerminalError, match="give the id of a registered request") as refused:
         run_flow(subject_request, flow_run=flow_run)
 
+    assert SUBJECT_EMAIL.lower() not in refused.value.message.lower()
     with get_client(sync_client=True) as client:
-        assert client.read_flow_run(flow_run.id).parameters == {"request_id": None, "start": None}
+        refused_run = client.read_flow_run(flow_run.id)
+    assert refused_run.parameters == {"request_id": "(removed)"}
+    assert refused_run.name == "invalid-request-id"
     _flush_prefect(flow_run.id, "failed")
-    _assert_nowhere_in_prefect(phone, "7946 0958")
+    _assert_nowhere_in_prefect(SUBJECT_EMAIL)

@@ -28,6 +28,7 @@ from core.engines import make_engine
 from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
 from demo.seed_sql import DemoData, seed_crm
+from flows import approval_wait
 from flows import subject_request as flow_module
 from flows.subject_request import ApprovalNeeded, subject_request
 from tasks.erasure_tasks import plan_store
@@ -62,7 +63,7 @@ def crm(
     text = text.replace("auto_approve: true", "auto_approve: false\n    unverified_ui: true", 1)
     policy.write_text(text.replace("[privacy-officer]", "[privacy-officer, dpo]", 1))
     monkeypatch.setenv("LIFECYCLE_CONFIG_DIR", str(folder))
-    monkeypatch.setattr(flow_module, "APPROVAL_POLL_SECONDS", 1)
+    monkeypatch.setattr(approval_wait, "APPROVAL_POLL_SECONDS", 1)
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     get_settings.cache_clear()
