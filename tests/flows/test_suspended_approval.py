@@ -7,6 +7,7 @@ key; the answer is deleted from Prefect once recorded.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -53,10 +54,9 @@ def _run_as_the_worker(flow_run_id: UUID) -> str:
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(flow_run_id)
-    try:
+    # Suspended: the engine raises Pause to end the process (the worker's subprocess exits).
+    with contextlib.suppress(Pause):
         run_flow(subject_request, flow_run=run, parameters=run.parameters)
-    except Pause:
-        pass  # suspended: the engine ends the process here (the worker's subprocess exits)
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(flow_run_id).state
     assert state is not None
@@ -101,7 +101,7 @@ def test_a_suspended_run_frees_its_process_and_carries_out_the_decision_once(
         run = client.read_flow_run(run_id)
         assert run.name == rid
         [key] = run.empirical_policy.pause_keys
-        with pytest.raises(Exception, match="404|Not Found"):
+        with pytest.raises(Exception, match=r"404|Not Found"):
             client.read_flow_run_input(run_id, f"suspended-{key}-response")  # recorded, deleted
 
 
