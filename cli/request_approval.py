@@ -26,8 +26,10 @@ from cli.output import err_console, fail
 from core.approver_keys import load_signing_key
 
 HANDOVER_GRACE_SECONDS = 30.0
-"""How long a waiting run may take to pick the decision up (it polls its pause every 10 s)
-before the CLI concludes its process is gone and runs the request itself."""
+"""How long a waiting run may take to pick the decision up (a paused run polls every
+10 s; a suspended one waits for the worker) before the CLI runs the request itself. Late
+is safe: both take the request's lease (``tasks.request_lease``), so whichever comes
+second waits, then finds the work recorded and does nothing twice."""
 POLL_SECONDS = 0.5
 _UNDECIDED = ("received", "planned", "awaiting_approval")
 
