@@ -50,6 +50,7 @@ ACTION_LEN = 20
 DIGEST_LEN = 64  # SHA-256 in hex
 SOURCE_LEN = 32
 FINGERPRINT_LEN = 40  # "ed25519:" + 32 hex digits
+EXTERNAL_REFERENCE_LEN = 128  # a help-desk ticket id (ops.intake); migration 0010
 MYSQL_TABLE_ARGS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
@@ -80,6 +81,7 @@ requests = Table(
     # Sealed identity (and rectification values); both NULL once the request closes.
     Column("identity_nonce", LargeBinary(), nullable=True),
     Column("identity_ciphertext", LargeBinary(), nullable=True),
+    Column("external_reference", String(EXTERNAL_REFERENCE_LEN), nullable=True),
     Index("ix_subject_requests_status_due", "status", "due_at"),
     Index("ix_subject_requests_subject", "subject"),
     **MYSQL_TABLE_ARGS,

@@ -3,6 +3,8 @@
 ``make serve`` runs ``start`` and ``make stop`` runs ``stop``. Everything lives in the state
 folder (``var/prefect-serve/``, or ``LIFECYCLE_SERVE_DIR``); see ``ops.server``. The
 password is printed only on request (``--show-password``): the credentials file holds it.
+The intake service (help-desk webhook and intake page) runs beside them; its webhook
+secret is never printed, only where it is.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def start(
         False, "--show-password", help="Also print the password (it is in the credentials file)."
     ),
 ) -> None:
-    """Start the server, the demo's local S3 if needed, the work pool, deployments and worker.
+    """Start the server, the demo's local S3 if needed, the work pool, deployments, worker
+    and the intake service (help-desk webhook and intake page).
 
     What already runs is kept, so running it again is harmless (it re-deploys prefect.yaml).
     """
@@ -52,6 +55,13 @@ def start(
     if show_password:
         _say(f"login line  {creds.auth_string}")
     _say(f"shell       . {inst.paths.env_file}   (PREFECT_API_URL and its credentials)")
+    console.print(f"[bold]Intake[/]      {inst.intake_url}/", highlight=False, soft_wrap=True)
+    _say(f"page        log in as {creds.user} with the password after '{creds.user}:' above")
+    new_secret = ", generated now" if report.new_webhook_secret else ""
+    _say(
+        f"webhook     POST {inst.intake_url}/webhook/requests, signed with the secret in "
+        f"{report.webhook_secret}{new_secret} (README: Connecting a help desk)"
+    )
     _say("stop        make stop   (or: lifecycle server stop)")
 
 
@@ -70,7 +80,7 @@ def stop() -> None:
 
 @app.command("status")
 def status(as_json: bool = JsonOption) -> None:
-    """What runs (pid, alive), the UI address, deployments and the worker; exit 3 when down."""
+    """What runs (pid, alive), the UI address, deployments, worker and intake; exit 3 when down."""
     from ops.server import status as get_status
 
     with handled_errors():
@@ -91,5 +101,9 @@ def status(as_json: bool = JsonOption) -> None:
         _say(f"UI {info['url']} (API: {info['api']}); credentials in {info['credentials']}")
         _say(f"deployments: {', '.join(info['deployments']) or 'none'}")
         _say(f"worker online: {'yes' if info['worker_online'] else 'no'}")
+        _say(
+            f"intake {info['intake_url']}/ ({info['intake']}); webhook secret in "
+            f"{info['webhook_secret']}"
+        )
     if not info["running"]:
         raise typer.Exit(3)

@@ -67,6 +67,31 @@ class Settings(BaseSettings):
         description="How long a run of a request waits for another run of the same request "
         "(a CLI --resume beside a deployment run) to finish before it gives up.",
     )
+    intake_port: int = Field(
+        default=4210,
+        ge=1,
+        le=65535,
+        description="Port of the intake service (help-desk webhook and intake page) that "
+        "`lifecycle server start` runs on 127.0.0.1.",
+    )
+    intake_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret the help desk signs webhooks with (HMAC-SHA256) and the "
+        "callback is signed with; default: the file intake-webhook.secret in data_dir, "
+        "generated (mode 0600) by `lifecycle server start`.",
+    )
+    intake_signature_tolerance_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="How far a webhook's signed timestamp may be from now, either way; "
+        "older deliveries are refused as replays.",
+    )
+    helpdesk_callback_url: SecretStr | None = Field(
+        default=None,
+        description="URL the result of a help-desk request is POSTed to (signed JSON, no "
+        "identity) when the request ends; unset: no callback. Secret: it may carry a token.",
+    )
 
     def resolved_audit_url(self) -> str:
         """The ledger URL, defaulting to a SQLite file in the data folder."""
