@@ -47,7 +47,7 @@ def request_register(
 
     ``deadline_events``: emit ``lifecycle.request.deadline-near``/``.overdue`` (the daily
     run does; the run triggered by a cancelled or failed subject-request run does not).
-    ``deadline_near_days``: a deadline less than this many days away is near.
+    ``deadline_near_days``: a deadline at most this many days away is near.
     """
     # A reconciliation that fails (the Prefect API, one request) must not hide the
     # register: publish and emit first, then fail the run so the failure automation notifies.

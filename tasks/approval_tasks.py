@@ -13,11 +13,19 @@ request and these plans, four-eyes), then recorded once with its ``approval.deci
 event. A refused decision is recorded as ``approval.refused`` with the problem; the flow
 then carries on with the decision that stands, if one does, or asks again. Reviewer
 notes reach the ledger only as a SHA-256.
+
+A decision from the form that is refused also tells the person who sent it: a WARNING on
+the run's log and an ``approval-refused`` markdown artifact saying why (the ledger's
+problem: approver names at most, never the subject) and what to do. The form itself
+states how long the run waits (``APPROVAL_TIMEOUT_SECONDS``) and what happens then: the
+request ends rejected, nothing changed (``record_approval_timeout``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prefect.input import RunInput
@@ -61,9 +69,11 @@ from tasks.request_support import (
 )
 
 __all__ = [
+    "APPROVAL_TIMEOUT_SECONDS",
     "ApprovalCheck",
     "ApprovalInput",
     "Signer",
+    "approval_timed_out",
     "check_approval",
     "four_eyes_problem",
     "pre_approve",
@@ -75,6 +85,11 @@ __all__ = [
 
 AUTO_APPROVER = "policy:auto-approve"
 Verdict = Literal["approved", "rejected", "refused", "finished"]
+
+APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
+"""How long a run waits for a decision before the request ends rejected (the form says so)."""
+REFUSED_ARTIFACT = "approval-refused"
+log = logging.getLogger(__name__)
 
 
 class ApprovalInput(RunInput):
@@ -120,8 +135,11 @@ def plans_digest(ctx: RequestContext, request_id: str) -> str:
     return digest_of_plans(ctx.progress, request_id)
 
 
-def approval_summary(ctx: RequestContext, request_id: str) -> str:
-    """Markdown for the approval form: counts per store and table, actions, deferrals."""
+def approval_summary(
+    ctx: RequestContext, request_id: str, timeout_seconds: int = APPROVAL_TIMEOUT_SECONDS
+) -> str:
+    """Markdown for the approval form: counts per store and table, actions, deferrals,
+    and how long the run waits for a decision (``timeout_seconds``) and what happens then."""
     record = ctx.record(request_id)
     lines = [f"## {record.kind.value.capitalize()} request {request_id}", ""]
     lines += [f"Requested by **{record.requested_by}**; due {record.due_at:%Y-%m-%d}.", ""]
@@ -154,8 +172,36 @@ def approval_summary(ctx: RequestContext, request_id: str) -> str:
         f"Plans digest `{plans_digest(ctx, request_id)}`. Sign your decision with "
         f"`lifecycle approver sign {request_id} --key YOUR_KEY` (add `--reject` to reject) "
         "and paste the line it prints as the signature.",
+        "",
+        timeout_notice(request_id, timeout_seconds),
     ]
     return "\n".join(lines) + "\n"
+
+
+def timeout_notice(request_id: str, timeout_seconds: int, now: datetime | None = None) -> str:
+    """What the form says about waiting: how long, until when, and what happens then.
+
+    True of both ways a wait ends: a paused run records the timeout itself; a suspended
+    run that Prefect fails at its timeout has it recorded by ``tasks.reconcile`` (the
+    request-register flow). Either way ``approval_timed_out`` rejects the request.
+    """
+    until = (now or datetime.now(UTC)) + timedelta(seconds=timeout_seconds)
+    return (
+        f"**If nobody decides within {span(timeout_seconds)}** (by {until:%Y-%m-%d %H:%M} UTC), "
+        "the request ends **rejected** as timed out: nothing is erased or changed in any "
+        "store, the subject's identity is destroyed, and answering the subject needs a new "
+        "request. A decision taken before then (here, or with `lifecycle request submit "
+        f"--resume {request_id} --approve`) stands."
+    )
+
+
+def span(seconds: int) -> str:
+    """``seconds`` as people say it: "7 days", "36 hours", "90 seconds"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 # -- taking a decision ---------------------------------------------------------------------
@@ -309,8 +355,13 @@ def _in_force(ctx: RequestContext, request_id: str, note: str | None = None) -> 
 
 
 @request_task("check-approval")
-def check_approval(request_id: str) -> ApprovalCheck:
-    """Apply policy or a standing decision; otherwise mark the request awaiting a reviewer."""
+def check_approval(
+    request_id: str, timeout_seconds: int = APPROVAL_TIMEOUT_SECONDS
+) -> ApprovalCheck:
+    """Apply policy or a standing decision; otherwise mark the request awaiting a reviewer.
+
+    ``timeout_seconds``: how long the run will wait for the decision (the form says so).
+    """
     with clean_errors("checking the approval"):
         ctx = request_context()
         decided = _decided(ctx, request_id)
@@ -326,7 +377,8 @@ def check_approval(request_id: str) -> ApprovalCheck:
         flow_run_id = run_ids()["flow_run_id"]
         if flow_run_id is not None:
             ctx.progress.runs.set_waiting_run(request_id, flow_run_id)
-        return ApprovalCheck(state="required", summary=approval_summary(ctx, request_id))
+        summary = approval_summary(ctx, request_id, timeout_seconds)
+        return ApprovalCheck(state="required", summary=summary)
 
 
 def _decided(ctx: RequestContext, request_id: str) -> Literal["approved", "rejected"] | None:
@@ -394,24 +446,138 @@ def record_review(
     "approved" or "rejected" (this answer's decision, or one taken first elsewhere, such
     as from the CLI, which then resumed this run with it), "finished" when another run
     already carried the request out, "refused" when the answer failed its checks and no
-    decision stands (the flow asks again).
+    decision stands (the flow asks again). A refused answer is explained on the run's log
+    and in the ``approval-refused`` artifact (``refusal_feedback``).
     """
     with clean_errors("recording the review"):
         ctx = request_context()
         note_kept: str | None = None
+        problem: str | None = None
         try:
             attempt = form_attempt(decision, reviewer, note, signature)
         except SigningKeyError as e:
             attempt = Attempt("approved" if decision == "approve" else "rejected", "ui", reviewer)
             _record_unreadable(ctx, request_id, attempt, e.message)
-            return _in_force(ctx, request_id)
-        if not _already_taken(ctx, request_id, attempt):
-            try:
-                take_decision(ctx, request_id, attempt)
-                note_kept = note or None
-            except DecisionRefused:
-                pass  # recorded; the decision that stands (if any) applies
-        return _in_force(ctx, request_id, note_kept)
+            problem = e.message
+        else:
+            if not _already_taken(ctx, request_id, attempt):
+                try:
+                    take_decision(ctx, request_id, attempt)
+                    note_kept = note or None
+                except DecisionRefused as refused:
+                    problem = refused.problem  # recorded; the decision that stands applies
+        verdict = _in_force(ctx, request_id, note_kept)
+        if problem is not None:
+            refusal_feedback(ctx, request_id, problem, verdict)
+        return verdict
+
+
+# -- telling the reviewer why a decision was refused ---------------------------------------
+
+
+def refusal_feedback(ctx: RequestContext, request_id: str, problem: str, verdict: Verdict) -> None:
+    """Say on the run's log (WARNING) and in an ``approval-refused`` artifact why the
+    form's decision was refused and what to do. Best effort: the refusal is recorded in
+    the ledger already, so a failure here is logged and does not fail the review."""
+    why = _shown_problem(problem)
+    outcome = _refusal_outcome(ctx, request_id, verdict)
+    _run_logger().warning(
+        "Decision on request %s refused: %s. %s", request_id, why.rstrip("."), outcome
+    )
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(
+            key=REFUSED_ARTIFACT,
+            markdown=_refusal_markdown(ctx, request_id, why, outcome, verdict),
+            description=f"Decision on request {request_id} refused",
+        )
+    except Exception as e:  # the UI loses an explanation; the ledger keeps the refusal
+        _run_logger().warning(
+            "the approval-refused artifact of request %s was not created (%s)",
+            request_id,
+            type(e).__name__,
+        )
+
+
+def _shown_problem(problem: str) -> str:
+    """The ledger's problem text, unless it quotes something that looks like personal data
+    (a signature's approver field is whatever its maker typed)."""
+    try:
+        check_free_text("problem", problem)
+    except FreeTextRefused:
+        return "the decision failed its checks (details in the ledger: approval.refused)"
+    return problem
+
+
+def _refusal_outcome(ctx: RequestContext, request_id: str, verdict: Verdict) -> str:
+    if verdict == "refused":
+        return "No decision was taken: the run is waiting for another one."
+    if verdict == "finished":
+        return "Nothing is left to decide: the request was already finished."
+    approval = ctx.progress.runs.run(request_id).approval
+    who = f" by {approval.reviewer} ({approval.source})" if approval is not None else ""
+    return f"The decision that stands ({verdict}{who}) is carried out."
+
+
+def _refusal_advice(ctx: RequestContext, request_id: str, problem: str) -> list[str]:
+    """What to do next, for the kinds of problem ``audit.approvals`` reports."""
+    policy = ctx.config.policy.requests.approval
+    requester = ctx.record(request_id).requested_by.strip().casefold()
+    others = [a.name for a in policy.approvers if a.name.casefold() != requester]
+    names = ", ".join(others) or "(none listed: add one to the policy)"
+    sign = (
+        f"Sign the decision with your own key: `lifecycle approver sign {request_id} --key "
+        "YOUR_KEY` (add `--reject` to reject), and paste the whole line it prints into the "
+        "signature field, with your name as reviewer."
+    )
+    lowered = problem.casefold()
+    if "four-eyes" in lowered:
+        return [f"The requester may not decide: ask another approver ({names}).", sign]
+    if "not one of the policy's approvers" in lowered:
+        return [f"Give your name exactly as the policy lists it ({names}).", sign]
+    if "the note holds" in lowered:
+        return ["Write the note again without e-mail addresses or phone numbers."]
+    return [sign]  # unsigned, another key, stale, other plans, damaged
+
+
+def _refusal_markdown(
+    ctx: RequestContext, request_id: str, why: str, outcome: str, verdict: Verdict
+) -> str:
+    lines = [
+        f"# Decision on request {request_id} refused",
+        "",
+        f"**Why:** {why}",
+        "",
+        f"**What happened:** {outcome}",
+        "",
+    ]
+    if verdict == "refused":
+        lines += ["**What to do:**", *(f"- {a}" for a in _refusal_advice(ctx, request_id, why))]
+        lines += [
+            "- Then open this run's **Resume** form again. After several refused decisions the "
+            "run stops and the request stays awaiting approval: approve it with "
+            f"`lifecycle request submit --resume {request_id} --approve --reviewer NAME "
+            "--signing-key FILE`.",
+            "",
+        ]
+    else:
+        lines += ["**What to do:** nothing; the decision that stands applies.", ""]
+    lines.append(
+        f"Every refusal is in the audit ledger: `lifecycle audit show --request {request_id}`."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow run's logger when there is one (its log in the UI), else this module's."""
+    from prefect.context import FlowRunContext
+    from prefect.logging.loggers import flow_run_logger
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return log
+    return flow_run_logger(context.flow_run, context.flow)
 
 
 def _already_taken(ctx: RequestContext, request_id: str, attempt: Attempt) -> bool:
@@ -438,21 +604,31 @@ def record_approval_timeout(request_id: str, waited_seconds: int) -> Verdict:
     """Nobody decided in time: the request ends rejected, data untouched, unless a
     decision was taken meanwhile (then that one stands)."""
     with clean_errors("recording the approval timeout"):
-        ctx = request_context()
-        ctx.audit(
-            ctx.event(
-                "approval.timed_out",
-                EventStatus.SKIPPED,
-                request_id,
-                detail={"waited_seconds": waited_seconds},
-            )
-        )
-        try:
-            take_decision(ctx, request_id, Attempt("rejected", "timeout", FLOW_ACTOR))
-        except DecisionRefused as refused:
-            if not refused.taken:
-                raise
+        return approval_timed_out(request_context(), request_id, waited_seconds)
+
+
+def approval_timed_out(
+    ctx: RequestContext, request_id: str, waited_seconds: int, *, noticed_by: str | None = None
+) -> Verdict:
+    """Record that nobody decided within ``waited_seconds``: "approval.timed_out", then a
+    rejection (source "timeout"), unless a decision stands; the decision in force.
+
+    ``noticed_by`` names who found the timeout when it was not the waiting run itself
+    (``tasks.reconcile``, for a run Prefect failed at its pause timeout). A finished
+    request records nothing (a second noticer after the first).
+    """
+    if ctx.record(request_id).status.terminal:
         return _in_force(ctx, request_id)
+    detail: dict[str, Any] = {"waited_seconds": waited_seconds}
+    if noticed_by is not None:
+        detail["noticed_by"] = noticed_by
+    ctx.audit(ctx.event("approval.timed_out", EventStatus.SKIPPED, request_id, detail=detail))
+    try:
+        take_decision(ctx, request_id, Attempt("rejected", "timeout", FLOW_ACTOR))
+    except DecisionRefused as refused:
+        if not refused.taken:
+            raise
+    return _in_force(ctx, request_id)
 
 
 @request_task("record-approval-refused")
