@@ -4,20 +4,29 @@ Validates the demo policy, opens (and migrates) the audit database, re-seeds the
 (a fresh SQLite file under the data folder, so every run starts alike; the ledger keeps
 growing and keeps verifying), then runs two data-subject requests for the demo subject
 through the same path as ``lifecycle request submit``: an access request (an encrypted
-package) and an erasure (auto-approved by the demo policy), and finally verifies the
-ledger and exports a signed checkpoint. Output shows request ids, pseudonyms and counts,
-never personal data.
+package) and an erasure, and finally verifies the ledger and exports a signed checkpoint.
+Output shows request ids, pseudonyms and counts, never personal data.
 
-The S3 store ``files`` is served by a local S3 server (moto, over HTTP on 127.0.0.1),
-started fresh for the run with its dummy credentials and ``LIFECYCLE_S3_ENDPOINT`` set for
-the duration: versioned ticket attachments (with delete markers) and an Object Lock
-archive where the subject's contract is under COMPLIANCE retention and an amendment under
-a legal hold. The erasure purges every version of the subject's attachments and defers
-the locked contract, with the reason; "completed with deferrals" is the expected ending.
+The erasure is approved automatically: this one-shot run has nobody to approve it, and its
+policy (``config/demo/policy.yaml``, ``auto_approve: true``) says so; the output says so
+too. The served demo (``lifecycle server start``) runs the same configuration with
+``policy.served.yaml`` merged in, where erasures wait for an approver. A configuration
+whose erasures wait is refused here before anything is seeded.
+
+The S3 store ``files`` is served by a local S3 server (moto, over HTTPS on 127.0.0.1 with
+a throwaway CA), started fresh for the run with its dummy credentials, CA bundle and
+``LIFECYCLE_S3_ENDPOINT`` set for the duration: versioned ticket attachments (with delete
+markers) and an Object Lock archive where the subject's contract is under COMPLIANCE
+retention and an amendment under a legal hold. The buckets are set up as the transfer and
+posture check expects (encryption, public access block, lifecycle rules, a TLS-only bucket
+policy) before anything is written to them. The erasure purges every version of the
+subject's attachments and defers the locked contract, with the reason; "completed with
+deferrals" is the expected ending.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -85,9 +94,13 @@ def s3_customer_ids(subject_customer_id: int, customers: int = DEMO_CUSTOMERS) -
     return list(range(first, min(customers, first + DEMO_S3_CUSTOMERS - 1) + 1))
 
 
-def _seed_s3(s3: LocalS3, subject_customer_id: int) -> S3DemoData:
-    """Upload the demo objects of the S3 store 'files' to the local S3 server."""
-    from demo.seed_s3 import seed_s3
+def _seed_s3(s3: LocalS3, config: LifecycleConfig, subject_customer_id: int) -> S3DemoData:
+    """Set the demo buckets up as the posture check expects, then upload the demo objects."""
+    from datetime import UTC, datetime
+
+    from connectors.s3.lifecycle import desired_rules
+    from demo.seed_s3 import DEMO_BUCKETS, demo_posture, ensure_bucket, seed_s3
+    from retention.targets import resolve_targets
 
     ids = s3_customer_ids(subject_customer_id)
     console.print(
@@ -97,6 +110,14 @@ def _seed_s3(s3: LocalS3, subject_customer_id: int) -> S3DemoData:
     started = time.perf_counter()
     client = s3.client(max_pool_connections=16)
     try:
+        for bucket, object_lock in DEMO_BUCKETS.items():
+            ensure_bucket(client, bucket, s3.region, object_lock=object_lock)
+        rules = desired_rules(resolve_targets(config, datetime.now(UTC))).rules
+        demo_posture(client, rules, tls_only=s3.tls is not None)
+        console.print(
+            "  buckets: encrypted, public access blocked, lifecycle rules from the retention "
+            "policy, and a bucket policy refusing requests without TLS"
+        )
         data = seed_s3(
             client, customer_ids=ids, subject_customer_id=subject_customer_id, region=s3.region
         )
@@ -147,11 +168,32 @@ def _access(data_dir: Path) -> tuple[RequestRecord, RequestOutcome]:
     return record, outcome
 
 
+def _auto_approval(config: LifecycleConfig) -> str:
+    """How the erasure gets approved in this unattended run, or a ConfigError if it would wait."""
+    from core.errors import ConfigError
+
+    approval = config.policy.requests.approval
+    if "erasure" not in approval.required_for:
+        return "erasures need no approval under this policy"
+    if not approval.auto_approve:
+        raise ConfigError(
+            f"the policy in {config.source} makes erasures wait for an approver, and this "
+            "one-shot demo has nobody to approve them: run it with the demo configuration "
+            "(LIFECYCLE_CONFIG_DIR unset, or config/demo); use `make serve` to approve "
+            "erasures in the Prefect UI"
+        )
+    return (
+        "the erasure is approved automatically (auto_approve: true, one-shot demo only; "
+        "`make serve` waits for an approver in the Prefect UI)"
+    )
+
+
 def _erasure() -> tuple[RequestRecord, RequestOutcome]:
     from demo.walkthrough import request_rows
 
     console.print(
-        "[bold]Erasure request[/] for the demo subject (auto-approved by the demo policy)"
+        "[bold]Erasure request[/] for the demo subject: approved automatically by the "
+        "one-shot demo's policy, no approver asked"
     )
     record, outcome = _run("erasure")
     rows = request_rows(record.id)
@@ -191,26 +233,14 @@ def _sweep() -> dict[str, Any]:
     return summary
 
 
-def _transfer_check(s3: LocalS3) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    from config.loader import load_config
-    from connectors.s3.lifecycle import apply, current_rules, desired_rules
+def _transfer_check() -> dict[str, Any]:
     from core.errors import TerminalError
-    from demo.seed_s3 import ARCHIVE_BUCKET, TICKETS_BUCKET, enforce_tls
     from flows.transfer_check import CheckParameters, transfer_check
-    from retention.targets import resolve_targets
 
     console.print(
-        "[bold]Transfer and posture check[/]: S3 lifecycle rules from the policy and a TLS-only "
-        "policy on both buckets first (moto refuses object calls under it, so it comes last)"
+        "[bold]Transfer and posture check[/]: regions, replicas, encryption, TLS and lifecycle "
+        "rules of every store against the transfer policy"
     )
-    client = s3.client()
-    plan = desired_rules(resolve_targets(load_config(), datetime.now(UTC)))
-    for bucket in (TICKETS_BUCKET, ARCHIVE_BUCKET):
-        apply(client, bucket, plan.rules.get(bucket, []), current_rules(client, bucket))
-        enforce_tls(client, bucket)
-    client.close()
     try:
         result = transfer_check(params=CheckParameters(all_buckets=True))
     except TerminalError as e:
@@ -272,8 +302,9 @@ def _summary(
             },
             {
                 "step": "erasure request",
-                "result": f"{erasure[0].id} {erasure[1].status}: {erased} rows and object "
-                f"versions deleted or masked for subject {erasure[0].subject}"
+                "result": f"{erasure[0].id} {erasure[1].status} (approved automatically by "
+                f"the demo policy): {erased} rows and object versions deleted or masked for "
+                f"subject {erasure[0].subject}"
                 + (f"; {deferred} deferred (locked)" if deferred else ""),
             },
             {
@@ -313,15 +344,18 @@ def demo() -> None:
             f"[bold]Policy[/] {config.source}: {len(config.inventory.stores)} stores, "
             f"{len(config.policy.retention)} retention rules; configuration valid"
         )
+        console.print(f"  approval: {_auto_approval(config)}", highlight=False)
         with _stage("opening the audit ledger"):
             ledger = Ledger.open()
             console.print(f"[bold]Audit ledger[/] {ledger!r}: {ledger.count():,} events so far")
         with _stage("starting the local S3 server"):
-            s3 = stack.enter_context(LocalS3())  # fresh: no locked objects of a past run
+            tls = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="demo-s3-tls-")))
+            # fresh: no locked objects of a past run; TLS: the bucket policy allows HTTPS only
+            s3 = stack.enter_context(LocalS3(tls_dir=tls / "tls"))
             stack.enter_context(s3.applied_env())  # the flow's S3 connector reads these
         with _stage("seeding the demo stores"):
             data = _seed_crm(config)
-            s3_data = _seed_s3(s3, data.subject.customer_id)
+            s3_data = _seed_s3(s3, config, data.subject.customer_id)
         with _stage("running the access request"):
             access = _access(settings.data_dir)
         with _stage("running the erasure request"):
@@ -329,7 +363,7 @@ def demo() -> None:
         with _stage("running the retention sweep"):
             sweep = _sweep()
         with _stage("running the transfer check"):
-            check = _transfer_check(s3)
+            check = _transfer_check()
         with _stage("verifying the audit ledger"):
             anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
             private_dir(anchor.parent)

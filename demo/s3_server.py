@@ -14,23 +14,39 @@ moto keeps its state in module-level backends shared by everything in the proces
 ``LocalS3(fresh=True)`` (the default) therefore resets moto when it starts, which is what makes
 "a fresh server per demo run" hold in-process: Object Lock's COMPLIANCE retention otherwise
 makes a locked object undeletable until its date, on moto as on AWS.
+
+``LocalS3(tls_dir=folder)`` speaks HTTPS instead, with a throwaway CA and certificate written
+to ``folder`` (``demo.local_tls``; clients trust ``ca.pem``: ``env()`` sets
+``AWS_CA_BUNDLE``, ``client()`` passes it), and judges ``aws:SecureTransport`` in bucket
+policies per request as AWS does (``demo.s3_transport``): a TLS-only bucket policy then
+refuses plain-HTTP requests only, instead of every object call as moto alone does.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from demo.local_tls import TlsFiles, make_tls_files
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,6 +56,27 @@ DEFAULT_REGION = "eu-central-1"
 DUMMY_ACCESS_KEY = "demo-access-key"  # moto accepts any credentials; these are not secrets
 DUMMY_SECRET_KEY = "demo-secret-key"  # a placeholder the local server ignores
 START_TIMEOUT_S = 10.0
+
+
+class _TlsMotoServer(ThreadedMotoServer):
+    """moto's threaded server, its socket wrapped in TLS."""
+
+    def __init__(self, ip_address: str, port: int, context: ssl.SSLContext) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self._context = context
+
+    def _server_entry(self) -> None:  # ThreadedMotoServer's, plus ssl_context
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            self._ip_address,
+            self._port,
+            app,
+            True,
+            request_handler=MotoRequestHandler,
+            ssl_context=self._context,
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
 
 
 class LocalS3:
@@ -52,13 +89,18 @@ class LocalS3:
         region: str = DEFAULT_REGION,
         fresh: bool = True,
         quiet: bool = True,
+        tls_dir: Path | None = None,
     ) -> None:
         """``port=0`` picks a free port; ``fresh`` resets moto's in-process state on start;
-        ``quiet`` keeps werkzeug's per-request access log off stderr while running."""
+        ``quiet`` keeps werkzeug's per-request access log off stderr while running;
+        ``tls_dir`` serves HTTPS with a certificate made there (see the module doc)."""
         self.region = region
         self._port = port
         self._fresh = fresh
         self._quiet = quiet
+        self._tls_dir = tls_dir
+        self._tls: TlsFiles | None = None
+        self._transport: AbstractContextManager[None] | None = None
         self._server: ThreadedMotoServer | None = None
         self._endpoint: str | None = None
         self._saved_log_level: int | None = None
@@ -66,19 +108,29 @@ class LocalS3:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> LocalS3:
-        """Start the server and wait until it answers HTTP; returns ``self``."""
+        """Start the server and wait until it answers HTTP(S); returns ``self``."""
         if self._server is not None:
             raise RuntimeError("LocalS3 is already running")
         if self._quiet:
             werkzeug_log = logging.getLogger("werkzeug")
             self._saved_log_level = werkzeug_log.level
             werkzeug_log.setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address=HOST, port=self._port, verbose=False)
+        server: ThreadedMotoServer
+        if self._tls_dir is not None:
+            self._tls = make_tls_files(self._tls_dir)
+            server = _TlsMotoServer(HOST, self._port, self._tls.server_context())
+        else:
+            server = ThreadedMotoServer(ip_address=HOST, port=self._port, verbose=False)
         server.start()
         self._server = server
         host, port = server.get_host_and_port()
-        self._endpoint = f"http://{host}:{port}"
+        self._endpoint = f"{'https' if self._tls else 'http'}://{host}:{port}"
         try:
+            if self._tls is not None:
+                from demo.s3_transport import transport_aware_policies
+
+                self._transport = transport_aware_policies()
+                self._transport.__enter__()
             self._wait_until_answering()
             if self._fresh:
                 self.reset()
@@ -98,6 +150,10 @@ class LocalS3:
             wsgi_server: Any = getattr(server, "_server", None)
             if wsgi_server is not None:
                 wsgi_server.server_close()
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.__exit__(None, None, None)
+        self._tls = None
         if self._saved_log_level is not None:
             logging.getLogger("werkzeug").setLevel(self._saved_log_level)
             self._saved_log_level = None
@@ -118,6 +174,16 @@ class LocalS3:
         return self._server is not None
 
     @property
+    def tls(self) -> TlsFiles | None:
+        """The CA and certificate files while serving HTTPS; None over plain HTTP."""
+        return self._tls
+
+    def _urlopen(self, request: urllib.request.Request | str, timeout: float) -> Any:
+        """``urlopen`` trusting this server's CA when it speaks TLS."""
+        context = self._tls.client_context() if self._tls else None
+        return urllib.request.urlopen(request, timeout=timeout, context=context)
+
+    @property
     def endpoint_url(self) -> str:
         """``http://127.0.0.1:<port>``; RuntimeError when the server is not running."""
         if self._endpoint is None:
@@ -127,7 +193,7 @@ class LocalS3:
     def reset(self) -> None:
         """Drop every bucket and object in moto's in-process state (locked objects too)."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=START_TIMEOUT_S) as response:
+        with self._urlopen(request, START_TIMEOUT_S) as response:
             response.read()
 
     def _wait_until_answering(self) -> None:
@@ -135,7 +201,7 @@ class LocalS3:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/", timeout=1.0) as response:
+                with self._urlopen(f"{self.endpoint_url}/", 1.0) as response:
                     response.read()
                 return
             except urllib.error.HTTPError as e:  # an HTTP error status still means "answering"
@@ -157,13 +223,16 @@ class LocalS3:
         Returned, not applied: the caller decides where they go (a subprocess ``env=``,
         ``monkeypatch.setenv``, or ``applied_env()``).
         """
-        return {
+        values = {
             "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ENDPOINT_URL_S3": self.endpoint_url,
             "LIFECYCLE_S3_ENDPOINT": self.endpoint_url,
         }
+        if self._tls is not None:
+            values["AWS_CA_BUNDLE"] = str(self._tls.ca)
+        return values
 
     @contextmanager
     def applied_env(self) -> Iterator[dict[str, str]]:
@@ -184,6 +253,7 @@ class LocalS3:
         return session.client(
             "s3",
             endpoint_url=self.endpoint_url,
+            verify=str(self._tls.ca) if self._tls else None,
             config=Config(
                 s3={"addressing_style": "path"},
                 max_pool_connections=max_pool_connections,
@@ -208,7 +278,9 @@ def applied(values: Mapping[str, str]) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def local_s3(region: str = DEFAULT_REGION, *, fresh: bool = True) -> Iterator[LocalS3]:
+def local_s3(
+    region: str = DEFAULT_REGION, *, fresh: bool = True, tls_dir: Path | None = None
+) -> Iterator[LocalS3]:
     """``with local_s3() as s3:`` a started ``LocalS3`` on a free port, stopped afterwards."""
-    with LocalS3(region=region, fresh=fresh) as server:
+    with LocalS3(region=region, fresh=fresh, tls_dir=tls_dir) as server:
         yield server

@@ -12,6 +12,14 @@ Two buckets, deterministic for a given ``seed`` and obviously fictional contents
   ``contracts/{customer_id}/amendment-1.pdf`` under a legal hold (ON, no retention date):
   an erasure must defer both and say why.
 
+The buckets are set up as the demo policy's transfer and posture check expects
+(``demo_posture``): default encryption and the public access block as AWS gives new
+buckets, the S3 lifecycle rules the retention policy renders, and a bucket policy that
+refuses requests made without TLS. moto alone refuses *every* object call under that last
+policy, so on a plain-HTTP ``LocalS3`` it can only come after the objects are written and
+erased; a ``LocalS3(tls_dir=...)`` judges it per request as AWS does, so the buckets get it
+before anything is written (what ``lifecycle demo`` and ``lifecycle server start`` do).
+
 Re-seeding: every version and delete marker that S3 lets us delete is removed and seeded
 again, so a second run ends with the same keys and counts. Locked versions (COMPLIANCE
 retention, legal hold) cannot be deleted, on AWS or moto, so they are kept and *not* put
@@ -35,8 +43,12 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
+    from connectors.s3.lifecycle import Rule
+
 TICKETS_BUCKET = "demo-ticket-attachments"
 ARCHIVE_BUCKET = "demo-legal-archive"
+DEMO_BUCKETS = {TICKETS_BUCKET: False, ARCHIVE_BUCKET: True}
+"""The demo inventory's buckets (store ``files``) -> Object Lock enabled at creation."""
 DEFAULT_REGION = "eu-central-1"
 DELETE_CHUNK = 1000  # AWS refuses DeleteObjects with more keys (moto does not: cap it here)
 RETENTION_DAYS = 365
@@ -96,8 +108,8 @@ def seed_s3(
     retain_until = (datetime.now(UTC) + timedelta(days=RETENTION_DAYS)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
-    _ensure_bucket(client, TICKETS_BUCKET, region, object_lock=False)
-    _ensure_bucket(client, ARCHIVE_BUCKET, region, object_lock=True)
+    for bucket, object_lock in DEMO_BUCKETS.items():
+        ensure_bucket(client, bucket, region, object_lock=object_lock)
     _empty(client, TICKETS_BUCKET)
     kept = _empty(client, ARCHIVE_BUCKET)  # locked versions stay; their keys are not re-put
 
@@ -189,7 +201,7 @@ def _write(client: S3Client, put: _Put, retain_until: datetime) -> None:
             client.put_object(Bucket=put.bucket, Key=put.key, Body=body, ContentType=content_type)
 
 
-def _ensure_bucket(client: S3Client, bucket: str, region: str, *, object_lock: bool) -> None:
+def ensure_bucket(client: S3Client, bucket: str, region: str, *, object_lock: bool) -> None:
     """Create ``bucket`` in ``region`` unless it exists; versioning on (Object Lock implies it)."""
     try:
         client.head_bucket(Bucket=bucket)
@@ -224,12 +236,8 @@ def _ensure_bucket(client: S3Client, bucket: str, region: str, *, object_lock: b
     )
 
 
-def enforce_tls(client: S3Client, bucket: str) -> None:
-    """A bucket policy refusing every request made without TLS.
-
-    moto refuses object calls under such a policy even over https, so the demo sets it last,
-    after the objects are written and erased.
-    """
+def tls_only_policy(bucket: str) -> str:
+    """A bucket policy refusing every request to ``bucket`` made without TLS (as JSON)."""
     policy = {
         "Version": "2012-10-17",
         "Statement": [
@@ -243,7 +251,30 @@ def enforce_tls(client: S3Client, bucket: str) -> None:
             }
         ],
     }
-    client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    return json.dumps(policy)
+
+
+def enforce_tls(client: S3Client, bucket: str) -> None:
+    """Put ``tls_only_policy``: see the module docstring for when moto allows it."""
+    client.put_bucket_policy(Bucket=bucket, Policy=tls_only_policy(bucket))
+
+
+def demo_posture(
+    client: S3Client, lifecycle: Mapping[str, Sequence[Rule]], *, tls_only: bool = True
+) -> None:
+    """Give the demo buckets what the demo's transfer and posture check expects.
+
+    ``ensure_bucket`` already set default encryption and the public access block; this puts
+    each bucket's S3 lifecycle rules (``lifecycle``: bucket -> the rules the retention policy
+    renders, ``connectors.s3.lifecycle.desired_rules``; a bucket without an entry gets none)
+    and, with ``tls_only``, the TLS-only bucket policy. Repeatable: rules are replaced.
+    """
+    from connectors.s3.lifecycle import apply, current_rules
+
+    for bucket in DEMO_BUCKETS:
+        apply(client, bucket, lifecycle.get(bucket, []), current_rules(client, bucket))
+        if tls_only:
+            enforce_tls(client, bucket)
 
 
 def _versions(client: S3Client, bucket: str, prefix: str = "") -> list[ObjectIdentifierTypeDef]:

@@ -1,49 +1,112 @@
-"""``python -m ops.local_s3 --port P``: the demo's local S3 server, serving until terminated.
+"""``python -m ops.local_s3 --port P [--tls-dir D]``: the demo's local S3, serving until terminated.
 
 ``lifecycle server start`` runs it next to the Prefect server when the demo inventory's S3
 store has no endpoint, so flow runs started from the UI reach a real S3 API. It is
-``demo.s3_server.LocalS3`` (moto over HTTP on 127.0.0.1) in a process of its own, with the
-demo inventory's two buckets created empty and set up as AWS sets up new buckets: the
-versioned ticket attachments and the Object Lock archive. moto keeps everything in memory:
-a restart starts empty again. SIGTERM or SIGINT stops it cleanly.
+``demo.s3_server.LocalS3`` (moto on 127.0.0.1) in a process of its own, with the demo
+inventory's two buckets created empty and set up as the demo's transfer and posture check
+expects (``demo.seed_s3.demo_posture``): versioned ticket attachments and an Object Lock
+archive, default encryption and the public access block (as AWS sets up new buckets), the S3
+lifecycle rules the retention policy renders, and a bucket policy refusing requests made
+without TLS.
+
+With ``--tls-dir`` (what ``lifecycle server start`` passes: ``tls_dir(state folder)``) it
+speaks HTTPS with a throwaway CA written there (clients trust ``ca.pem`` through
+``AWS_CA_BUNDLE``), and the TLS-only policy is judged per request as on AWS, so seeding,
+erasures and sweeps work under it. Without, it speaks plain HTTP and leaves that policy out
+(moto would refuse every object call under it): a transfer check then reports
+``s3.tls-not-enforced``, truthfully.
+
+moto keeps everything in memory: a restart starts empty again (with a new CA). SIGTERM or
+SIGINT stops it cleanly.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import ssl
 import sys
 import threading
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-DEMO_BUCKETS = {"demo-ticket-attachments": False, "demo-legal-archive": True}
-"""Bucket -> Object Lock, as ``demo.seed_s3`` creates them (and the demo inventory names them)."""
+from demo.seed_s3 import DEMO_BUCKETS
+
+if TYPE_CHECKING:
+    from connectors.s3.lifecycle import Rule
+
+HOST = "127.0.0.1"
 
 
-def ready(endpoint: str, timeout: float = 2.0) -> bool:
-    """Whether the server at ``endpoint`` answers and lists every demo bucket.
+def tls_dir(state_root: Path) -> Path:
+    """Where the served local S3 keeps its CA and certificate, in the state folder."""
+    return state_root / "s3-tls"
+
+
+def ca_file(folder: Path) -> Path:
+    """The CA certificate clients trust (``AWS_CA_BUNDLE``) in a ``--tls-dir`` folder."""
+    return folder / "ca.pem"
+
+
+def endpoint(port: int, *, tls: bool = True) -> str:
+    """The local S3's address: ``https://127.0.0.1:port`` (``http://`` without TLS)."""
+    return f"{'https' if tls else 'http'}://{HOST}:{port}"
+
+
+def command(python: str, port: int, folder: Path | None) -> list[str]:
+    """The argv that starts the local S3 on ``port``, over TLS when ``folder`` is given."""
+    args = [python, "-m", "ops.local_s3", "--port", str(port)]
+    return [*args, "--tls-dir", str(folder)] if folder is not None else args
+
+
+def ready(url: str, timeout: float = 2.0, ca: Path | None = None) -> bool:
+    """Whether the server at ``url`` answers and lists every demo bucket.
 
     moto accepts anonymous ListBuckets; the proxy handler is empty so that no configured
-    HTTP proxy is asked for a loopback address.
+    HTTP proxy is asked for a loopback address. An ``https`` URL is checked against the CA
+    in ``ca`` (required: the server's CA is never in the system's trust store).
     """
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if url.startswith("https://"):
+        if ca is None or not ca.is_file():
+            return False  # not written yet: the server is still starting
+        try:
+            context = ssl.create_default_context(cafile=str(ca))
+        except (OSError, ssl.SSLError):
+            return False  # being replaced by a starting server
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     try:
-        with opener.open(f"{endpoint}/", timeout=timeout) as response:
+        with opener.open(f"{url}/", timeout=timeout) as response:
             body = response.read().decode(errors="replace")
-    except OSError:  # HTTPError included: not ready yet
+    except OSError:  # HTTPError and certificate errors included: not ready (yet)
         return False
     return all(f"<Name>{bucket}</Name>" in body for bucket in DEMO_BUCKETS)
+
+
+def lifecycle_rules() -> dict[str, list[Rule]]:
+    """The S3 lifecycle rules the configured retention policy renders, per bucket."""
+    from config.loader import load_config
+    from connectors.s3.lifecycle import desired_rules
+    from retention.targets import resolve_targets
+
+    return dict(desired_rules(resolve_targets(load_config(), datetime.now(UTC))).rules)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.local_s3", description=__doc__)
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
+    parser.add_argument(
+        "--tls-dir", type=Path, default=None, help="serve HTTPS, with a CA and certificate here"
+    )
     args = parser.parse_args(argv)
 
     from demo.s3_server import LocalS3
-    from demo.seed_s3 import _ensure_bucket
+    from demo.seed_s3 import demo_posture, ensure_bucket
 
     stop = threading.Event()
 
@@ -52,14 +115,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with LocalS3(port=args.port) as s3:
+    tls = args.tls_dir is not None
+    rules = lifecycle_rules()
+    with LocalS3(port=args.port, tls_dir=args.tls_dir) as s3:
         client = s3.client()
         try:
             for bucket, object_lock in DEMO_BUCKETS.items():
-                _ensure_bucket(client, bucket, s3.region, object_lock=object_lock)
+                ensure_bucket(client, bucket, s3.region, object_lock=object_lock)
+            demo_posture(client, rules, tls_only=tls)
         finally:
             client.close()
+        posture = (
+            "TLS only (bucket policy), CA " + str(ca_file(args.tls_dir))
+            if tls
+            else "plain HTTP, so no TLS-only bucket policy (start with --tls-dir for one)"
+        )
         print(f"local S3 serving on {s3.endpoint_url}: {', '.join(DEMO_BUCKETS)}", flush=True)
+        print(f"  encrypted, public access blocked, lifecycle rules set; {posture}", flush=True)
         while not stop.wait(1.0):
             pass
     print("local S3 stopped", flush=True)

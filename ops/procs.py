@@ -1,23 +1,43 @@
-"""Process primitives for ``lifecycle server``: pid files, detached children, process groups.
+"""Process primitives for ``lifecycle server``: pid files, detached children, process groups,
+and their logs.
 
 Children run in sessions of their own (``start_new_session``), so a child's pid is also its
 process group id and ``terminate`` ends everything it started. A recorded pid is trusted
 only while that process is ours and its arguments still match (pids get reused).
+
+Logs are appended, never truncated, and rotated by size: ``spawn`` writes a marker line with
+the start time, then the child's output goes through a pipe to a small log pump (``pump``)
+that appends it to ``name.log`` and, before a write would take the file past
+``LOG_MAX_BYTES``, renames it to ``name.log.1`` (``.1`` to ``.2`` and so on, keeping
+``LOG_KEEP``). The pump is forked by the child itself just before it executes the real
+program (``python ops/procs.py --log ... -- ARGS``), so the recorded pid is the program's
+own, the pump is in its process group (``terminate`` reaches it; it ignores SIGTERM and
+ends when the last writer has closed the pipe), and a long-running server's log stays
+bounded, not only from one start to the next.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import BinaryIO, NoReturn
 
 STOP_GRACE_S = 15.0
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_KEEP = 5
+LOG_MODE = 0o600
+_CHUNK = 64 * 1024
 
 
 def read_pid(path: Path) -> int | None:
@@ -85,13 +105,183 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+# -- logs -------------------------------------------------------------------------------------
+
+
+def rotated(log: Path, n: int) -> Path:
+    """The ``n``-th older generation of ``log`` (``server.log.1`` is the newest of them)."""
+    return log.with_name(f"{log.name}.{n}")
+
+
+def rotate(log: Path, keep: int = LOG_KEEP) -> None:
+    """``log`` becomes ``log.1``, ``log.1`` becomes ``log.2`` ...; ``log.<keep>`` is dropped
+    (and any older generation a larger ``keep`` left)."""
+    n = keep
+    while rotated(log, n).exists():
+        rotated(log, n).unlink(missing_ok=True)
+        n += 1
+    for n in range(keep - 1, 0, -1):
+        if rotated(log, n).exists():
+            rotated(log, n).replace(rotated(log, n + 1))
+    if log.exists():
+        log.replace(rotated(log, 1))
+
+
+class RotatingLog:
+    """Appends bytes to ``path`` (mode 0600), never past ``max_bytes`` a file: before that,
+    the file is rotated (``rotate``). Output is split at a line end where one fits, so a
+    line stays whole unless it is longer than a whole file."""
+
+    def __init__(self, path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._out: BinaryIO | None = None
+        self._size = 0
+
+    def _open(self) -> BinaryIO:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
+        info = os.fstat(fd)
+        if info.st_mode & 0o777 != LOG_MODE and info.st_uid == os.getuid():
+            os.fchmod(fd, LOG_MODE)  # whatever the umask, or an older log's mode, said
+        self._size = info.st_size
+        out = os.fdopen(fd, "ab", buffering=0)
+        self._out = out
+        return out
+
+    def _rotate(self) -> None:
+        self.close()
+        rotate(self.path, self.keep)
+
+    def write(self, data: bytes) -> None:
+        while data:
+            out = self._out or self._open()
+            room = self.max_bytes - self._size
+            if len(data) <= room:
+                out.write(data)
+                self._size += len(data)
+                return
+            cut = data.rfind(b"\n", 0, max(room, 0)) + 1  # 0: no line end fits
+            if not cut:
+                if self._size:  # start a new file rather than split a line
+                    self._rotate()
+                    continue
+                cut = room  # a line longer than a whole file
+            out.write(data[:cut])
+            data = data[cut:]
+            self._rotate()
+
+    def close(self) -> None:
+        out, self._out = self._out, None
+        self._size = 0
+        if out is not None:
+            out.close()
+
+
+def _program(args: Sequence[str]) -> str:
+    """What ``args`` runs, in a few words: ``python -m ops.local_s3``, ``prefect worker start``.
+
+    Only the program's name, a ``-m`` module and leading subcommands: never option values or
+    inline code, which may be long, and which a check reading the log for a word must not
+    find in the marker.
+    """
+    words = [Path(args[0]).name] if args else []
+    rest = list(args[1:])
+    if rest[:1] == ["-m"] and len(rest) > 1:
+        words += rest[:2]
+        rest = rest[2:]
+    for arg in rest[:3]:
+        if arg.startswith("-") or not arg.replace("-", "").replace("_", "").isalnum():
+            break
+        words.append(arg)
+    return " ".join(words)
+
+
+def start_marker(args: Sequence[str], now: datetime | None = None) -> bytes:
+    """The line ``spawn`` writes to a log before each start: the time and the program."""
+    when = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    return f"===== {when} starting {_program(args)} =====\n".encode()
+
+
+def pump(source: int, log: RotatingLog) -> None:
+    """Copy everything from the file descriptor ``source`` to ``log`` until end of file.
+
+    A failed write (a full disk) drops that output rather than stop reading: a pipe nobody
+    reads would block the program writing to it.
+    """
+    while chunk := os.read(source, _CHUNK):
+        try:
+            log.write(chunk)
+        except OSError:
+            log.close()  # reopened (and its size re-read) by the next write
+    log.close()
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A handler doing nothing: unlike SIG_IGN it is not inherited across exec."""
+
+
+def exec_with_pump(args: Sequence[str], log: Path, max_bytes: int, keep: int) -> NoReturn:
+    """Fork the log pump, send this process's output to it, then become ``args`` (same pid)."""
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:  # the pump: in our process group, reading until every writer is gone
+        os.close(write_end)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, _ignore)
+        try:
+            pump(read_end, RotatingLog(log, max_bytes, keep))
+        finally:
+            os._exit(0)
+    os.close(read_end)
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        os.execvp(args[0], list(args))
+    except OSError as e:
+        os.write(2, f"cannot start {args[0]}: {e.strerror or type(e).__name__}\n".encode())
+    os._exit(127)
+
+
 def spawn(
-    args: Sequence[str], env: dict[str, str], cwd: Path, log: Path, pid_file: Path
+    args: Sequence[str],
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    pid_file: Path,
+    *,
+    max_bytes: int = LOG_MAX_BYTES,
+    keep: int = LOG_KEEP,
 ) -> subprocess.Popen[bytes]:
-    """Start ``args`` detached (a session of its own, output to ``log``); record its pid."""
-    with log.open("wb") as out:
+    """Start ``args`` detached (a session of its own); record its pid.
+
+    Its output is appended to ``log`` after a start marker, rotated by size (see the module
+    docstring); an existing log is never truncated. The returned process is ``args`` itself
+    once it runs (the launcher executes it in place).
+    """
+    writer = RotatingLog(log, max_bytes, keep)
+    try:
+        writer.write(start_marker(args))
+    finally:
+        writer.close()
+    launcher = [
+        sys.executable,
+        "-I",  # stdlib only: this file is run by its path, whatever the environment says
+        str(Path(__file__).resolve()),
+        "--log",
+        str(log.resolve()),
+        "--max-bytes",
+        str(max_bytes),
+        "--keep",
+        str(keep),
+        "--",
+        *args,
+    ]
+    # Until the pump runs, the launcher's own errors are appended to the log directly.
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
+    with os.fdopen(fd, "ab") as out:
         child = subprocess.Popen(
-            args,
+            launcher,
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -170,3 +360,21 @@ def locked(lock_file: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """``python ops/procs.py --log FILE [--max-bytes N] [--keep K] -- ARGS...`` (see spawn)."""
+    parser = argparse.ArgumentParser(description="Run ARGS with its output in a rotated log.")
+    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--max-bytes", type=int, default=LOG_MAX_BYTES)
+    parser.add_argument("--keep", type=int, default=LOG_KEEP)
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    if not args or ns.max_bytes < 1 or ns.keep < 1:
+        parser.error("needs -- ARGS, a positive --max-bytes and --keep")
+    exec_with_pump(args, ns.log, ns.max_bytes, ns.keep)
+
+
+if __name__ == "__main__":
+    main()

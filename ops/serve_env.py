@@ -151,6 +151,27 @@ def _without_prefect(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if not k.startswith("PREFECT_")}
 
 
+def server_command(python: str, port: int) -> list[str]:
+    """``prefect server start`` on 127.0.0.1:``port``, through ``ops.prefect_sqlite``.
+
+    That module turns SQLite's ``secure_delete`` on for every connection of the server
+    process (Prefect has no setting for it), so rows Prefect deletes from its database are
+    zeroed in the file; a PostgreSQL database is left as it is. ``python`` is the
+    interpreter of the environment Prefect is installed in.
+    """
+    return [
+        python,
+        "-m",
+        "ops.prefect_sqlite",
+        "server",
+        "start",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
+
+
 def server_env(
     environ: Mapping[str, str], paths: ServePaths, port: int, credentials: Credentials
 ) -> dict[str, str]:
@@ -180,14 +201,15 @@ def client_env(
     paths: ServePaths,
     port: int,
     credentials: Credentials,
-    s3_env: Mapping[str, str] | None = None,
+    demo_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of ``prefect deploy``, the worker and the flow runs it starts.
 
     The product's ``LIFECYCLE_*`` settings pass through with their paths made absolute
     (``LIFECYCLE_DATA_DIR`` defaults to the repository's ``var/``), so a flow run started by
-    the worker uses the same data as the ``lifecycle`` command; ``s3_env`` (the local S3's
-    endpoint and dummy credentials) is added when the demo S3 runs.
+    the worker uses the same data as the ``lifecycle`` command; ``demo_env`` is added over
+    them for the demo configuration (``ops.demo_setup``: the local S3's endpoint, CA and
+    dummy credentials when it runs, the served demo's ``LIFECYCLE_CONFIG_DIR``).
     """
     env = _without_prefect(environ)
     for name in _SERVE_ONLY:
@@ -196,7 +218,7 @@ def client_env(
         if env.get(name):
             env[name] = str(Path(env[name]).expanduser().resolve())
     env.setdefault("LIFECYCLE_DATA_DIR", str(Settings.model_fields["data_dir"].default))
-    env.update(s3_env or {})
+    env.update(demo_env or {})
     env.update(
         PREFECT_API_URL=api_url(port),
         PREFECT_API_AUTH_STRING=credentials.auth_string,
@@ -213,15 +235,24 @@ def _no_proxy(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def shell_env(client: Mapping[str, str], s3_env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What a shell needs to use this server: Prefect's variables, the data folder, the S3.
+def shell_env(
+    client: Mapping[str, str], demo_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What a shell needs to use this server: Prefect's variables, the data and configuration
+    folders, and ``demo_env`` (the local S3, the served demo's configuration).
 
     Only these: the caller's own secrets (``LIFECYCLE_MASTER_KEY``, AWS keys) never go into
     the file.
     """
-    names = ["PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_HOME", "LIFECYCLE_DATA_DIR"]
+    names = [
+        "PREFECT_API_URL",
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_HOME",
+        "LIFECYCLE_DATA_DIR",
+        "LIFECYCLE_CONFIG_DIR",
+    ]
     values = {name: client[name] for name in names if name in client}
-    values.update(s3_env or {})
+    values.update(demo_env or {})
     return values
 
 
