@@ -220,6 +220,9 @@ def cancel(
         )
         known = ledger_flow_runs(register.ledger, request_id)
     runs, warning = _cancel_flow_runs(request_id, known)
+    from ops.intake.callback import notify_help_desk
+
+    notify_help_desk(record.id)  # its ticket, if any, hears it ended; never raises
     if as_json:
         detail = _detail(record, as_json=True)
         print_json({"request": detail, "flow_runs": runs, "warning": warning})

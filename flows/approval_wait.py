@@ -26,11 +26,18 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.runtime import flow_run
 
 from core.errors import TerminalError
-from tasks.approval_tasks import ApprovalInput, plans_digest
+from tasks.approval_tasks import APPROVAL_TIMEOUT_SECONDS, ApprovalInput, plans_digest
 from tasks.request_lease import released_while_waiting
 from tasks.request_support import request_context
 
-APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
+__all__ = [
+    "APPROVAL_TIMEOUT_SECONDS",
+    "forget_answer",
+    "pause_key",
+    "ui_refusals",
+    "wait_for_decision",
+]
+
 APPROVAL_POLL_SECONDS = 10
 
 
@@ -100,6 +107,7 @@ def _announce(request_id: str, kind: str) -> None:
             "prefect.resource.id": f"lifecycle.request.{request_id}",
             "prefect.resource.name": request_id,
             "lifecycle.request.kind": kind,
+            "lifecycle.request.status": "awaiting_approval",
         },
         payload={"timeout_seconds": APPROVAL_TIMEOUT_SECONDS},
     )

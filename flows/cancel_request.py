@@ -22,6 +22,7 @@ from audit.register import RequestRegister
 from audit.register_model import check_request_id
 from config.loader import load_config
 from core.errors import LifecycleError, TerminalError
+from ops.intake.callback import notify_help_desk
 from tasks.cancellation import cancel_flow_runs, cancel_request, check_reason, ledger_flow_runs
 
 FLOW_ACTOR = "flow:cancel-request"
@@ -72,6 +73,7 @@ def cancel_request_flow(request_id: str, reason: str) -> CancelOutcome:
     )
     known = ledger_flow_runs(ledger, request_id)
     runs = cancel_flow_runs(request_id, known, skip=own_run)
+    notify_help_desk(record.id)  # its ticket, if any, hears it ended; never raises
     return CancelOutcome(
         request_id=record.id,
         status=record.status.value,

@@ -33,6 +33,7 @@ from config.loader import load_config
 from core.errors import LifecycleError, TerminalError
 from flows import approval_wait
 from flows.approval_wait import forget_answer, pause_key, ui_refusals, wait_for_decision
+from ops.intake.callback import notify_help_desk
 from tasks.access_tasks import verify_access_package, write_access_package
 from tasks.approval_tasks import (
     ApprovalInput,
@@ -43,6 +44,7 @@ from tasks.approval_tasks import (
 )
 from tasks.erasure_tasks import execute_store, plan_store, verify_store
 from tasks.rectify_tasks import rectify_store, verify_rectified_store
+from tasks.register_artifact import publish_request_register
 from tasks.replan import PlanGrew
 from tasks.request_lease import check_lease, hold_request
 from tasks.request_models import RequestOutcome
@@ -99,8 +101,12 @@ def subject_request(request_id: str) -> RequestOutcome:
     if not REQUEST_ID.fullmatch(request_id or ""):
         _remove_parameters()  # an identity typed into the field must not stay in Prefect
         raise TerminalError("give the id of a registered request (req_ and 16 hex digits)")
-    with hold_request(request_id):  # one run of a request at a time
-        _carry_out(request_id)
+    try:
+        with hold_request(request_id):  # one run of a request at a time
+            _carry_out(request_id)
+    finally:
+        notify_help_desk(request_id)  # final state + ticket only, once per state; never raises
+    publish_request_register()  # the operators' register artifact; logs, never fails the run
     return publish_summary(request_id)
 
 
@@ -236,7 +242,7 @@ def _approved(request_id: str, kind: str) -> bool:
     asks the same one and gets its answer; a grown plan or a refused answer asks anew.
     """
     advance_request(request_id, RequestStatus.PLANNED.value)
-    check = check_approval(request_id)
+    check = check_approval(request_id, approval_wait.APPROVAL_TIMEOUT_SECONDS)
     if check.state == "rejected":
         close_rejected(request_id, "rejected")  # finishes a rejection a crash cut short
     if check.state != "required":

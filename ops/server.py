@@ -5,9 +5,12 @@
 ``PREFECT_API_DATABASE_CONNECTION_URL`` says otherwise), the demo's local S3 when the demo
 configuration needs one (``ops.demo_setup``), the audit database's migrations, the
 ``lifecycle-local`` process work pool, every deployment in ``prefect.yaml`` (re-deployed on
-each start: cheap, and picks up edits) and a process worker. Their pids are recorded in the
-state folder and ``stop`` ends exactly those process groups (``ops.procs``). A lock file
-serializes concurrent starts and stops. What each process gets is in ``ops.serve_env``.
+each start: cheap, and picks up edits), a process worker and the intake service
+(``ops.intake``: the help-desk webhook and intake page, on 127.0.0.1, with the worker's
+environment; its webhook secret is generated in the data folder when none is set). Their
+pids are recorded in the state folder and ``stop`` ends exactly those process groups
+(``ops.procs``). A lock file serializes concurrent starts and stops. What each process
+gets is in ``ops.serve_env``.
 
 Deployments need no pull step: ``prefect deploy`` records a ``set_working_directory`` step
 with the directory it ran in, the repository root, so flow runs import ``flows.*`` in place.
@@ -24,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from config.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT, Settings
 from core.errors import LifecycleError
-from ops import demo_setup, procs
+from ops import demo_setup, local_s3, procs
 from ops import serve_env as se
 from ops.prefect_api import api_state, deployments, request, worker_online
 
@@ -35,12 +38,16 @@ Say = Callable[[str], None]
 SERVER_START_TIMEOUT_S = 120.0
 WORKER_ONLINE_TIMEOUT_S = 60.0
 S3_START_TIMEOUT_S = 30.0
+INTAKE_START_TIMEOUT_S = 60.0
+INTAKE_PORT_ENV = "LIFECYCLE_INTAKE_PORT"
+DEFAULT_INTAKE_PORT: int = Settings.model_fields["intake_port"].default
 DEPLOYMENTS = (
     "subject-request",
     "cancel-request",
     "audit-verify",
     "retention-sweep",
     "transfer-check",
+    "request-register",
 )
 
 
@@ -51,12 +58,14 @@ class Proc:
     name: str
     label: str
     marker: tuple[str, ...]  # arguments it must have, so a reused pid is never signalled
+    port_env: str = ""  # the variable that moves its port, named when the port is taken
 
 
-SERVER = Proc("server", "the Prefect server", ("server", "start", "--host", se.HOST))
-S3 = Proc("s3", "the local S3", ("ops.local_s3",))
+SERVER = Proc("server", "the Prefect server", ("server", "start", "--host", se.HOST), se.PORT_ENV)
+S3 = Proc("s3", "the local S3", ("ops.local_s3",), se.S3_PORT_ENV)
 WORKER = Proc("worker", "the worker", ("worker", "start", "--pool", se.POOL))
-PROCS = (SERVER, S3, WORKER)  # start order; stop goes the other way
+INTAKE = Proc("intake", "the intake service", ("ops.intake",), INTAKE_PORT_ENV)
+PROCS = (SERVER, S3, WORKER, INTAKE)  # start order; stop goes the other way
 
 
 class ServeError(LifecycleError):
@@ -74,6 +83,7 @@ class Instance:
     paths: se.ServePaths
     port: int
     s3_port: int
+    intake_port: int = DEFAULT_INTAKE_PORT
     repo: Path = PROJECT_ROOT
 
     @property
@@ -86,7 +96,11 @@ class Instance:
 
     @property
     def s3_endpoint(self) -> str:
-        return f"http://{se.HOST}:{self.s3_port}"
+        return local_s3.endpoint(self.s3_port)  # HTTPS, with a CA of its own
+
+    @property
+    def intake_url(self) -> str:
+        return f"http://{se.HOST}:{self.intake_port}"
 
 
 def instance(environ: Mapping[str, str]) -> Instance:
@@ -94,6 +108,7 @@ def instance(environ: Mapping[str, str]) -> Instance:
         paths=se.serve_paths(environ),
         port=se.port_setting(environ, se.PORT_ENV, se.DEFAULT_PORT),
         s3_port=se.port_setting(environ, se.S3_PORT_ENV, se.DEFAULT_S3_PORT),
+        intake_port=se.port_setting(environ, INTAKE_PORT_ENV, DEFAULT_INTAKE_PORT),
     )
 
 
@@ -108,6 +123,8 @@ class StartReport:
     started: list[str] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
     s3_endpoint: str | None = None
+    webhook_secret: str = ""  # where the intake's webhook secret is: a file or a variable
+    new_webhook_secret: bool = False
 
 
 # -- start --------------------------------------------------------------------------------------
@@ -143,8 +160,9 @@ def _ensure(
     child = None
     if pid is None:
         if port is not None and not procs.port_free(se.HOST, port):
-            variable = se.PORT_ENV if proc is SERVER else se.S3_PORT_ENV
-            raise ServeError(f"port {port} on {se.HOST} is taken: set {variable} to a free port")
+            raise ServeError(
+                f"port {port} on {se.HOST} is taken: set {proc.port_env} to a free port"
+            )
         say(f"starting {proc.label} ...")
         child = procs.spawn(args, env, cwd, log, pid_file)
         pid = child.pid
@@ -168,7 +186,7 @@ def _server(
     running = procs.live_pid(inst.paths.pid_file(SERVER.name), SERVER.marker)
     if running is not None and not procs.process_alive(running, ("--port", str(inst.port))):
         raise ServeError(f"the Prefect server (pid {running}) uses another port: stop it first")
-    args = _prefect("server", "start", "--host", se.HOST, "--port", str(inst.port))
+    args = se.server_command(sys.executable, inst.port)  # SQLite with secure_delete
     env = se.server_env(environ, inst.paths, inst.port, creds)
     launch = (args, env, inst.paths.home, inst.port)
 
@@ -191,9 +209,11 @@ def _server(
 def _s3(
     inst: Instance, environ: Mapping[str, str], report: StartReport, say: Say
 ) -> dict[str, str]:
-    from ops.local_s3 import ready
-
-    args = [sys.executable, "-m", "ops.local_s3", "--port", str(inst.s3_port)]
+    tls = local_s3.tls_dir(inst.paths.root)
+    old = procs.live_pid(inst.paths.pid_file(S3.name), S3.marker)
+    if old is not None and not procs.process_alive(old, ("--tls-dir",)):
+        procs.terminate(old)  # a plain-HTTP local S3 of an older start
+    args = local_s3.command(sys.executable, inst.s3_port, tls)
     env = {k: v for k, v in environ.items() if not k.startswith("PREFECT_")}
     launch = (args, env, inst.repo, inst.s3_port)
     _ensure(
@@ -202,11 +222,11 @@ def _s3(
         report,
         say,
         launch,
-        ready=lambda: ready(inst.s3_endpoint),
+        ready=lambda: local_s3.ready(inst.s3_endpoint, ca=local_s3.ca_file(tls)),
         timeout=S3_START_TIMEOUT_S,
     )
     report.s3_endpoint = inst.s3_endpoint
-    return demo_setup.s3_env(inst.s3_endpoint)
+    return demo_setup.s3_env(inst.s3_endpoint, local_s3.ca_file(tls))
 
 
 def _pool(inst: Instance, creds: se.Credentials, env: dict[str, str], say: Say) -> None:
@@ -234,6 +254,54 @@ def _worker(
     _ensure(inst, WORKER, report, say, launch, ready=online, timeout=WORKER_ONLINE_TIMEOUT_S)
 
 
+def secret_location(environ: Mapping[str, str]) -> tuple[str, Path | None]:
+    """Where the webhook secret comes from: its variable, or its file (and that path)."""
+    from ops.intake.signing import SECRET_ENV, secret_file
+
+    if environ.get(SECRET_ENV, "").strip():
+        return SECRET_ENV, None
+    data_dir = environ.get("LIFECYCLE_DATA_DIR") or str(Settings.model_fields["data_dir"].default)
+    path = secret_file(Path(data_dir).expanduser().resolve())
+    return str(path), path
+
+
+def webhook_secret(env: Mapping[str, str]) -> tuple[str, bool]:
+    """Where the webhook secret is (its file generated when missing); made now or not."""
+    from ops.intake.signing import ensure_secret_file
+
+    where, path = secret_location(env)
+    return where, path is not None and ensure_secret_file(path)
+
+
+def intake_answers(url: str) -> bool:
+    """Whether the intake service answers its health check."""
+    try:
+        return bool(request(f"{url}/healthz", timeout=2.0)[0] == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def _intake(
+    inst: Instance, creds: se.Credentials, env: dict[str, str], report: StartReport, say: Say
+) -> None:
+    report.webhook_secret, report.new_webhook_secret = webhook_secret(env)
+    running = procs.live_pid(inst.paths.pid_file(INTAKE.name), INTAKE.marker)
+    if running is not None and not procs.process_alive(running, ("--port", str(inst.intake_port))):
+        raise ServeError(f"the intake service (pid {running}) uses another port: stop it first")
+    port = str(inst.intake_port)
+    args = [sys.executable, "-m", "ops.intake", "--port", port, "--credentials", str(creds.path)]
+    launch = (args, env, inst.repo, inst.intake_port)
+    _ensure(
+        inst,
+        INTAKE,
+        report,
+        say,
+        launch,
+        ready=lambda: intake_answers(inst.intake_url),
+        timeout=INTAKE_START_TIMEOUT_S,
+    )
+
+
 def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
     """Bring everything up, keeping what already runs; what runs and where."""
     environ = os.environ if environ is None else environ
@@ -248,8 +316,10 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
             s3_env = _s3(inst, environ, report, say)
         else:  # a local S3 of an earlier start is no longer wanted
             _stop_one(inst, S3)
-        env = se.client_env(environ, inst.paths, inst.port, creds, s3_env)
-        se.write_private(inst.paths.env_file, se.env_file_text(se.shell_env(env, s3_env)))
+        # The demo's served configuration: its policy makes erasures wait for an approver.
+        demo_env = {**s3_env, **demo_setup.served_env(inst.paths.root)}
+        env = se.client_env(environ, inst.paths, inst.port, creds, demo_env)
+        se.write_private(inst.paths.env_file, se.env_file_text(se.shell_env(env, demo_env)))
         migrate = [sys.executable, "-m", "cli.main", "db", "upgrade"]
         say(
             " ".join(_run(inst, migrate, env, "db-upgrade", "migrating the audit database").split())
@@ -263,6 +333,7 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
         if missing:
             raise ServeError(f"not deployed by prefect deploy: {', '.join(missing)}")
         _worker(inst, creds, env, report, say)
+        _intake(inst, creds, env, report, say)
     return report
 
 
@@ -279,7 +350,7 @@ def _stop_one(inst: Instance, proc: Proc) -> int | None:
 
 
 def stop(environ: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Stop every recorded process (worker, S3, server); the pids that were stopped."""
+    """Stop every recorded process (intake, worker, S3, server); the pids that were stopped."""
     inst = instance(os.environ if environ is None else environ)
     if not inst.paths.root.is_dir():
         return {}
@@ -293,8 +364,10 @@ def stop(environ: Mapping[str, str] | None = None) -> dict[str, int]:
 
 
 def status(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """What runs (pid, alive), where, and whether the API, deployments and worker are up."""
-    inst = instance(os.environ if environ is None else environ)
+    """What runs (pid, alive), where, and whether the API, deployments, worker and intake
+    are up."""
+    environ = os.environ if environ is None else environ
+    inst = instance(environ)
     processes: dict[str, dict[str, Any]] = {}
     for proc in PROCS:
         pid = procs.read_pid(inst.paths.pid_file(proc.name))
@@ -311,7 +384,12 @@ def status(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "api": "down",
         "deployments": [],
         "worker_online": False,
+        "intake_url": inst.intake_url,
+        "intake": "down",
+        "webhook_secret": secret_location(environ)[0],
     }
+    if processes[INTAKE.name]["alive"] and intake_answers(inst.intake_url):
+        result["intake"] = "ok"
     if processes[SERVER.name]["alive"] and inst.paths.credentials.is_file():
         creds = se.read_credentials(inst.paths.credentials)
         result["user"] = creds.user
@@ -319,5 +397,6 @@ def status(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         if result["api"] == "ok":
             result["deployments"] = deployments(inst.api_url, creds.auth_string)
             result["worker_online"] = worker_online(inst.api_url, creds.auth_string)
-    result["running"] = bool(result["worker_online"] and processes[WORKER.name]["alive"])
+    worker_up = result["worker_online"] and processes[WORKER.name]["alive"]
+    result["running"] = bool(worker_up and result["intake"] == "ok")
     return result

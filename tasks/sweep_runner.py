@@ -477,25 +477,28 @@ def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> 
         return 0
     ctx.renew_lease()
     remaining, _held = ctx.sweeper(run, target).counts()
-    rewind = SweepProgress.target_state(run.id, target.id, "rescan", rewind=True)
-    ctx.append(
-        [
-            ctx.event(
-                "sweep.verified",
-                EventStatus.SUCCEEDED if remaining == 0 else EventStatus.FAILED,
-                run.id,
-                connector=target.store,
-                target=target.id,
-                counts={"remaining": remaining},
-            )
-        ],
-        also=rewind if remaining else None,  # the rewind is audited with its reason
-    )
+    if remaining:  # audited with the rewind it causes; a clean count, with the closing
+        ctx.append(
+            [_verified(ctx, run, target, remaining)],
+            also=SweepProgress.target_state(run.id, target.id, "rescan", rewind=True),
+        )
     return remaining
 
 
+def _verified(ctx: SweepContext, run: SweepRun, target: SweepTarget, remaining: int) -> NewEvent:
+    return ctx.event(
+        "sweep.verified",
+        EventStatus.SUCCEEDED if remaining == 0 else EventStatus.FAILED,
+        run.id,
+        connector=target.store,
+        target=target.id,
+        counts={"remaining": remaining},
+    )
+
+
 def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict[str, Any]:
-    """Close a finished target: secure-erasure follow-up, state, and its ledger event."""
+    """Close a finished target, verified clean: secure-erasure follow-up, state, and its
+    ledger events (the verification and the target's counts)."""
     ctx.renew_lease()
     connector: Any = ctx.connector(target.store)
     finish = getattr(connector, "finish_sweep", None)
@@ -505,8 +508,12 @@ def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict
     state = ctx.progress.target(run.id, target.id)
     final = "held" if target.held else "done"
     verb = "deleted" if target.action == "delete" else "anonymized"
+    # The clean verification that let the target close (a held one is not counted) is
+    # audited with the closing: a crash before it re-verifies without a second event.
+    verified = [] if target.held else [_verified(ctx, run, target, 0)]
     ctx.append(
         [
+            *verified,
             ctx.event(
                 "sweep.target",
                 EventStatus.DEFERRED if target.held else EventStatus.SUCCEEDED,
@@ -515,7 +522,7 @@ def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict
                 target=target.id,
                 counts={verb: state.done, "batches": state.batches, "held": state.held},
                 detail={"rules": list(target.rule_ids), "holds": list(target.holds)},
-            )
+            ),
         ],
         also=_closing_target(run.id, target.id, final),
     )

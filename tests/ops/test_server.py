@@ -278,12 +278,13 @@ def _lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
 def test_start_twice_then_stop(tmp_path: Path) -> None:
     state = tmp_path / "serve"
-    port, s3_port = _free_ports(2)
+    port, s3_port, intake_port = _free_ports(3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
         LIFECYCLE_SERVE_DIR=str(state),
         LIFECYCLE_SERVE_PORT=str(port),
         LIFECYCLE_SERVE_S3_PORT=str(s3_port),
+        LIFECYCLE_INTAKE_PORT=str(intake_port),
         COLUMNS="200",
     )
     api = f"http://127.0.0.1:{port}/api"
@@ -310,6 +311,7 @@ def test_start_twice_then_stop(tmp_path: Path) -> None:
             "audit-verify",
             "retention-sweep",
             "transfer-check",
+            "request-register",
         }
         assert all(d["enforce_parameter_schema"] for d in by_name.values())
         assert all(d["work_pool_name"] == "lifecycle-local" for d in by_name.values())
