@@ -20,7 +20,9 @@ How the UI behaves (found by exploring a server started with basic auth):
   screenshots) with no accessible label; plain strings are textareas.
 - Submitting a custom run goes back to the deployment page with a toast; the flow run id
   is read from the ``create_flow_run`` response.
-- A paused run (``pause_flow_run(wait_for_input=...)``) is resumed from the run page's
+- A paused or suspended run (``pause_flow_run`` / ``suspend_flow_run`` with
+  ``wait_for_input``; the state is named "Paused" or "Suspended", type PAUSED) is
+  resumed from the run page's
   "Open menu" -> "Resume": a "Resume Flow Run" dialog showing the RunInput's
   ``description`` (markdown) above the input form, and a "Resume" button.
 - A run's artifacts are cards (links, key as heading) under the "Artifacts" tab; a card
@@ -276,6 +278,40 @@ def open_flow_run(
     screenshot(page, screenshot_path)
 
 
+def find_flow_run(
+    page: Page, base_url: str, name: str, *, screenshot_path: Path | str | None = None
+) -> str:
+    """Find a flow run by its name in the Runs page's search box and open it; its id.
+
+    The name must match exactly (runs of subject-request are named after the request id).
+    """
+    page.goto(ui_url(base_url, "/runs"))
+    search = page.get_by_placeholder(re.compile(r"^Search by (flow )?run name$")).first
+    search.wait_for()
+    search.fill(name)
+    link = page.locator('a[href*="/runs/flow-run/"]').filter(
+        has_text=re.compile(rf"^\s*{re.escape(name)}\s*$")
+    )
+    link.first.wait_for()
+    runs = page.locator('a[href*="/runs/flow-run/"]')
+    deadline = time.monotonic() + 15
+    while runs.count() != link.count():  # the search filters the list after a pause
+        if time.monotonic() > deadline:
+            raise UIError(f"the Runs search for {name!r} still lists other runs")
+        page.wait_for_timeout(250)
+    if link.count() != 1:
+        raise UIError(f"{link.count()} runs named {name!r} in the Runs list")
+    _settled(page)
+    screenshot(page, screenshot_path)
+    link.first.click()
+    page.wait_for_url(re.compile(r"/runs/flow-run/[0-9a-f-]{36}"))
+    page.get_by_role("tab", name="Artifacts").wait_for()
+    match = re.search(r"/runs/flow-run/([0-9a-f-]{36})", page.url)
+    if match is None:
+        raise UIError(f"no flow run id in {page.url}")
+    return match.group(1)
+
+
 def expect_state_badge(page: Page, state_name: str, *, timeout_s: float = 30.0) -> None:
     """Wait until the flow run page shows ``state_name`` (e.g. "Paused"); it refreshes itself."""
     page.get_by_text(state_name, exact=True).first.wait_for(timeout=timeout_s * 1000)
@@ -408,7 +444,8 @@ def resume_paused_run(
     """
     wait_for_input_form(page, base_url, flow_run_id)
     open_flow_run(page, base_url, flow_run_id)
-    expect_state_badge(page, "Paused")
+    # "Paused", or "Suspended" for a deployment's run that released its process
+    expect_state_badge(page, flow_run_state(page, base_url, flow_run_id).name)
     page.get_by_role("button", name="Open menu").first.click()
     page.get_by_role("menuitem", name="Resume").click()
     dialog = page.get_by_role("dialog", name="Resume Flow Run")
