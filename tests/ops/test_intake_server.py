@@ -168,45 +168,25 @@ def _flow_run(api: str, auth: str, flow_run_id: str) -> dict[str, Any]:
     return dict(run)
 
 
-@pytest.mark.slow
-def test_a_signed_webhook_through_lifecycle_server_start(tmp_path: Path) -> None:
-    state = tmp_path / "serve"
-    port, s3_port, intake_port = _free_ports(3)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        LIFECYCLE_SERVE_DIR=str(state),
-        LIFECYCLE_SERVE_PORT=str(port),
-        LIFECYCLE_SERVE_S3_PORT=str(s3_port),
-        LIFECYCLE_INTAKE_PORT=str(intake_port),
-        COLUMNS="200",
-    )
-    try:
-        started = _lifecycle(env, "start")
-        assert started.returncode == 0, started.stdout + started.stderr
-        secret_file = Path(env["LIFECYCLE_DATA_DIR"]) / "intake-webhook.secret"
-        assert f"signed with the secret in {secret_file}, generated now" in started.stdout
-        secret = read_secret_file(secret_file)
-        assert secret is not None and secret.decode() not in started.stdout
-        creds = se.read_credentials(state / "credentials")
+def check_signed_webhook_through_the_served_stack(
+    env: dict[str, str], port: int, intake_port: int, start_output: str, creds: Any
+) -> None:
+    """What ``lifecycle server start`` serves: the secret generated and never printed, a
+    signed webhook registered and its run created with the request id alone, named after
+    it. Called by ``tests/ops/test_server.py`` inside its one real start of the stack (a
+    start costs a minute; one per suite is enough)."""
+    secret_file = Path(env["LIFECYCLE_DATA_DIR"]) / "intake-webhook.secret"
+    assert f"signed with the secret in {secret_file}, generated now" in start_output
+    secret = read_secret_file(secret_file)
+    assert secret is not None and secret.decode() not in start_output
 
-        body = json.dumps(erasure(ticket="ZD-4711", requested_by="help-desk")).encode()
-        url = f"http://127.0.0.1:{intake_port}"
-        with httpx.Client(base_url=url, trust_env=False, timeout=120) as http:
-            answer = http.post(
-                "/webhook/requests", content=body, headers=signed_headers(secret, body)
-            )
-        assert answer.status_code == 201, answer.text
-        created = answer.json()
-        run = _flow_run(f"http://127.0.0.1:{port}/api", creds.auth_string, created["flow_run_id"])
-        assert run["parameters"] == {"request_id": created["request_id"]}
-        assert run["name"] == created["request_id"]
-        assert "example.com" not in json.dumps(run)
-
-        status = _lifecycle(env, "status", "--json")
-        info = json.loads(status.stdout)
-        assert (info["intake"], info["processes"]["intake"]["alive"]) == ("ok", True)
-    finally:
-        stopped = _lifecycle(env, "stop")
-    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    assert "intake: stopped" in stopped.stdout
-    assert procs.port_free("127.0.0.1", intake_port)
+    body = json.dumps(erasure(ticket="ZD-4711", requested_by="help-desk")).encode()
+    url = f"http://127.0.0.1:{intake_port}"
+    with httpx.Client(base_url=url, trust_env=False, timeout=120) as http:
+        answer = http.post("/webhook/requests", content=body, headers=signed_headers(secret, body))
+    assert answer.status_code == 201, answer.text
+    created = answer.json()
+    run = _flow_run(f"http://127.0.0.1:{port}/api", creds.auth_string, created["flow_run_id"])
+    assert run["parameters"] == {"request_id": created["request_id"]}
+    assert run["name"] == created["request_id"]
+    assert "example.com" not in json.dumps(run)

@@ -27,6 +27,7 @@ from ops import procs
 from ops import serve_env as se
 from ops.prefect_api import request
 from ops.server import PROCS, stop
+from tests.ops.test_intake_server import check_signed_webhook_through_the_served_stack
 
 # -- credentials ------------------------------------------------------------------------------
 
@@ -274,6 +275,26 @@ def _lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+def _check_deployments(api: str, auth: str) -> None:
+    """Every deployment of prefect.yaml, schema-enforced, on the local pool; one sweep at a time."""
+    status, deployments = request(f"{api}/deployments/filter", auth, {})
+    assert status == 200
+    by_name = {d["name"]: d for d in deployments}
+    assert set(by_name) == {
+        "subject-request",
+        "cancel-request",
+        "audit-verify",
+        "retention-sweep",
+        "transfer-check",
+        "request-register",
+    }
+    assert all(d["enforce_parameter_schema"] for d in by_name.values())
+    assert all(d["work_pool_name"] == "lifecycle-local" for d in by_name.values())
+    sweep = by_name["retention-sweep"]  # one sweep at a time; a second run queues
+    assert sweep["global_concurrency_limit"]["limit"] == 1
+    assert sweep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
 def test_start_twice_then_stop(tmp_path: Path) -> None:
@@ -302,26 +323,13 @@ def test_start_twice_then_stop(tmp_path: Path) -> None:
         # Basic auth: refused without the credentials, accepted with them.
         assert request(f"{api}/deployments/filter", body={})[0] == 401
         assert request(f"{api}/deployments/filter", "admin:wrong", {})[0] == 401
-        status, deployments = request(f"{api}/deployments/filter", creds.auth_string, {})
-        assert status == 200
-        by_name = {d["name"]: d for d in deployments}
-        assert set(by_name) == {
-            "subject-request",
-            "cancel-request",
-            "audit-verify",
-            "retention-sweep",
-            "transfer-check",
-            "request-register",
-        }
-        assert all(d["enforce_parameter_schema"] for d in by_name.values())
-        assert all(d["work_pool_name"] == "lifecycle-local" for d in by_name.values())
-        sweep = by_name["retention-sweep"]  # one sweep at a time; a second run queues
-        assert sweep["global_concurrency_limit"]["limit"] == 1
-        assert sweep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+        _check_deployments(api, creds.auth_string)
 
         url = f"{api}/work_pools/lifecycle-local/workers/filter"
         workers = request(url, creds.auth_string, {})[1]
         assert any(w["status"] == "ONLINE" for w in workers), workers
+
+        check_signed_webhook_through_the_served_stack(env, port, intake_port, first.stdout, creds)
 
         # Loopback only: 0100007F is 127.0.0.1; nothing on 0.0.0.0 or IPv6.
         assert _listeners(port) == ["0100007F"]
@@ -334,10 +342,14 @@ def test_start_twice_then_stop(tmp_path: Path) -> None:
 
         status_run = _lifecycle(env, "status", "--json")
         assert status_run.returncode == 0, status_run.stdout + status_run.stderr
-        assert json.loads(status_run.stdout)["running"] is True
+        info = json.loads(status_run.stdout)
+        assert info["running"] is True
+        assert (info["intake"], info["processes"]["intake"]["alive"]) == ("ok", True)
     finally:
         stopped = _lifecycle(env, "stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "intake: stopped" in stopped.stdout
+    assert procs.port_free("127.0.0.1", intake_port)
     for proc in PROCS:
         pid = pids[proc.name]
         assert pid is not None
