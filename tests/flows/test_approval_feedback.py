@@ -15,11 +15,10 @@ from prefect import flow
 from audit.register import RequestStatus
 from flows import approval_wait
 from flows.subject_request import subject_request
+from tasks.approval_feedback import REFUSED_ARTIFACT, Verdict
 from tasks.approval_tasks import (
     APPROVAL_TIMEOUT_SECONDS,
-    REFUSED_ARTIFACT,
     ApprovalCheck,
-    Verdict,
     check_approval,
     record_review,
     span,
