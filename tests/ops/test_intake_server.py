@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from config.settings import PROJECT_ROOT
 from core.errors import ConfigError
 from ops import procs, server
 from ops import serve_env as se
@@ -146,18 +144,6 @@ def test_the_intake_process_serves_on_loopback_and_stops(
 
 
 # -- the real thing ---------------------------------------------------------------------------
-
-
-def _lifecycle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "server", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def _flow_run(api: str, auth: str, flow_run_id: str) -> dict[str, Any]:
