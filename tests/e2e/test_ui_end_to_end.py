@@ -62,6 +62,7 @@ SHOTS = PROJECT_ROOT / "test-output" / "e2e"
 CUSTOMERS = 200
 REQUESTER = "service-desk"
 REGISTER_KEY = "request-register"
+API_ATTEMPTS = 6
 
 
 def _free_port() -> int:
@@ -84,14 +85,24 @@ class Served:
     demo: DemoData
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the Prefect API; a 503 is retried, as Prefect's own client does (the SQLite
+        server answers 503 while its database is locked by another writer)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.base_url}/api{path}", data=data, method=method)
         request.add_header(
             "Authorization", "Basic " + base64.b64encode(self.auth.encode()).decode()
         )
         request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            raw = answer.read()
+        for attempt in range(1, API_ATTEMPTS + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    raw = answer.read()
+                break
+            except urllib.error.HTTPError as e:
+                e.close()
+                if e.code != 503 or attempt == API_ATTEMPTS:
+                    raise
+                time.sleep(attempt)
         return json.loads(raw) if raw else None
 
     @property
@@ -265,6 +276,7 @@ def _subject_request_run(served: Served, request_id: str, scheduled: datetime) -
         {
             "name": request_id,
             "parameters": {"request_id": request_id},
+            "idempotency_key": f"e2e-{request_id}",  # a retried create makes no second run
             "state": {
                 "type": "SCHEDULED",
                 "name": "Scheduled",
