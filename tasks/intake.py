@@ -1,6 +1,6 @@
 """Registering a subject request: check everything, then register; a refusal changes nothing.
 
-Shared by ``lifecycle request submit`` and the flow's deployment form (``NewRequest``).
+Shared by ``lifecycle request submit`` and the intake service (``ops.intake``).
 Checks: identity kinds some store searches, each identity value by its kind's format
 (``core.identity_values``; the normalized value is what gets registered), corrections
 that name a declared table or field (a corrected identity column passes the same format

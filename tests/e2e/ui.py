@@ -13,13 +13,10 @@ How the UI behaves (found by exploring a server started with basic auth):
   without a ``WWW-Authenticate`` challenge and the UI redirects to the login page anyway.
 - Forms are generated from the JSON schema. Each field is a block holding a ``<label>``
   ("Email (Optional)" for optional ones) and a ``<fieldset>``. An optional value
-  (``X | None``, including the nested model parameter itself) shows tabs, one per type
-  ("NewRequest" / "None", "password" / "None", "str" / "None"), with "None" selected;
+  (``X | None``) shows tabs, one per type ("str" / "None"), with "None" selected;
   choose the type's tab first. Enums are a button labelled "Select <Title>" opening a
   list of options. ``SecretStr`` is an ``<input type="password">`` (masked in
   screenshots) with no accessible label; plain strings are textareas.
-- Submitting a custom run goes back to the deployment page with a toast; the flow run id
-  is read from the ``create_flow_run`` response.
 - A paused or suspended run (``pause_flow_run`` / ``suspend_flow_run`` with
   ``wait_for_input``; the state is named "Paused" or "Suspended", type PAUSED) is
   resumed from the run page's
@@ -222,45 +219,6 @@ def open_deployment(
     if match is None:
         raise UIError(f"no deployment id in {page.url}")
     return match.group(1)
-
-
-def start_custom_run(
-    page: Page,
-    values: Mapping[str, str],
-    *,
-    parameter: str = "start",
-    model: str = "NewRequest",
-    screenshot_path: Path | str | None = None,
-) -> str:
-    """From a deployment page: Run -> Custom run, fill the model parameter, submit.
-
-    ``values`` maps the model's field names (``kind``, ``email``, ``requested_by`` ...)
-    to text; enum fields take the option's text. Returns the new flow run's id.
-    """
-    page.get_by_role("button", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Custom run").click()
-    page.wait_for_url(re.compile(r"/deployments/deployment/[0-9a-f-]{36}/run"))
-    container = field_container(page, parameter)
-    container.wait_for()
-    panel = choose_variant(container, model)
-    fill_form(panel, values)
-    screenshot(page, screenshot_path)
-    try:
-        with page.expect_response(
-            lambda r: r.request.method == "POST" and r.url.endswith("/create_flow_run")
-        ) as created:
-            page.get_by_role("button", name="Submit", exact=True).click()
-    except PlaywrightTimeoutError:
-        raise UIError(
-            "submitting the custom run sent no request (form errors?): "
-            + page.locator("form").first.inner_text()[:2000]
-        ) from None
-    response = created.value
-    if response.status != 201:
-        raise UIError(f"create_flow_run answered {response.status}: {response.text()[:500]}")
-    run: dict[str, Any] = response.json()
-    page.get_by_text("scheduled to start").first.wait_for()  # the UI's confirmation toast
-    return str(run["id"])
 
 
 def open_flow_run(
