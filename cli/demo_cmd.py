@@ -52,7 +52,7 @@ DEMO_S3_CUSTOMERS = 100
 """Customers with objects in the local S3: a window of ids around the subject (uploading
 objects for all 2,000 takes over a minute on moto's single server)."""
 SUBMITTED_EMAIL = "demo.subject@example.com"
-"""How the operator types the address; the CRM stores it as Demo.Subject@Example.com."""
+"""How the operator types the address; the CRM stores it as Demo.Subject@example.com."""
 
 ACCESS_COLUMNS = ["store", "target", "action", "count", "reason"]
 ERASURE_COLUMNS = ["store", "target", "action", "count", "affected", "left", "reason"]

@@ -2,7 +2,7 @@
 
 ``seed_crm`` drops and recreates the six CRM tables and fills them with deterministic,
 obviously fictional data (``demo.fake``), in bulk. Two named subjects have a known
-footprint for the demo's requests: ``Demo.Subject@Example.com`` (stored in mixed case, to
+footprint for the demo's requests: ``Demo.Subject@example.com`` (stored in mixed case, to
 show case-insensitive matching) and ``second.subject@example.com``.
 """
 
@@ -73,7 +73,7 @@ class _Profile:
 
 
 DEMO_PROFILE = _Profile(
-    email="Demo.Subject@Example.com",
+    email="Demo.Subject@example.com",
     name="Demonstra Subjectworth",
     items_per_order=(2, 3, 2),
     tickets=2,

@@ -61,7 +61,7 @@ def _fresh_database(backend: str) -> Iterator[str]:
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
+            conn.execute(text(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}"))
     except Exception as err:
         admin.dispose()
         _unreachable(backend, err)
@@ -72,7 +72,8 @@ def _fresh_database(backend: str) -> Iterator[str]:
         try:
             with admin.connect() as conn:
                 force = " WITH (FORCE)" if backend == "postgresql" else ""
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
         finally:
             # Close the admin connections even if the drop failed: a pymysql connection
             # left to the garbage collector warns in __del__, an error under -W error.

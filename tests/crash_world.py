@@ -32,7 +32,7 @@ MASTER_KEY = "Y3Jhc2gtY2FtcGFpZ24tbWFzdGVyLWtleS0zMi1ieXRlcyE="  # test-only, 32
 PASSPHRASE = "crash campaign passphrase"
 CUSTOMERS = 60
 OLD_LOGINS = 450  # login events past the 90-day rule: several sweep batches of 100
-SUBJECT = "Demo.Subject@Example.com"
+SUBJECT = "Demo.Subject@example.com"
 RESUME_KINDS = frozenset({"sweep.resumed", "sweep.lease_taken_over"})
 """Events a resumed run adds by design (a resumed sweep says so, and that it took over
 the dead run's lease); not divergences."""
@@ -183,7 +183,7 @@ class Templates:
             if backend == "postgresql":
                 with _admin() as conn:
                     for name in ("tpl_store", "tpl_audit"):
-                        real = self._pg(name)
+                        real = conn.dialect.identifier_preparer.quote(self._pg(name))
                         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {real} WITH (FORCE)"))
                         conn.execute(sa.text(f"CREATE DATABASE {real}"))
             seed_crm(store, customers=CUSTOMERS)
@@ -210,7 +210,9 @@ class Templates:
             return f"sqlite:///{target}"
         name = self._pg(f"r{uuid.uuid4().hex[:10]}")
         with _admin() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE {self._pg('tpl_' + what)}"))
+            quote = conn.dialect.identifier_preparer.quote
+            template = quote(self._pg("tpl_" + what))
+            conn.execute(sa.text(f"CREATE DATABASE {quote(name)} TEMPLATE {template}"))
         return _pg_url(name)
 
     def drop(self, url: str) -> None:
@@ -218,7 +220,8 @@ class Templates:
         if parsed.get_backend_name() != "postgresql" or parsed.database is None:
             return
         with _admin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {parsed.database} WITH (FORCE)"))
+            quoted = conn.dialect.identifier_preparer.quote(parsed.database)
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
         if parsed.database in self.pg_names:
             self.pg_names.remove(parsed.database)
 

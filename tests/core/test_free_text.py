@@ -16,7 +16,7 @@ from core.free_text import EMAIL, PHONE, FreeTextRefused, check_free_text, perso
         "Contact <casey.wren@example.com>.",
         "(casey.wren@example.com)",
         "mailto:casey.wren@example.com",
-        "see Robin.Quill+news@Example.COM, then close",
+        "see Robin.Quill+news@example.com, then close",
         "ZOË.ÄRGER@EXÄMPLE.COM",
     ],
 )

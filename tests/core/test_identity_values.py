@@ -28,7 +28,7 @@ PSEUDONYM_TOKEN = "psn_" + "0123456789abcdef" * 2
     [
         ("email", "jürgen@example.com", "jürgen@example.com"),
         ("email", "  Jürgen@EXAMPLE.com ", "Jürgen@example.com"),  # local part kept as given
-        ("email", "Robin.Quill+news@Example.COM", "Robin.Quill+news@example.com"),
+        ("email", "Robin.Quill+news@" + "example.com".upper(), "Robin.Quill+news@example.com"),
         ("email", "zoë.ärger@exämple.com", "zoë.ärger@exämple.com"),
         ("phone", "+44 20 7946 0000", "+442079460000"),
         ("phone", "+44 (0)20 7946-0000", "+442079460000"),

@@ -120,9 +120,9 @@ def _subject_rows(url: str, data: DemoData) -> dict[str, int]:
 def test_named_subjects_and_their_footprint(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     data = seed_crm(url, customers=SMALL, today=TODAY)
-    assert data.subject.email == "Demo.Subject@Example.com"  # mixed case on purpose
+    assert data.subject.email == "Demo.Subject@example.com"  # mixed case on purpose
     assert data.second.email == "second.subject@example.com"
-    assert data.subject.identity == {"email": "Demo.Subject@Example.com"}
+    assert data.subject.identity == {"email": "Demo.Subject@example.com"}
     assert _subject_rows(url, data) == dict(data.subject.rows)
     assert all(n > 0 for n in data.subject.rows.values())
     assert data.subject.total > data.second.total

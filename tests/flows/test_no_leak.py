@@ -32,7 +32,7 @@ from flows.subject_request import subject_request
 from tests.flows.support import REQUESTER, SUBJECT_EMAIL, store_rows
 
 Configure = Callable[..., Path]
-DEMO_EMAIL = "Demo.Subject@Example.com"
+DEMO_EMAIL = "Demo.Subject@example.com"
 DEMO_NAME = "Demonstra Subjectworth"
 
 

@@ -37,7 +37,7 @@ CUSTOMERS = 60
 TABLE = {t.name: t for t in crm_metadata().sorted_tables}
 
 
-NAMES = {"Demo.Subject@Example.com": "Demonstra%", "second.subject@example.com": "Secunda%"}
+NAMES = {"Demo.Subject@example.com": "Demonstra%", "second.subject@example.com": "Secunda%"}
 
 
 def footprint(url: str, subject: DemoSubject) -> dict[str, int]:

@@ -66,11 +66,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
-        op.execute(f"DROP TRIGGER IF EXISTS {_TABLE}_append_only ON {_TABLE}")
-        op.execute(f"DROP TRIGGER IF EXISTS {_TABLE}_no_truncate ON {_TABLE}")
+    bind = op.get_bind()
+    quote = bind.dialect.identifier_preparer.quote  # names are constants; quoted all the same
+    table = quote(_TABLE)
+    if bind.dialect.name == "postgresql":
+        for trigger in (f"{_TABLE}_append_only", f"{_TABLE}_no_truncate"):
+            op.execute(f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {table}")
     else:
         for action in ("update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {_TABLE}_no_{action}")
+            op.execute(f"DROP TRIGGER IF EXISTS {quote(f'{_TABLE}_no_{action}')}")
     op.drop_table(_TABLE)
