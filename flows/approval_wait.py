@@ -100,11 +100,7 @@ def _asked_before(key: str) -> bool:
 
 
 def _announce(request_id: str, kind: str) -> None:
-    """A Prefect event automations can notify on (ids and kind only, never the subject),
-    and the register artifact showing the request awaiting approval from now."""
-    from tasks.register_artifact import publish_request_register
-
-    publish_request_register()  # logs, never fails the run
+    """A Prefect event automations can notify on: ids and kind only, never the subject."""
     emit_event(
         event="lifecycle.request.awaiting-approval",
         resource={

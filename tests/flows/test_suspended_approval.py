@@ -8,7 +8,6 @@ key; the answer is deleted from Prefect once recorded.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,6 @@ from flows.subject_request import subject_request
 from tasks import request_lease
 from tasks.intake import submit
 from tasks.request_support import request_context
-from tests.flows.register_helpers import latest_artifact
 from tests.flows.support import (
     APPROVER,
     REQUESTER,
@@ -91,9 +89,6 @@ def test_a_suspended_run_frees_its_process_and_carries_out_the_decision_once(
     assert request_context().register.get(rid).status is RequestStatus.AWAITING_APPROVAL
     assert request_lease.holder(rid) is None  # the CLI or another run may act meanwhile
     assert store_rows(isolated_settings, "crm") == before
-    waiting = json.dumps(latest_artifact("request-register", str(run_id)).data)
-    assert rid in waiting and "awaiting_approval" in waiting  # the register says so at once
-    assert SUBJECT_EMAIL.lower() not in waiting.lower()
 
     resume_flow_run(run_id, run_input=_answer(rid))
     assert _run_as_the_worker(run_id) == "Completed"
