@@ -8,8 +8,9 @@ artifact with a summary line (``tasks.register_artifact``), then emits
 automations in ``automations/notify-operators.yaml``.
 
 The deployment runs daily and, through its trigger in ``prefect.yaml``, within seconds of
-a subject-request run ending Cancelled or Failed, with ``deadline_events`` off so the
-deadline reminders stay daily.
+a subject-request run suspending for approval (its process is gone, so it cannot publish)
+or ending Cancelled or Failed, with ``deadline_events`` off so the deadline reminders stay
+daily.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def request_register(
     """Reconcile waiting runs, publish the open requests, emit deadline events.
 
     ``deadline_events``: emit ``lifecycle.request.deadline-near``/``.overdue`` (the daily
-    run does; the run triggered by a cancelled or failed subject-request run does not).
+    run does; the run triggered by a subject-request run's state does not).
     ``deadline_near_days``: a deadline at most this many days away is near.
     """
     # A reconciliation that fails (the Prefect API, one request) must not hide the

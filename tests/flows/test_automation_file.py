@@ -153,7 +153,7 @@ def _register_deployment() -> dict[str, Any]:
     return dict(deployment)
 
 
-def test_the_request_register_deployment_runs_daily_and_after_ended_subject_requests() -> None:
+def test_the_request_register_deployment_runs_daily_and_when_subject_requests_wait_or_end() -> None:
     """``prefect deploy`` turns the trigger into an automation that runs the deployment:
     validated here with the model ``prefect deploy`` uses."""
     from prefect.events import DeploymentEventTrigger, DeploymentTriggerTypes
@@ -166,7 +166,11 @@ def test_the_request_register_deployment_runs_daily_and_after_ended_subject_requ
     (spec,) = deployment["triggers"]
     trigger = TypeAdapter(DeploymentTriggerTypes).validate_python(spec)
     assert isinstance(trigger, DeploymentEventTrigger)
-    assert trigger.expect == {"prefect.flow-run.Cancelled", "prefect.flow-run.Failed"}
+    assert trigger.expect == {
+        "prefect.flow-run.Suspended",
+        "prefect.flow-run.Cancelled",
+        "prefect.flow-run.Failed",
+    }
     assert _dumped(trigger, "match_related") == SUBJECT_REQUEST_RUNS
     assert trigger.parameters == {"deadline_events": False}
     trigger.set_deployment_id(uuid4())
