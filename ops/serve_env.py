@@ -33,6 +33,8 @@ SERVE_DIR_ENV = "LIFECYCLE_SERVE_DIR"
 PORT_ENV = "LIFECYCLE_SERVE_PORT"
 S3_PORT_ENV = "LIFECYCLE_SERVE_S3_PORT"
 _SERVE_ONLY = (SERVE_DIR_ENV, PORT_ENV, S3_PORT_ENV)
+HEARTBEAT_SECONDS = 30
+"""Flow-run heartbeats of the worker's runs (Prefect's minimum; one small event each)."""
 # Path settings of the product, made absolute: flow runs read the same files wherever they run.
 _PATH_SETTINGS = ("LIFECYCLE_DATA_DIR", "LIFECYCLE_CONFIG_DIR", "LIFECYCLE_KEY_FILE")
 # What the server keeps from the caller: its database, and a UI API URL for a proxy or tunnel.
@@ -223,6 +225,8 @@ def client_env(
         PREFECT_API_URL=api_url(port),
         PREFECT_API_AUTH_STRING=credentials.auth_string,
         PREFECT_HOME=str(paths.home),
+        # Heartbeats let ops.unresponsive_runs mark a run whose process died Crashed.
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(HEARTBEAT_SECONDS),
     )
     return _no_proxy(env)
 

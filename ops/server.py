@@ -29,7 +29,7 @@ from typing import Any
 
 from config.settings import PROJECT_ROOT, Settings
 from core.errors import LifecycleError
-from ops import demo_setup, local_s3, procs
+from ops import demo_setup, local_s3, procs, unresponsive_runs
 from ops import serve_env as se
 from ops.prefect_api import api_state, deployments, request, worker_online
 
@@ -206,6 +206,15 @@ def _server(
         )
 
 
+def _unresponsive_runs(inst: Instance, creds: se.Credentials, say: Say) -> None:
+    try:
+        if unresponsive_runs.ensure(inst.api_url, creds.auth_string):
+            say(f"created the {unresponsive_runs.NAME} automation (runs whose process died)")
+    except (OSError, RuntimeError) as e:
+        name = unresponsive_runs.NAME
+        raise ServeError(f"the Prefect server refused the {name} automation: {e}") from e
+
+
 def _s3(
     inst: Instance, environ: Mapping[str, str], report: StartReport, say: Say
 ) -> dict[str, str]:
@@ -311,6 +320,7 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
         creds, created = se.ensure_credentials(inst.paths.credentials)
         report = StartReport(inst=inst, credentials=creds, new_credentials=created)
         _server(inst, creds, environ, report, say)
+        _unresponsive_runs(inst, creds, say)
         s3_env: dict[str, str] = {}
         if demo_setup.needs_local_s3(environ):
             s3_env = _s3(inst, environ, report, say)

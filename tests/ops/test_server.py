@@ -23,7 +23,7 @@ import pytest
 
 from config.settings import PROJECT_ROOT
 from core.errors import ConfigError
-from ops import procs
+from ops import procs, unresponsive_runs
 from ops import serve_env as se
 from ops.prefect_api import request
 from ops.server import PROCS, stop
@@ -138,6 +138,7 @@ def test_client_env_points_at_the_server_with_absolute_product_paths(
     assert "PREFECT_API_KEY" not in env
     assert "LIFECYCLE_SERVE_PORT" not in env
 
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(se.HEARTBEAT_SECONDS)  # for crashes
     default = se.client_env({}, se.ServePaths(tmp_path), 4200, _creds(tmp_path))
     assert default["LIFECYCLE_DATA_DIR"] == str(PROJECT_ROOT / "var")
 
@@ -339,6 +340,10 @@ def test_start_twice_then_stop(tmp_path: Path) -> None:
         assert second.returncode == 0, second.stdout + second.stderr
         assert "already running" in second.stdout
         assert {p.name: procs.read_pid(state / f"{p.name}.pid") for p in PROCS} == pids
+        # Runs whose process dies are marked Crashed: one automation, not one per start.
+        body = {"automations": {"name": {"any_": [unresponsive_runs.NAME]}}}
+        found = request(f"{api}/automations/filter", creds.auth_string, body)[1]
+        assert [a["trigger"]["within"] for a in found] == [unresponsive_runs.SILENCE_SECONDS]
 
         status_run = _lifecycle(env, "status", "--json")
         assert status_run.returncode == 0, status_run.stdout + status_run.stderr

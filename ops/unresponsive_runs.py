@@ -1,0 +1,87 @@
+"""Runs whose process died are marked Crashed, so nothing looks Running for ever.
+
+A flow run started by the worker emits ``prefect.flow-run.heartbeat`` every
+``HEARTBEAT_SECONDS`` (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` in the worker's environment,
+``ops.serve_env.client_env``). When its process is killed (the worker stopped with
+``kill -9``, the machine lost), the heartbeats stop and the run would stay Running: the
+register's request waits on a run nobody executes. The automation created here (Prefect's
+documented zombie-flow automation; Prefect Cloud has it built in) marks such a run Crashed
+``SILENCE_SECONDS`` after its last heartbeat. The failure automation in
+``automations/notify-operators.yaml`` then notifies, and an operator retries the run: the
+request goes on from its recorded progress (a decision given before the crash counts).
+
+A run that suspends for approval stops its heartbeats on purpose: Suspended and Paused end
+the silence window as the final states do. ``lifecycle server start`` ensures the
+automation exists (once, by name) every time it starts the stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ops.prefect_api import request
+from ops.serve_env import HEARTBEAT_SECONDS
+
+NAME = "lifecycle-crash-unresponsive-runs"
+SILENCE_SECONDS = 5 * HEARTBEAT_SECONDS
+"""Five missed beats: generous for a busy two-core machine, short for an operator."""
+_ENDS_SILENCE = (
+    "prefect.flow-run.heartbeat",
+    "prefect.flow-run.Completed",
+    "prefect.flow-run.Failed",
+    "prefect.flow-run.Cancelled",
+    "prefect.flow-run.Crashed",
+    "prefect.flow-run.Suspended",
+    "prefect.flow-run.Paused",
+)
+
+
+def automation() -> dict[str, Any]:
+    """The automation's JSON, as ``POST /automations/`` takes it."""
+    return {
+        "name": NAME,
+        "description": (
+            "A flow run stopped sending heartbeats (its process died) without ending, "
+            "suspending or pausing: mark it Crashed so it can be retried. Created by "
+            "lifecycle server start."
+        ),
+        "enabled": True,
+        "trigger": {
+            "type": "event",
+            "posture": "Proactive",
+            "after": ["prefect.flow-run.heartbeat"],
+            "expect": list(_ENDS_SILENCE),
+            "match": {"prefect.resource.id": "prefect.flow-run.*"},
+            "for_each": ["prefect.resource.id"],
+            "threshold": 1,
+            "within": SILENCE_SECONDS,
+        },
+        "actions": [
+            {
+                "type": "change-flow-run-state",
+                "state": "CRASHED",
+                "message": (
+                    f"No heartbeat for {SILENCE_SECONDS} s: the run's process died. "
+                    "Retry the run; a request goes on from its recorded progress."
+                ),
+            }
+        ],
+    }
+
+
+def ensure(api_url: str, auth: str) -> bool:
+    """Create the automation unless one of that name exists; whether it was created now.
+
+    Raises OSError when the server does not answer, RuntimeError when it refuses.
+    """
+    status, found = request(
+        f"{api_url}/automations/filter", auth, {"automations": {"name": {"any_": [NAME]}}}
+    )
+    if status != 200:
+        raise RuntimeError(f"listing automations answered HTTP {status}")
+    if any(a.get("name") == NAME for a in found or []):
+        return False
+    status, _ = request(f"{api_url}/automations/", auth, automation())
+    if status not in (200, 201):
+        raise RuntimeError(f"creating the {NAME} automation answered HTTP {status}")
+    return True

@@ -1,0 +1,26 @@
+"""The automation that marks runs whose process died Crashed (``ops.unresponsive_runs``)."""
+
+from __future__ import annotations
+
+from ops import serve_env as se
+from ops import unresponsive_runs
+
+
+def test_the_automation_is_valid_for_prefect_and_spares_runs_waiting_for_approval() -> None:
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    parsed = AutomationCore.model_validate(unresponsive_runs.automation())
+    trigger = parsed.trigger
+    assert isinstance(trigger, EventTrigger)
+    assert trigger.posture is Posture.Proactive
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.for_each == {"prefect.resource.id"}
+    # Missing more than a few beats of the worker's runs, never one late beat.
+    assert trigger.within.total_seconds() >= 3 * se.HEARTBEAT_SECONDS
+    # A suspended or paused run stops beating on purpose: that must not crash it.
+    assert {"prefect.flow-run.Suspended", "prefect.flow-run.Paused"} <= trigger.expect
+    assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed"} <= trigger.expect
+    (action,) = parsed.actions
+    assert isinstance(action, ChangeFlowRunState)
+    assert action.state.value == "CRASHED"
