@@ -31,13 +31,14 @@ _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 def interpolation_env() -> dict[str, str]:
-    """The variables ``${NAME}`` may use: the environment, plus ``LIFECYCLE_DATA_DIR``.
+    """The variables ``${NAME}`` may use: the environment, with ``LIFECYCLE_DATA_DIR``.
 
-    ``LIFECYCLE_DATA_DIR`` falls back to the settings' data folder so the demo's SQLite
-    URLs work without any environment set.
+    ``LIFECYCLE_DATA_DIR`` is always the settings' data folder (``var/`` in the working
+    directory unless the variable names another; ``~`` expanded), so the demo's SQLite URLs
+    work without any environment set and name the folder the rest of the product uses.
     """
     env = dict(os.environ)
-    env.setdefault("LIFECYCLE_DATA_DIR", str(get_settings().data_dir))
+    env["LIFECYCLE_DATA_DIR"] = str(get_settings().data_dir)
     return env
 
 

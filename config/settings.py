@@ -2,17 +2,45 @@
 
 Settings say *where* things are (config folder, data folder, audit database, keys);
 the policy and inventory (what to do) live in the YAML files under ``config_dir``.
+
+The data folder defaults to ``var/`` in the working directory (``LIFECYCLE_DATA_DIR``
+overrides it), never to a folder inside the installed package: an installed product
+writes nothing next to its code. ``PROJECT_ROOT`` locates files shipped with the code
+(the demo configuration), which are only ever read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""Where the code is: the checkout, or site-packages when installed. Read from, never written."""
+DATA_DIR_ENV = "LIFECYCLE_DATA_DIR"
+DATA_DIR_NAME = "var"
+
+
+def default_data_dir() -> Path:
+    """The data folder when ``LIFECYCLE_DATA_DIR`` is unset: ``var/`` in the working directory.
+
+    Absolute, taken when the settings are read (in the checkout, ``make`` and ``lifecycle``
+    run from the repository root, so that is the repository's ``var/``).
+    """
+    return Path.cwd() / DATA_DIR_NAME
+
+
+def data_dir_from(environ: Mapping[str, str]) -> Path:
+    """The data folder ``environ`` selects, as an absolute path, without reading the settings.
+
+    ``LIFECYCLE_DATA_DIR`` (``~`` expanded) when set and not empty, else ``default_data_dir()``:
+    the rule ``Settings.data_dir`` follows, for building the environment of other processes.
+    """
+    value = environ.get(DATA_DIR_ENV, "").strip()
+    return (Path(value).expanduser() if value else default_data_dir()).resolve()
 
 
 class Settings(BaseSettings):
@@ -25,8 +53,9 @@ class Settings(BaseSettings):
         description="Folder holding inventory.yaml and policy.yaml.",
     )
     data_dir: Path = Field(
-        default=PROJECT_ROOT / "var",
-        description="Folder for embedded SQLite databases, key files, exports and checkpoints.",
+        default_factory=default_data_dir,
+        description="Folder for embedded SQLite databases, key files, exports and checkpoints; "
+        "default: var/ in the working directory.",
     )
     audit_url: SecretStr | None = Field(
         default=None,
@@ -92,6 +121,16 @@ class Settings(BaseSettings):
         description="URL the result of a help-desk request is POSTed to (signed JSON, no "
         "identity) when the request ends; unset: no callback. Secret: it may carry a token.",
     )
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: object) -> object:
+        """``~`` expanded; an empty ``LIFECYCLE_DATA_DIR`` means the default, as in
+        ``data_dir_from``."""
+        if isinstance(value, str | Path):
+            text = str(value).strip()
+            return Path(text).expanduser() if text else default_data_dir()
+        return value
 
     def resolved_audit_url(self) -> str:
         """The ledger URL, defaulting to a SQLite file in the data folder."""

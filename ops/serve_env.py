@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.settings import PROJECT_ROOT, Settings
+from config.settings import DATA_DIR_ENV, data_dir_from
 from core.errors import ConfigError
 
 HOST = "127.0.0.1"
@@ -30,6 +30,8 @@ POOL = "lifecycle-local"
 WORKER_NAME = "lifecycle-local-worker"
 
 SERVE_DIR_ENV = "LIFECYCLE_SERVE_DIR"
+SERVE_DIR_NAME = "prefect-serve"
+"""The state folder's name in the data folder, when ``LIFECYCLE_SERVE_DIR`` is not set."""
 PORT_ENV = "LIFECYCLE_SERVE_PORT"
 S3_PORT_ENV = "LIFECYCLE_SERVE_S3_PORT"
 _SERVE_ONLY = (SERVE_DIR_ENV, PORT_ENV, S3_PORT_ENV)
@@ -49,7 +51,8 @@ _LOOPBACK = ("127.0.0.1", "localhost")
 
 @dataclass(frozen=True)
 class ServePaths:
-    """The state folder (``var/prefect-serve/`` unless ``LIFECYCLE_SERVE_DIR`` says otherwise)."""
+    """The state folder: ``prefect-serve/`` in the data folder (``var/prefect-serve/`` by
+    default) unless ``LIFECYCLE_SERVE_DIR`` says otherwise."""
 
     root: Path
 
@@ -78,9 +81,13 @@ class ServePaths:
 
 
 def serve_paths(environ: Mapping[str, str]) -> ServePaths:
-    """The state folder for this environment, as an absolute path."""
+    """The state folder for this environment, as an absolute path.
+
+    ``LIFECYCLE_SERVE_DIR``, else ``prefect-serve/`` in the data folder ``environ`` selects
+    (``LIFECYCLE_DATA_DIR``, else ``var/`` in the working directory).
+    """
     value = environ.get(SERVE_DIR_ENV, "").strip()
-    root = Path(value).expanduser() if value else PROJECT_ROOT / "var" / "prefect-serve"
+    root = Path(value).expanduser() if value else data_dir_from(environ) / SERVE_DIR_NAME
     return ServePaths(root.resolve())
 
 
@@ -207,11 +214,13 @@ def client_env(
 ) -> dict[str, str]:
     """The environment of ``prefect deploy``, the worker and the flow runs it starts.
 
-    The product's ``LIFECYCLE_*`` settings pass through with their paths made absolute
-    (``LIFECYCLE_DATA_DIR`` defaults to the repository's ``var/``), so a flow run started by
-    the worker uses the same data as the ``lifecycle`` command; ``demo_env`` is added over
-    them for the demo configuration (``ops.demo_setup``: the local S3's endpoint, CA and
-    dummy credentials when it runs, the served demo's ``LIFECYCLE_CONFIG_DIR``).
+    The product's ``LIFECYCLE_*`` settings pass through with their paths made absolute, and
+    ``LIFECYCLE_DATA_DIR`` is always set (by default ``var/`` in the working directory of
+    ``lifecycle server start``, as ``config.settings`` has it), so a flow run the worker
+    starts in another directory uses the same data as the ``lifecycle`` command; ``demo_env``
+    is added over them for the demo configuration (``ops.demo_setup``: the local S3's
+    endpoint, CA and dummy credentials when it runs, the served demo's
+    ``LIFECYCLE_CONFIG_DIR``).
     """
     env = _without_prefect(environ)
     for name in _SERVE_ONLY:
@@ -219,7 +228,7 @@ def client_env(
     for name in _PATH_SETTINGS:
         if env.get(name):
             env[name] = str(Path(env[name]).expanduser().resolve())
-    env.setdefault("LIFECYCLE_DATA_DIR", str(Settings.model_fields["data_dir"].default))
+    env[DATA_DIR_ENV] = str(data_dir_from(env))
     env.update(demo_env or {})
     env.update(
         PREFECT_API_URL=api_url(port),
@@ -261,7 +270,7 @@ def shell_env(
 
 
 def env_file_text(values: Mapping[str, str]) -> str:
-    """A file a POSIX shell can source (``. var/prefect-serve/env``)."""
+    """A file a POSIX shell can source (``. <state folder>/env``)."""
     lines = ["# The local Prefect server's environment; use it with: . <this file>"]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
     return "\n".join(lines) + "\n"

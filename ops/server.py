@@ -14,6 +14,9 @@ gets is in ``ops.serve_env``.
 
 Deployments need no pull step: ``prefect deploy`` records a ``set_working_directory`` step
 with the directory it ran in, the repository root, so flow runs import ``flows.*`` in place.
+So ``start`` needs the project's checkout (``prefect.yaml`` beside the code): an installed
+wheel has none and ``start`` says so before doing anything (``lifecycle demo`` and the
+other commands run installed).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from config.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings, data_dir_from
 from core.errors import LifecycleError
 from ops import demo_setup, local_s3, procs, unresponsive_runs
 from ops import serve_env as se
@@ -40,6 +43,7 @@ WORKER_ONLINE_TIMEOUT_S = 60.0
 S3_START_TIMEOUT_S = 30.0
 INTAKE_START_TIMEOUT_S = 60.0
 INTAKE_PORT_ENV = "LIFECYCLE_INTAKE_PORT"
+PREFECT_YAML = "prefect.yaml"
 DEFAULT_INTAKE_PORT: int = Settings.model_fields["intake_port"].default
 DEPLOYMENTS = (
     "subject-request",
@@ -78,7 +82,8 @@ class ServeError(LifecycleError):
 
 @dataclass(frozen=True)
 class Instance:
-    """One local service: its state folder, ports and the repository it deploys."""
+    """One local service: its state folder, ports and the repository it deploys (the
+    checkout holding ``prefect.yaml``)."""
 
     paths: se.ServePaths
     port: int
@@ -269,8 +274,7 @@ def secret_location(environ: Mapping[str, str]) -> tuple[str, Path | None]:
 
     if environ.get(SECRET_ENV, "").strip():
         return SECRET_ENV, None
-    data_dir = environ.get("LIFECYCLE_DATA_DIR") or str(Settings.model_fields["data_dir"].default)
-    path = secret_file(Path(data_dir).expanduser().resolve())
+    path = secret_file(data_dir_from(environ))
     return str(path), path
 
 
@@ -311,10 +315,21 @@ def _intake(
     )
 
 
+def _require_checkout(inst: Instance) -> None:
+    """Refuse to start without the project's checkout: ``prefect deploy`` needs prefect.yaml."""
+    if not (inst.repo / PREFECT_YAML).is_file():
+        raise ServeError(
+            f"`lifecycle server start` needs the project's checkout ({PREFECT_YAML} and the "
+            f"code beside it; this installation at {inst.repo} has none): run it, or "
+            "`make serve`, from a clone of the repository"
+        )
+
+
 def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
     """Bring everything up, keeping what already runs; what runs and where."""
     environ = os.environ if environ is None else environ
     inst = instance(environ)
+    _require_checkout(inst)
     with procs.locked(inst.paths.lock_file):
         inst.paths.home.mkdir(parents=True, exist_ok=True)
         creds, created = se.ensure_credentials(inst.paths.credentials)

@@ -72,8 +72,13 @@ def _creds(tmp_path: Path) -> se.Credentials:
     return se.Credentials(user="admin", password="pw", path=tmp_path / "credentials")
 
 
-def test_state_folder_and_ports_come_from_the_environment(tmp_path: Path) -> None:
-    assert se.serve_paths({}).root == PROJECT_ROOT / "var" / "prefect-serve"
+def test_state_folder_and_ports_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert se.serve_paths({}).root == tmp_path.resolve() / "var" / "prefect-serve"
+    data = tmp_path / "data"
+    assert se.serve_paths({"LIFECYCLE_DATA_DIR": str(data)}).root == data / "prefect-serve"
     assert se.serve_paths({se.SERVE_DIR_ENV: str(tmp_path)}).root == tmp_path.resolve()
     assert se.port_setting({}, se.PORT_ENV, 4200) == 4200
     assert se.port_setting({se.PORT_ENV: " 4300 "}, se.PORT_ENV, 4200) == 4300
@@ -140,7 +145,7 @@ def test_client_env_points_at_the_server_with_absolute_product_paths(
 
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(se.HEARTBEAT_SECONDS)  # for crashes
     default = se.client_env({}, se.ServePaths(tmp_path), 4200, _creds(tmp_path))
-    assert default["LIFECYCLE_DATA_DIR"] == str(PROJECT_ROOT / "var")
+    assert default["LIFECYCLE_DATA_DIR"] == str(tmp_path.resolve() / "var")  # the cwd's var/
 
 
 def test_env_file_is_sourceable_and_holds_no_caller_secrets(tmp_path: Path) -> None:
