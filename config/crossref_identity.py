@@ -8,28 +8,25 @@ resolve (declared or inferred) to the same format.
 from __future__ import annotations
 
 from config.problems import Reporter, YamlPath
-from config.schema.inventory import Inventory, SqlStore
+from config.schema.inventory import Inventory
 
 
 def check_identity_formats(inventory: Inventory, report: Reporter) -> None:
     """Report each identity column whose kind already resolved to another format."""
     first: dict[str, tuple[str, str]] = {}  # kind -> (format, "store.table.column")
     for i, store in enumerate(inventory.stores):
-        if not isinstance(store, SqlStore):
-            continue
-        for j, table in enumerate(store.tables):
-            for k, ident in enumerate(table.identity):
-                fmt = ident.value_format()
-                place = f"{store.name}.{table.name}.{ident.column}"
-                if ident.kind not in first:
-                    first[ident.kind] = (fmt, place)
-                    continue
-                first_fmt, first_place = first[ident.kind]
-                if fmt != first_fmt:
-                    path: YamlPath = ("stores", i, "tables", j, "identity", k)
-                    report.add(
-                        (*path, "format") if ident.format is not None else path,
-                        f"identity kind '{ident.kind}' is format {fmt} at {place} but "
-                        f"{first_fmt} at {first_place}; every column of a kind needs the "
-                        "same format",
-                    )
+        for site in store.identity_sites():
+            ident, place = site.column, site.place
+            fmt = ident.value_format()
+            if ident.kind not in first:
+                first[ident.kind] = (fmt, place)
+                continue
+            first_fmt, first_place = first[ident.kind]
+            if fmt != first_fmt:
+                path: YamlPath = ("stores", i, *site.path)
+                report.add(
+                    (*path, "format") if ident.format is not None else path,
+                    f"identity kind '{ident.kind}' is format {fmt} at {place} but "
+                    f"{first_fmt} at {first_place}; every column of a kind needs the "
+                    "same format",
+                )

@@ -23,7 +23,7 @@ from config.schema.common import (
     Strict,
     shaped,
 )
-from config.schema.inventory import Reference
+from config.schema.stores import Reference
 from config.schema.transfers import TransferPolicy
 from core.approver_keys import parse_public_key
 from core.pseudonym import Pseudonym

@@ -528,7 +528,50 @@ CASES += [
             Expected(
                 POL,
                 "bucket: demo-ticket-attachments\n    prefix",
-                "retention[3].bucket: store 'crm' is a sql store; a bucket needs an s3 store",
+                "retention[3].bucket: store 'crm' is a sql store; "
+                "a bucket target needs an s3 store",
+            ),
+        ),
+    ),
+    Case(
+        "table target on an s3 store",
+        ((POL, "store: crm\n    table: login_events", "store: files\n    table: login_events"),),
+        (
+            Expected(
+                POL,
+                "table: login_events",
+                "retention[0].table: store 'files' is an s3 store; "
+                "a table target needs a sql store",
+            ),
+        ),
+    ),
+    Case(
+        "duplicate bucket name",
+        ((INV, "- name: demo-legal-archive", "- name: demo-ticket-attachments"),),
+        (
+            Expected(
+                INV,
+                "name: demo-ticket-attachments\n        description",
+                "stores[1].buckets[1].name: duplicate bucket 'demo-ticket-attachments' "
+                "(first declared at line {first})",
+                first="- name: demo-ticket-attachments",
+            ),
+            Expected(
+                POL,
+                "{store: files, bucket: demo-legal-archive}",
+                "legal_holds[1].scope.bucket: unknown bucket 'demo-legal-archive' in store 'files'",
+            ),
+        ),
+    ),
+    Case(
+        "legal hold on a bucket no store declares",
+        ((POL, "{store: files, bucket: demo-legal-archive}", "{bucket: demo-legal-archiv}"),),
+        (
+            Expected(
+                POL,
+                "{bucket: demo-legal-archiv}",
+                "legal_holds[1].scope.bucket: unknown bucket 'demo-legal-archiv' "
+                "(did you mean 'demo-legal-archive'?)",
             ),
         ),
     ),

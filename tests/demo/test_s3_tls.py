@@ -26,7 +26,7 @@ from moto.iam.access_control import PermissionResult
 from config.loader import load_config
 from config.schema import LifecycleConfig, S3Store
 from connectors.base import BatchResult
-from connectors.s3 import S3Connector
+from connectors.s3.connector import S3Connector
 from connectors.s3.lifecycle import desired_rules
 from connectors.s3.posture import store_facts
 from core.keys import KeyRing

@@ -168,7 +168,8 @@ def test_too_few_customers_is_refused(tmp_path: Path) -> None:
 
 def test_passes_the_sql_connectors_schema_check(db_url: str) -> None:
     from audit.keystore import keyring_from_settings
-    from connectors.sql import SqlConnector, reflect_store
+    from connectors.sql.connector import SqlConnector
+    from connectors.sql.schema import reflect_store
 
     data = seed_crm(db_url, customers=SMALL, today=TODAY)
     store = _crm_store().model_copy(update={"url": SecretStr(db_url)})

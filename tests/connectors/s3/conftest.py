@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from config.schema import Policy, S3Store
 from connectors.base import BatchResult, Key
-from connectors.s3 import S3Connector
+from connectors.s3.connector import S3Connector
 from core.keys import KeyRing
 
 if TYPE_CHECKING:

@@ -1,0 +1,157 @@
+"""The inventory model of a SQL store (``type: sql``): its tables and how subjects are found.
+
+A SQL store lists its tables: which columns identify a subject directly (``identity``),
+which values become identities for other stores (``derives``, e.g. ``customers.id`` as
+``customer_id``), extra references beyond the reflected foreign keys, and which columns
+hold which data categories.
+
+Imports only the configuration layer (and SQLAlchemy's URL parser), so loading the
+configuration never imports the connector or a driver.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from config.schema.common import Name, NonEmpty, Region, SqlIdent, Strict
+from config.schema.stores import (
+    CategorySite,
+    DerivedIdentity,
+    DerivedSite,
+    IdentityColumn,
+    IdentitySite,
+    PersonalSource,
+    Reference,
+    StoreConfig,
+)
+from core.errors import NotFoundError
+
+Follow = Literal["holders", "target", "none"]
+
+
+class TableReference(Reference):
+    """A reference this table holds (declared, or annotating a reflected foreign key)."""
+
+    follow: Follow | None = Field(
+        default=None,
+        description=(
+            "Which way locate follows it: 'holders' (rows holding it to an owned row are "
+            "owned), 'target' (the row an owned row points at is linked), 'none'. Omitted: "
+            "the default the README's References section gives."
+        ),
+    )
+
+
+class Timestamps(Strict):
+    """Informative timestamp columns; ``created`` is the default retention clock."""
+
+    created: SqlIdent | None = None
+    updated: SqlIdent | None = None
+
+
+class Table(Strict):
+    """A table holding personal data and how subjects are found in it."""
+
+    name: SqlIdent
+    description: str | None = None
+    primary_key: Annotated[tuple[SqlIdent, ...], NonEmpty] | None = Field(
+        default=None, description="Defaults to the reflected primary key."
+    )
+    identity: tuple[IdentityColumn, ...] = ()
+    derives: tuple[DerivedIdentity, ...] = ()
+    references: tuple[TableReference, ...] = ()
+    fields: dict[SqlIdent, tuple[Name, ...]] = Field(
+        default_factory=dict, description="Personal columns and their data categories."
+    )
+    timestamps: Timestamps | None = None
+
+    def fields_in(self, category: str) -> tuple[str, ...]:
+        """The columns of this table that hold ``category`` data."""
+        return tuple(col for col, cats in self.fields.items() if category in cats)
+
+
+class SqlStore(StoreConfig):
+    """A relational database reached through SQLAlchemy."""
+
+    type: Literal["sql"]
+    url: SecretStr = Field(description="SQLAlchemy URL; may carry a password, so secret.")
+    region: Region = Field(description="Where the data is declared to live.")
+    rds_instance: str | None = Field(
+        default=None, description="RDS DB instance identifier, for transfer checks."
+    )
+    require_tls: bool = Field(
+        default=False,
+        description=(
+            "Refuse a url that lets the driver connect without TLS (checked when the "
+            "config loads; a local file or Unix socket needs none)."
+        ),
+    )
+    vacuum_after_erasure: bool = Field(
+        default=False,
+        description=(
+            "After an erasure, rewrite storage so erased values cannot be recovered from it: "
+            "VACUUM the touched tables (PostgreSQL), OPTIMIZE TABLE (MySQL/MariaDB), VACUUM "
+            "the file (SQLite; erased rows are already zeroed by secure_delete). Costs I/O "
+            "proportional to the tables' size; off, dead row versions stay until autovacuum "
+            "or InnoDB purge and page reuse. WAL archives and backups keep old values until "
+            "they expire either way."
+        ),
+    )
+    tables: Annotated[tuple[Table, ...], NonEmpty]
+
+    policy_parts: ClassVar[tuple[str, ...]] = ("table",)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: SecretStr) -> SecretStr:
+        # The message must not echo the URL: it may hold a password.
+        try:
+            make_url(value.get_secret_value())
+        except ArgumentError as e:
+            raise ValueError("not a valid SQLAlchemy database URL") from e
+        return value
+
+    def table(self, name: str) -> Table:
+        """The declared table ``name``; NotFoundError if this store has none."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise NotFoundError(f"store '{self.name}' declares no table '{name}'", store=self.name)
+
+    def identity_sites(self) -> tuple[IdentitySite, ...]:
+        return tuple(
+            IdentitySite(
+                ("tables", j, "identity", k), f"{self.name}.{table.name}.{ident.column}", ident
+            )
+            for j, table in enumerate(self.tables)
+            for k, ident in enumerate(table.identity)
+        )
+
+    def derived_sites(self) -> tuple[DerivedSite, ...]:
+        sites: list[DerivedSite] = []
+        for j, table in enumerate(self.tables):
+            identity_columns = {ident.column for ident in table.identity}
+            for k, derived in enumerate(table.derives):
+                personal: PersonalSource | None = None
+                if derived.column in identity_columns:
+                    personal = "an identity column"
+                elif derived.column in table.fields:
+                    personal = "a personal field"
+                place = f"{self.name}.{table.name}.{derived.column}"
+                sites.append(DerivedSite(("tables", j, "derives", k), place, derived, personal))
+        return tuple(sites)
+
+    def category_sites(self) -> tuple[CategorySite, ...]:
+        return tuple(
+            CategorySite(("tables", j, "fields", column, k), tag)
+            for j, table in enumerate(self.tables)
+            for column, tags in table.fields.items()
+            for k, tag in enumerate(tags)
+        )
+
+    def part_names(self, key: str) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tables) if key == "table" else ()
