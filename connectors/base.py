@@ -1,6 +1,10 @@
-"""The connector contract: what every store type does for a data-subject request.
+"""The connector contract: what every store type does, and what some store types can do.
 
-Flows branch on ``Capabilities`` (never on ``isinstance``). Plans and findings are plain,
+``Connector`` holds the operations every store has (locate, export, plan, execute,
+verify); optional operations (rectification, retention sweeps, subject scans for legal
+holds) are protocols of their own, asked for through ``connectors.registry`` (``require``,
+``supports``), which refuses a missing one with ``Unsupported``. Flows branch on
+``Capabilities`` and on these protocols, never on a store type. Plans and findings are plain,
 frozen data: they can be built and tested without a store, recorded in our own tables,
 summarized for approval with counts only, and executed later (or again, after a crash).
 Keys are the store's own row or object identifiers (primary keys, object keys with
@@ -13,10 +17,16 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from core.pseudonym import Pseudonym
+from core.errors import TerminalError
+from core.pseudonym import Pseudonym, Pseudonymizer
+
+if TYPE_CHECKING:
+    from config.schema.inventory import IdentityColumn
+    from retention.targets import SweepTarget
 
 JsonScalar = str | int | bool | None
 Key = tuple[JsonScalar, ...]
@@ -270,7 +280,13 @@ OnPrepared = Callable[[Sequence[BatchResult]], None]
 
 
 class Connector(Protocol):
-    """One store of the inventory, able to locate, export, erase, rectify and verify."""
+    """One store of the inventory: what every store type does for a data-subject request.
+
+    Optional operations are separate protocols below (``Rectifying``, ``Sweeping``,
+    ``SweepFinishing``, ``SubjectScanning``); a connector offers one by having its methods,
+    and callers ask ``connectors.registry.require`` or ``supports`` for it, never for a
+    store type.
+    """
 
     name: str
     capabilities: Capabilities
@@ -320,6 +336,57 @@ class Connector(Protocol):
         """Re-scan and report anything left that should be gone."""
         ...
 
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+# -- optional capabilities ---------------------------------------------------------------
+#
+# Each is a runtime-checkable protocol: ``isinstance(connector, Sweeping)`` (or
+# ``registry.supports``/``registry.require``) tells whether a connector offers it, and
+# mypy narrows on it. A store type implements them structurally, by having the methods.
+
+
+class Unsupported(TerminalError):
+    """A store was asked for an optional operation its connector does not offer."""
+
+    def __init__(self, store: str, store_type: str, capability: str) -> None:
+        super().__init__(
+            f"store '{store}' (type {store_type}) does not support {capability}",
+            store=store,
+            store_type=store_type,
+            capability=capability,
+        )
+        self.store = store
+        self.store_type = store_type
+        self.capability = capability
+
+
+@runtime_checkable
+class Rectifying(Protocol):
+    """Corrects a subject's data field by field (rows; not objects)."""
+
+    def changes_for(self, changes: Mapping[str, str]) -> dict[str, str]:
+        """The corrections (``table.column`` or field -> text) that name this store's data.
+
+        Config only (no store access): intake refuses a correction no store claims.
+        """
+        ...
+
+    def identity_columns_for(self, name: str) -> tuple[IdentityColumn, ...]:
+        """The identity columns the correction ``name`` writes (config only).
+
+        Intake checks and normalizes its value by their format, as a request's identity.
+        """
+        ...
+
+    def identities_after(
+        self, identities: Identities, changes: Mapping[str, str]
+    ) -> dict[str, frozenset[str]]:
+        """``identities`` plus the new values of corrected identity fields (to re-locate)."""
+        ...
+
     def rectify(self, findings: Findings, changes: Mapping[str, str]) -> list[BatchResult]:
         """Write corrected values (``table.column`` or field -> text) to the found data."""
         ...
@@ -332,6 +399,98 @@ class Connector(Protocol):
         """
         ...
 
-    def close(self) -> None:
-        """Release connections."""
+
+@runtime_checkable
+class Sweeper(Protocol):
+    """One retention sweep target in one store: counts, keyset batches and their execution.
+
+    A batch's keys are read first (``next_batch``: count and digest, recorded as the
+    intent), then its range is acted on (``apply``); re-applying a range whose data is
+    gone changes nothing, which is what makes a resumed sweep exact.
+    """
+
+    @property
+    def exact_counts(self) -> bool:
+        """Whether ``counts`` and ``next_batch`` see every expired key (a keyset query).
+
+        True lets a first pass stop once the planned count is done; False (a listing
+        that may skip keys) reads on until ``next_batch`` finds nothing.
+        """
+        ...
+
+    def batch_size(self, requested: int) -> int:
+        """The batch size to use when the sweep asks for ``requested`` (rows per batch)."""
+        ...
+
+    def counts(self) -> tuple[int, int]:
+        """(expired data the sweep will act on, expired data kept by holds or locks)."""
+        ...
+
+    def next_batch(self, cursor: Key | None, size: int) -> SweepBatch | None:
+        """The next batch of expired, unheld keys after ``cursor``; None when none are left."""
+        ...
+
+    def apply(self, batch: SweepBatch) -> int:
+        """Act on the batch's range (delete or anonymize); how many rows or objects changed."""
+        ...
+
+
+@runtime_checkable
+class TransactionalSweeper(Sweeper, Protocol):
+    """A sweeper that can also read and delete a batch in one store transaction."""
+
+    @property
+    def deletes_in_one_transaction(self) -> bool:
+        """Whether ``delete_next`` applies to this target (else: ``next_batch``/``apply``)."""
+        ...
+
+    def delete_next(
+        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
+    ) -> SweepBatch | None:
+        """Find and delete the next batch; ``before_commit`` records it before the COMMIT."""
+        ...
+
+
+@runtime_checkable
+class Sweeping(Protocol):
+    """Retention sweeps: expired data deleted or anonymized in batches."""
+
+    def sweeper(
+        self, target: SweepTarget, *, today: date, held_keys: frozenset[Key] = frozenset()
+    ) -> Sweeper:
+        """A sweeper for one of this store's targets, leaving ``held_keys`` alone.
+
+        ``held_keys`` are keys ``target_keys`` gave for subjects under a legal hold.
+        """
+        ...
+
+    def target_keys(self, target: SweepTarget, findings: Findings) -> frozenset[Key]:
+        """The keys of ``findings`` (a subject's, this store's) within ``target``.
+
+        In the form ``sweeper(held_keys=...)`` takes; empty for another store's findings.
+        """
+        ...
+
+
+@runtime_checkable
+class SweepFinishing(Protocol):
+    """Work after a swept target is done (e.g. reclaiming storage so data is unrecoverable)."""
+
+    def finish_sweep(self, target: SweepTarget) -> None: ...
+
+
+SubjectValues = dict[str, dict[str, set[str]]]
+"""Pseudonym -> identity kind -> the subject's values of that kind."""
+
+
+@runtime_checkable
+class SubjectScanning(Protocol):
+    """Finds subjects by pseudonym: reads every identity value and pseudonymizes it.
+
+    What a legal hold on a subject needs: a pseudonym cannot be reversed, so the stores
+    that hold identities are scanned for the values that match it.
+    """
+
+    def scan_subjects(self, held: frozenset[str], pseudonymizer: Pseudonymizer) -> SubjectValues:
+        """The identities of the subjects in ``held`` (pseudonyms) found in this store."""
         ...

@@ -4,8 +4,9 @@ Shared by ``lifecycle request submit`` and the intake service (``ops.intake``).
 Checks: identity kinds some store searches, each identity value by its kind's format
 (``core.identity_values``; the normalized value is what gets registered), corrections
 that name a declared table or field (a corrected identity column passes the same format
-check) and that every store they name can hold (``Connector.check_changes``: column
-declared, not a key, type, length, NOT NULL; ``CorrectionError``), a package recipient
+check) and that every store they name can hold (``Rectifying.check_changes``: column
+declared, not a key, type, length, NOT NULL; ``CorrectionError``); only stores whose
+connector can rectify (``Rectifying``) claim corrections. Then a package recipient
 for access requests, and the four-eyes rule for a pre-approval. Errors name fields, never values.
 
 Corrections are ``table.column`` (or a bare field) -> new value. The register keys sealed
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 
 from audit.register import RequestKind, RequestRecord
 from audit.register_model import check_actor
-from config.schema.inventory import IdentityColumn, S3Store, SqlStore
+from connectors.base import Rectifying
+from connectors.registry import supports
 from core.errors import LifecycleError, TerminalError
 from core.free_text import check_free_text
 from core.identity_values import (
@@ -32,7 +35,7 @@ from core.identity_values import (
 )
 from core.package import Recipient
 from tasks.approval_tasks import Signer, four_eyes_problem, pre_approve
-from tasks.request_support import RequestContext
+from tasks.request_support import RequestContext, has_connector
 
 _CHANGE_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
 _CHANGE_KEY = "change_{}"
@@ -71,31 +74,26 @@ def decode_changes(sealed: Mapping[str, str]) -> dict[str, str]:
     return changes
 
 
-def changes_for(store: SqlStore | S3Store, changes: Mapping[str, str]) -> dict[str, str]:
-    """The corrections that name one of ``store``'s tables (``table.column``) or fields."""
-    if not isinstance(store, SqlStore):
-        return {}
-    picked: dict[str, str] = {}
-    for name, value in changes.items():
-        table, _, column = name.rpartition(".")
-        if table:
-            if any(t.name == table for t in store.tables):
-                picked[name] = value
-        elif any(
-            column in t.fields or column in {i.column for i in t.identity} for t in store.tables
-        ):
-            picked[name] = value
-    return picked
+RectifyingStores = list[tuple[str, Rectifying]]
+"""(store name, its connector) for every store whose connector can rectify."""
 
 
-def _identity_columns(ctx: RequestContext) -> list[tuple[str, IdentityColumn]]:
-    """Every identity column of the SQL stores, with its table's name."""
-    return [
-        (table.name, ident)
-        for store in ctx.config.sql_stores()
-        for table in store.tables
-        for ident in table.identity
-    ]
+@contextmanager
+def _rectifying_stores(ctx: RequestContext) -> Iterator[RectifyingStores]:
+    """The stores that can take corrections, their connectors open for the block.
+
+    Opening a connector does not reach its store; a store type without a connector is
+    skipped, as the request flow skips it.
+    """
+    with ExitStack() as stack:
+        found: RectifyingStores = []
+        for store in ctx.config.inventory.stores:
+            if not has_connector(store.type):
+                continue
+            connector = stack.enter_context(ctx.connector(store.name))
+            if supports(connector, Rectifying):
+                found.append((store.name, connector))
+        yield found
 
 
 def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> dict[str, str]:
@@ -107,10 +105,11 @@ def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> dict[st
     known = ctx.config.identity_kinds()
     formats: dict[str, IdentityFormat] = {}
     folded: set[str] = set()
-    for _table, ident in _identity_columns(ctx):
-        formats.setdefault(ident.kind, ident.value_format())
-        if ident.case_insensitive:
-            folded.add(ident.kind)
+    for store in ctx.config.inventory.stores:
+        for ident in store.identity_columns():
+            formats.setdefault(ident.kind, ident.value_format())
+            if ident.case_insensitive:
+                folded.add(ident.kind)
     checked: dict[str, str] = {}
     for kind, value in identity.items():
         if kind not in known:
@@ -124,21 +123,17 @@ def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> dict[st
     return checked
 
 
-def _check_corrected_identities(ctx: RequestContext, changes: Mapping[str, str]) -> dict[str, str]:
+def _check_corrected_identities(
+    stores: RectifyingStores, changes: Mapping[str, str]
+) -> dict[str, str]:
     """Corrections with values aimed at identity columns checked by those columns' format.
 
     A rectified identity must be findable afterwards and must not be a mask token, so it
     passes the same check as a request's identity, and is stored normalized.
     """
-    columns = _identity_columns(ctx)
     checked = dict(changes)
     for name, value in changes.items():
-        table, _, column = name.rpartition(".")
-        targets = [
-            ident
-            for table_name, ident in columns
-            if ident.column == column and (not table or table_name == table)
-        ]
+        targets = [ident for _, c in stores for ident in c.identity_columns_for(name)]
         results: set[str] = set()
         for ident in targets:
             try:
@@ -164,12 +159,12 @@ def _check_changes(
         return {}
     if not changes:
         raise TerminalError("a rectification request needs corrections (table.column=value)")
-    stores = ctx.config.inventory.stores
-    for name in changes:
-        if not any(changes_for(store, {name: ""}) for store in stores):
-            raise CorrectionError([f"correction '{name}' names no declared table or field"])
-    checked = _check_corrected_identities(ctx, changes)
-    _check_with_stores(ctx, checked)
+    with _rectifying_stores(ctx) as stores:
+        for name in changes:
+            if not any(connector.changes_for({name: ""}) for _, connector in stores):
+                raise CorrectionError([f"correction '{name}' names no declared table or field"])
+        checked = _check_corrected_identities(stores, changes)
+        _check_with_stores(stores, checked)
     return checked
 
 
@@ -185,7 +180,7 @@ class CorrectionError(TerminalError):
         self.problems = list(problems)
 
 
-def _check_with_stores(ctx: RequestContext, changes: Mapping[str, str]) -> None:
+def _check_with_stores(stores: RectifyingStores, changes: Mapping[str, str]) -> None:
     """Ask every store a correction names whether its columns can hold the values.
 
     The stores check what rectification would check when it runs (``check_changes``:
@@ -194,18 +189,17 @@ def _check_with_stores(ctx: RequestContext, changes: Mapping[str, str]) -> None:
     """
     problems: list[str] = []
     unreachable: list[str] = []
-    for store in ctx.config.inventory.stores:
-        picked = changes_for(store, changes)
+    for store, connector in stores:
+        picked = connector.changes_for(changes)
         if not picked:
             continue
         try:
-            with ctx.connector(store.name) as connector:
-                problems += connector.check_changes(picked)
+            problems += connector.check_changes(picked)
         except LifecycleError as e:
-            unreachable.append(f"store '{store.name}' could not check the corrections: {e}")
+            unreachable.append(f"store '{store}' could not check the corrections: {e}")
         except Exception as e:  # a driver error's text may quote values: its type only
             unreachable.append(
-                f"store '{store.name}' could not check the corrections ({type(e).__name__})"
+                f"store '{store}' could not check the corrections ({type(e).__name__})"
             )
     if problems:
         raise CorrectionError(problems + unreachable)

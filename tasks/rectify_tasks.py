@@ -1,22 +1,22 @@
 """Rectification: apply the corrected values in each store, then re-locate to verify.
 
 The corrections (``table.column`` or a bare field name -> new value) come from the
-register, sealed until the request closes; each store gets the ones that name its
-tables or fields. Rectifying is idempotent (it sets values), so a store whose progress
-does not say "executed" is simply rectified again after a crash.
+register, sealed until the request closes; each store gets the ones that name its tables
+or fields (``Rectifying.changes_for``). A store whose connector cannot rectify claims
+none, and intake refused any correction no store claims. Rectifying is idempotent (it
+sets values), so a store whose progress does not say "executed" is simply rectified
+again after a crash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from audit.events import EventStatus
 from audit.progress import Phase
-from config.schema.inventory import S3Store, SqlStore
-from connectors.base import Identities
+from connectors.base import BatchResult, Rectifying
+from connectors.registry import supports
 from core.errors import TerminalError
 from tasks.erasure_tasks import audit_batches
-from tasks.intake import changes_for, decode_changes
+from tasks.intake import decode_changes
 from tasks.request_support import (
     RequestContext,
     batch_record,
@@ -26,21 +26,6 @@ from tasks.request_support import (
     request_context,
     request_task,
 )
-
-
-def identities_after(
-    store: SqlStore | S3Store, identities: Identities, changes: Mapping[str, str]
-) -> dict[str, frozenset[str]]:
-    """``identities`` with corrected identity columns' new values added (for re-locating)."""
-    updated = dict(identities)
-    if not isinstance(store, SqlStore):
-        return updated
-    for table in store.tables:
-        for ident in table.identity:
-            for name in (f"{table.name}.{ident.column}", ident.column):
-                if changes.get(name):
-                    updated[ident.kind] = updated.get(ident.kind, frozenset()) | {changes[name]}
-    return updated
 
 
 @request_task("rectify-store")
@@ -61,13 +46,15 @@ def rectify_store(request_id: str, store: str) -> int:
 
 
 def _rectify(ctx: RequestContext, request_id: str, store: str) -> None:
-    changes = changes_for(
-        ctx.config.store(store), decode_changes(ctx.register.open_changes(request_id))
-    )
     findings = findings_from_data(store, ctx.progress.findings(request_id, store), {})
-    if changes and findings.total:
+    results: list[BatchResult] | None = None  # None: nothing of this store's to correct
+    if findings.total:
         with ctx.connector(store) as connector:
-            results = connector.rectify(findings, changes)
+            if supports(connector, Rectifying):
+                changes = decode_changes(ctx.register.open_changes(request_id))
+                picked = connector.changes_for(changes)
+                results = connector.rectify(findings, picked) if picked else None
+    if results is not None:
         crash_point("rectified", store)  # committed, not recorded: rectified again (idempotent)
         # One transaction per store, reported after its commit: every batch recorded at
         # once, with the store marked executed, so a crash cannot record only some.
@@ -84,12 +71,11 @@ def verify_rectified_store(request_id: str, store: str) -> int:
         row = ctx.progress.store(request_id, store)
         if row is None or row.phase in (Phase.SKIPPED, Phase.VERIFIED):
             return 0
-        config = ctx.config.store(store)
-        changes = decode_changes(ctx.register.open_changes(request_id))
-        identities = identities_after(
-            config, ctx.identities(request_id, before=row.position), changes
-        )
+        identities = ctx.identities(request_id, before=row.position)
         with ctx.connector(store) as connector:
+            if supports(connector, Rectifying):  # find the subject by corrected values too
+                changes = decode_changes(ctx.register.open_changes(request_id))
+                identities = connector.identities_after(identities, changes)
             fresh = connector.locate(identities).counts()
         lost = {t: n - fresh.get(t, 0) for t, n in row.counts.items() if n > fresh.get(t, 0)}
         recorded = ctx.progress.verification_step(

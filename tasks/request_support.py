@@ -175,10 +175,10 @@ class RequestContext:
 
 
 def has_connector(store_type: str) -> bool:
-    """Whether a connector is registered for the store type (S3 comes in a later issue)."""
-    from connectors.registry import CONNECTORS
+    """Whether a connector is registered for the store type (else the flow skips the store)."""
+    from connectors.registry import has
 
-    return store_type in CONNECTORS
+    return has(store_type)
 
 
 def request_context() -> RequestContext:

@@ -11,6 +11,12 @@ one short store transaction, then audit the batch and move the cursor in one aud
 transaction. ``crash_point("sweep-batch", ...)`` lets tests kill the process between
 those steps.
 
+Stores take part through their connector's optional capabilities (``connectors.base``):
+``Sweeping`` gives a target's ``Sweeper`` (its batch size, whether its counts are exact,
+and a one-transaction ``delete_next`` where it is a ``TransactionalSweeper``), and
+``SweepFinishing`` the follow-up after a target. A target in a store whose connector
+cannot sweep is left out of the plan and audited as ``sweep.skipped``.
+
 One sweep at a time: a real (not dry-run) sweep first takes the ``retention-sweep`` lease
 in the audit database (``tasks.sweep_lease``), renews it at each step (plan, batch range,
 verification, target, summary) and releases it when its context closes; every progress
@@ -24,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -35,7 +41,17 @@ from audit.ledger import Ledger
 from audit.sweeps import BatchRange, SweepConflict, SweepProgress, SweepRun, new_sweep_id
 from config.loader import load_config
 from config.schema.model import LifecycleConfig
-from connectors.base import Connector, Key, SweepBatch
+from connectors.base import (
+    Connector,
+    Key,
+    SweepBatch,
+    Sweeper,
+    SweepFinishing,
+    Sweeping,
+    TransactionalSweeper,
+    Unsupported,
+)
+from connectors.registry import require, supports
 from core.keys import KeyRing
 from retention.targets import SweepTarget, resolve_targets, utc_naive
 from tasks.request_support import crash_point, run_ids
@@ -46,18 +62,8 @@ DEFAULT_BATCH_SIZE = 50_000
 """Rows per SQL batch, chosen by ``benchmarks/retention.py`` (PostgreSQL, 2M rows, time
 order): 20,000 / 50,000 / 100,000 took 2.6x / 2.3x / 2.2x the raw DELETE. 100,000 gains
 little more, and 50,000 keeps each transaction to some 30 ms on PostgreSQL and its row
-locks (MariaDB) and write lock (SQLite) short."""
-S3_BATCH_SIZE = 1000  # object versions: one DeleteObjects call
-
-
-class Sweeper(Protocol):
-    """What SQL and S3 sweepers share (``connectors.sql.sweep``, ``connectors.s3.sweep``)."""
-
-    def counts(self) -> tuple[int, int]: ...
-
-    def next_batch(self, cursor: Key | None, size: int) -> SweepBatch | None: ...
-
-    def apply(self, batch: SweepBatch) -> int: ...
+locks (MariaDB) and write lock (SQLite) short. A sweeper may use another size
+(``Sweeper.batch_size``: an object store deletes one call's worth of versions)."""
 
 
 @dataclass(frozen=True)
@@ -121,10 +127,13 @@ class SweepContext:
         self.ledger.append_many(events, also=self.progress.guarded(also))
 
     def targets(self, run: SweepRun) -> list[SweepTarget]:
-        """The sweep's targets, resolved again at its pinned ``as_of`` (same cut-offs)."""
+        """The sweep's targets, resolved again at its pinned ``as_of`` (same cut-offs).
+
+        Targets in stores that cannot sweep are left out (the plan recorded them skipped).
+        """
         resolved = resolve_targets(self.config, run.as_of.replace(tzinfo=UTC), run.rules)
         planned = {t["target"] for t in run.plan}
-        return [t for t in resolved if t.id in planned or not planned]
+        return [t for t in resolved if (t.id in planned or not planned) and self.sweeps(t.store)]
 
     def held_keys(self, run: SweepRun, target: SweepTarget) -> frozenset[Key]:
         """Keys of subjects under a legal hold within ``target`` (computed once per sweep)."""
@@ -134,13 +143,19 @@ class SweepContext:
             self._held[run.id] = held_keys_by_target(self, self.targets(run))
         return self._held[run.id].get(target.id, frozenset())
 
+    def sweeping(self, store: str) -> Sweeping:
+        """The store's connector as a sweeping one; ``Unsupported`` if it cannot sweep."""
+        return require(self.connector(store), Sweeping, "sweeping")
+
+    def sweeps(self, store: str) -> bool:
+        """Whether the store's connector can sweep (targets of others are skipped)."""
+        return supports(self.connector(store), Sweeping)
+
     def sweeper(self, run: SweepRun, target: SweepTarget) -> Sweeper:
         """The connector's sweeper for ``target``."""
-        connector: Any = self.connector(target.store)
-        sweeper: Sweeper = connector.sweeper(
+        return self.sweeping(target.store).sweeper(
             target, today=run.as_of.date(), held_keys=self.held_keys(run, target)
         )
-        return sweeper
 
     def event(
         self,
@@ -184,13 +199,13 @@ def sweep_context() -> Iterator[SweepContext]:
 # -- planning ---------------------------------------------------------------------------
 
 
-def target_plan(target: SweepTarget, expired: int, held: int) -> dict[str, Any]:
+def target_plan(target: SweepTarget, expired: int, held: int, store_type: str) -> dict[str, Any]:
     """One target's plan entry: counts, rules and holds only (safe for UI and ledger)."""
     return {
         "target": target.id,
         "label": target.label,
         "store": target.store,
-        "kind": target.kind,
+        "store_type": store_type,
         "action": target.action,
         "fields": list(target.fields),
         "rules": list(target.rule_ids),
@@ -272,9 +287,16 @@ def plan_sweep(
     sweep_id = new_sweep_id()
     probe = SweepRun(sweep_id, moment, dry_run, "running", rules, [], None, None, moment, None)
     plan = []
+    skipped: list[dict[str, str]] = []
     for target in resolve_targets(ctx.config, moment, rules):
+        try:
+            ctx.sweeping(target.store)
+        except Unsupported as e:  # left out of the plan, audited as skipped
+            skipped.append({"target": target.id, "store": target.store, "reason": str(e)})
+            continue
         expired, held = ctx.sweeper(probe, target).counts()
-        plan.append(target_plan(target, expired, held))
+        store_type = ctx.config.store(target.store).type
+        plan.append(target_plan(target, expired, held, store_type))
         ctx.renew_lease()  # counting a big table takes a while
     flow_run_id = run_ids()["flow_run_id"]
     ctx.progress.start(
@@ -282,6 +304,7 @@ def plan_sweep(
     )
     ctx.append(
         [
+            *(_skipped(ctx, sweep_id, s) for s in skipped),
             ctx.event(
                 "sweep.planned",
                 EventStatus.PLANNED,
@@ -299,13 +322,26 @@ def plan_sweep(
                         {k: p[k] for k in ("target", "rules", "expired", "held", "holds")}
                         for p in plan
                     ],
+                    **({"skipped": [s["target"] for s in skipped]} if skipped else {}),
                 },
-            )
+            ),
         ]
     )
     run = ctx.progress.run(sweep_id)
     assert run is not None  # just written
     return run
+
+
+def _skipped(ctx: SweepContext, sweep_id: str, skipped: Mapping[str, str]) -> NewEvent:
+    """A target left out of the sweep: its store's connector cannot sweep."""
+    return ctx.event(
+        "sweep.skipped",
+        EventStatus.SKIPPED,
+        sweep_id,
+        connector=skipped["store"],
+        target=skipped["target"],
+        detail={"reason": skipped["reason"]},
+    )
 
 
 # -- execution --------------------------------------------------------------------------
@@ -357,7 +393,7 @@ def _delete_next(
     *,
     run: SweepRun,
     target: SweepTarget,
-    sweeper: Any,
+    sweeper: TransactionalSweeper,
     cursor: Key | None,
     size: int,
 ) -> SweepBatch | None:
@@ -369,7 +405,7 @@ def _delete_next(
         seqs.append(ctx.progress.record_intent(run.id, target.id, r))
         crash_point("sweep-intent", f"{target.id}#{seqs[-1]}")
 
-    batch: SweepBatch | None = sweeper.delete_next(cursor, size, record)
+    batch = sweeper.delete_next(cursor, size, record)
     if batch is None:
         return None
     crash_point("sweep-applied", f"{target.id}#{seqs[-1]}")
@@ -401,7 +437,7 @@ def run_range(
     """
     ctx.renew_lease()
     sweeper = ctx.sweeper(run, target)
-    size = S3_BATCH_SIZE if target.kind == "s3" else batch_size
+    size = sweeper.batch_size(batch_size)
     started = time.monotonic()
     done_batches = affected_total = 0
     pending = ctx.progress.pending(run.id, target.id)
@@ -425,17 +461,22 @@ def run_range(
         done_batches, affected_total = 1, affected
     state = ctx.progress.target(run.id, target.id)
     cursor, done = state.cursor, state.done
-    # A first pass over SQL rows ends once the plan's count is done, rather than searching
-    # the rest of the table for none: verify_and_rewind re-counts right after, and rows
-    # that expired behind the cursor meanwhile start a full pass ("rescan").
-    stop_at = state.expired if target.kind == "sql" and state.state == "pending" else None
-    one_transaction = bool(getattr(sweeper, "deletes_in_one_transaction", False))
+    # A first pass over exactly counted data (SQL rows) ends once the plan's count is
+    # done, rather than searching the rest of the table for none: verify_and_rewind
+    # re-counts right after, and rows that expired behind the cursor meanwhile start a
+    # full pass ("rescan").
+    stop_at = state.expired if sweeper.exact_counts and state.state == "pending" else None
+    one_transaction = (
+        sweeper
+        if isinstance(sweeper, TransactionalSweeper) and sweeper.deletes_in_one_transaction
+        else None
+    )
     while done_batches < max_batches and time.monotonic() - started < max_seconds:
         if stop_at is not None and done >= stop_at:
             return RangeOutcome(target.id, done_batches, affected_total, finished=True)
-        if one_transaction:
+        if one_transaction is not None:
             step = _delete_next(
-                ctx, run=run, target=target, sweeper=sweeper, cursor=cursor, size=size
+                ctx, run=run, target=target, sweeper=one_transaction, cursor=cursor, size=size
             )
             if step is None:
                 return RangeOutcome(target.id, done_batches, affected_total, finished=True)
@@ -500,10 +541,9 @@ def finish_target(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict
     """Close a finished target, verified clean: secure-erasure follow-up, state, and its
     ledger events (the verification and the target's counts)."""
     ctx.renew_lease()
-    connector: Any = ctx.connector(target.store)
-    finish = getattr(connector, "finish_sweep", None)
-    if finish is not None and not target.held:
-        finish(target)
+    connector = ctx.connector(target.store)
+    if supports(connector, SweepFinishing) and not target.held:
+        connector.finish_sweep(target)
         ctx.renew_lease()  # reclaiming storage (VACUUM) can take a while
     state = ctx.progress.target(run.id, target.id)
     final = "held" if target.held else "done"

@@ -9,7 +9,7 @@ botocore errors are translated at this boundary (``client.s3_errors``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,6 @@ from connectors.s3.locate import Locator
 from connectors.s3.planning import plan_erasure
 from connectors.s3.purge import Purger, gone
 from connectors.s3.verify import verify_erasure
-from core.errors import TerminalError
 from core.keys import KeyRing
 from core.pseudonym import Pseudonym
 from retention.targets import SweepTarget
@@ -44,7 +43,12 @@ if TYPE_CHECKING:
 
 
 class S3Connector:
-    """An S3 store: locate, export, plan, purge and verify a subject's object versions."""
+    """An S3 store: locate, export, plan, purge and verify a subject's object versions.
+
+    Optional capabilities (``connectors.base``): ``Sweeping``. Objects are not corrected
+    field by field, so it is not ``Rectifying``: a correction names no S3 store, and
+    asking for rectification is ``Unsupported``.
+    """
 
     capabilities = Capabilities(
         kind="s3", transactional=False, can_mask=False, versioned=True, derives_identities=False
@@ -144,23 +148,7 @@ class S3Connector:
         """List again and report what the plan said would be gone (or is new)."""
         return verify_erasure(plan, self.locate(identities))
 
-    def rectify(self, findings: Findings, changes: Mapping[str, str]) -> list[BatchResult]:
-        """Objects are not corrected field by field: refused with a clear error."""
-        if not changes:
-            return []
-        raise TerminalError(
-            f"store '{self.name}': rectification of S3 objects is not supported; "
-            "replace the object or erase it",
-            store=self.name,
-            operation="rectify",
-        )
-
-    def check_changes(self, changes: Mapping[str, str]) -> list[str]:
-        """Objects have no fields to correct: every correction is a problem."""
-        return [
-            f"store '{self.name}': {name}: rectification of S3 objects is not supported"
-            for name in sorted(changes)
-        ]
+    # -- Sweeping ---------------------------------------------------------------------------
 
     def sweeper(
         self, target: SweepTarget, *, today: date, held_keys: frozenset[Key] = frozenset()
@@ -183,6 +171,17 @@ class S3Connector:
             held_keys=frozenset(str(k[0]) for k in held_keys),
             purger=purger,
             page_size=self.page_size,
+        )
+
+    def target_keys(self, target: SweepTarget, findings: Findings) -> frozenset[Key]:
+        """``(object key,)`` of every version ``findings`` has in the target's bucket."""
+        if findings.store != self.name or target.store != self.name:
+            return frozenset()
+        return frozenset(
+            (k[0],)  # (object key, version id, is marker): a hold keeps every version
+            for found in findings.targets
+            if found.target == target.bucket
+            for k in found.keys
         )
 
     def close(self) -> None:

@@ -98,6 +98,11 @@ def _rows(page: ListObjectVersionsOutputTypeDef) -> list[_Row]:
     return rows
 
 
+BATCH_SIZE = MAX_KEYS_PER_CALL
+"""Object versions per sweep batch, whatever the sweep asks for rows: one DeleteObjects
+call's worth (tests lower it to make many resumed listings)."""
+
+
 def _cut(keys: Sequence[Key]) -> Iterator[tuple[Key, ...]]:
     for start in range(0, len(keys), MAX_KEYS_PER_CALL):
         yield tuple(keys[start : start + MAX_KEYS_PER_CALL])
@@ -105,6 +110,10 @@ def _cut(keys: Sequence[Key]) -> Iterator[tuple[Key, ...]]:
 
 class S3Sweeper:
     """One sweep target on one bucket prefix: counts, whole-key batches and their deletion."""
+
+    exact_counts = False
+    """A resumed listing may skip a key (moto does, after a deleted marker key): a pass
+    reads on until nothing is left rather than stopping at the planned count."""
 
     def __init__(
         self,
@@ -247,6 +256,11 @@ class S3Sweeper:
             verdict.delete.remove(latest.as_key())
             verdict.held += 1
         return verdict
+
+    def batch_size(self, requested: int) -> int:
+        """Object versions per batch: one DeleteObjects call's worth (``requested`` counts rows)."""
+        del requested
+        return BATCH_SIZE
 
     def counts(self) -> tuple[int, int]:
         """(expired object versions the sweep will delete, expired versions held)."""

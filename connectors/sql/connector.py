@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from config.schema import Policy, SqlStore
+from config.schema.inventory import IdentityColumn
 from connectors.base import (
     Action,
     BatchResult,
@@ -30,6 +31,7 @@ from connectors.base import (
     OnBatch,
     OnPrepared,
     StorePlan,
+    SubjectValues,
     Verification,
 )
 from connectors.sql.doctor import missing_indexes
@@ -38,7 +40,7 @@ from connectors.sql.locate import locate
 from connectors.sql.schema import StoreSchema, reflect_store, sql_errors
 from core.engines import make_engine
 from core.keys import KeyRing
-from core.pseudonym import Pseudonym
+from core.pseudonym import Pseudonym, Pseudonymizer
 from retention.targets import SweepTarget
 
 if TYPE_CHECKING:
@@ -47,8 +49,52 @@ if TYPE_CHECKING:
 _TOUCHING = (Action.DELETE, Action.MASK, Action.UNLINK)
 
 
+def store_changes(store: SqlStore, changes: Mapping[str, str]) -> dict[str, str]:
+    """The corrections that name one of ``store``'s tables (``table.column``) or fields."""
+    picked: dict[str, str] = {}
+    for name, value in changes.items():
+        table, _, column = name.rpartition(".")
+        if table:
+            if any(t.name == table for t in store.tables):
+                picked[name] = value
+        elif any(
+            column in t.fields or column in {i.column for i in t.identity} for t in store.tables
+        ):
+            picked[name] = value
+    return picked
+
+
+def named_identity_columns(store: SqlStore, name: str) -> tuple[IdentityColumn, ...]:
+    """The identity columns the correction ``name`` (``table.column`` or column) writes."""
+    table, _, column = name.rpartition(".")
+    return tuple(
+        ident
+        for t in store.tables
+        if not table or t.name == table
+        for ident in t.identity
+        if ident.column == column
+    )
+
+
+def corrected_identities(
+    store: SqlStore, identities: Identities, changes: Mapping[str, str]
+) -> dict[str, frozenset[str]]:
+    """``identities`` with corrected identity columns' new values added (for re-locating)."""
+    updated = dict(identities)
+    for table in store.tables:
+        for ident in table.identity:
+            for name in (f"{table.name}.{ident.column}", ident.column):
+                if changes.get(name):
+                    updated[ident.kind] = updated.get(ident.kind, frozenset()) | {changes[name]}
+    return updated
+
+
 class SqlConnector:
-    """A SQL store: locate, export, plan, execute, verify and rectify a subject's rows."""
+    """A SQL store: locate, export, plan, execute, verify and rectify a subject's rows.
+
+    Optional capabilities (``connectors.base``): ``Rectifying``, ``Sweeping``,
+    ``SweepFinishing`` and ``SubjectScanning``.
+    """
 
     capabilities = Capabilities(
         kind="sql", transactional=True, can_mask=True, versioned=False, derives_identities=True
@@ -187,6 +233,22 @@ class SqlConnector:
         with sql_errors(self.name, "verify"):
             return verify_erasure(self.engine, self.schema, plan, after, Masker(self._keys))
 
+    # -- Rectifying ------------------------------------------------------------------------
+
+    def changes_for(self, changes: Mapping[str, str]) -> dict[str, str]:
+        """The corrections naming this store's tables (``table.column``) or fields."""
+        return store_changes(self.store, changes)
+
+    def identity_columns_for(self, name: str) -> tuple[IdentityColumn, ...]:
+        """The identity columns the correction ``name`` writes."""
+        return named_identity_columns(self.store, name)
+
+    def identities_after(
+        self, identities: Identities, changes: Mapping[str, str]
+    ) -> dict[str, frozenset[str]]:
+        """``identities`` plus the corrected identity columns' new values."""
+        return corrected_identities(self.store, identities, changes)
+
     def rectify(self, findings: Findings, changes: Mapping[str, str]) -> list[BatchResult]:
         """Correct the subject's found rows (``changes``: ``table.column`` or column -> text)."""
         from connectors.sql.rectify import rectify
@@ -200,6 +262,8 @@ class SqlConnector:
 
         return check_changes(self.schema, self.store, changes)
 
+    # -- Sweeping, SweepFinishing, SubjectScanning -----------------------------------------
+
     def sweeper(
         self, target: SweepTarget, *, today: date, held_keys: frozenset[Key] = frozenset()
     ) -> SqlSweeper:
@@ -210,6 +274,14 @@ class SqlConnector:
         del today
         with sql_errors(self.name, "sweep", target.table):
             return SqlSweeper(self.engine, self.schema, target, Masker(self._keys), held_keys)
+
+    def target_keys(self, target: SweepTarget, findings: Findings) -> frozenset[Key]:
+        """Row keys of ``findings`` in the target's table (held keys for ``sweeper``)."""
+        if findings.store != self.name or target.store != self.name:
+            return frozenset()
+        return frozenset(
+            k for found in findings.targets if found.target == target.table for k in found.keys
+        )
 
     def finish_sweep(self, target: SweepTarget) -> None:
         """After a sweep target: make what it removed unrecoverable (as after an erasure)."""
@@ -222,6 +294,14 @@ class SqlConnector:
                 [target.table or ""],
                 bool(self.store.vacuum_after_erasure),
             )
+
+    def scan_subjects(self, held: frozenset[str], pseudonymizer: Pseudonymizer) -> SubjectValues:
+        """The held subjects' identities, read from every identity column (``sql.holds``)."""
+        from connectors.sql.holds import scan_subjects
+
+        schema = self.schema
+        with sql_errors(self.name, "subject scan for legal holds"):
+            return scan_subjects(self.engine, schema, self.store, held, pseudonymizer)
 
     def close(self) -> None:
         """Dispose of the engine this connector created (an injected one is the caller's)."""

@@ -116,7 +116,14 @@ def anonymize_masks(table: sa.Table, fields: Sequence[str]) -> tuple[MaskSpec, .
 
 
 class SqlSweeper:
-    """One sweep target on one table: counts, keyset batches and their execution."""
+    """One sweep target on one table: counts, keyset batches and their execution.
+
+    A ``connectors.base.TransactionalSweeper``: ``delete_next`` where
+    ``deletes_in_one_transaction``, ``next_batch`` and ``apply`` elsewhere.
+    """
+
+    exact_counts = True
+    """Keyset queries see every expired row: a first pass may stop at the planned count."""
 
     def __init__(
         self,
@@ -186,6 +193,10 @@ class SqlSweeper:
         if hi is not None:
             where.append(key <= self._bound(hi))
         return where
+
+    def batch_size(self, requested: int) -> int:
+        """Rows per batch: as the sweep asks (each batch is one short transaction)."""
+        return requested
 
     def counts(self) -> tuple[int, int]:
         """(expired rows the sweep will act on, expired rows held by a legal hold)."""

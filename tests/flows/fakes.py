@@ -3,8 +3,10 @@
 It behaves like the SQL connector where the flow can tell: identity columns and derived
 identities from the inventory, links inside a store, erasure rules and legal holds from
 the policy, one all-or-nothing "transaction" per execution (the file is replaced
-atomically, and ``on_batch`` is called only after that), re-scans for verification. It
-survives process restarts, so crash tests can kill a subprocess and run it again.
+atomically, and ``on_batch`` is called only after that), re-scans for verification, and
+rectification (``Rectifying``, claiming corrections as the SQL connector does). It does
+not sweep. It survives process restarts, so crash tests can kill a subprocess and run it
+again.
 
 Install it for SQL stores with ``install(monkeypatch)`` (in-process) or by importing
 ``tests.flows.crash_runner`` (a subprocess). ``fail`` in a store's file makes a method
@@ -24,6 +26,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from config.schema import Policy, S3Store, SqlStore
+from config.schema.inventory import IdentityColumn
 from connectors.base import (
     Action,
     BatchResult,
@@ -41,6 +44,7 @@ from connectors.base import (
     Verification,
     keys_digest,
 )
+from connectors.sql.connector import corrected_identities, named_identity_columns, store_changes
 from core.errors import TerminalError, TransientError
 from core.keys import KeyRing
 from core.pseudonym import Pseudonym
@@ -300,6 +304,17 @@ class FakeConnector:
             if table not in covered:
                 remaining[table] = len(matched)
         return Verification(self.name, remaining=remaining, deferred=deferred, masked=masked)
+
+    def changes_for(self, changes: Mapping[str, str]) -> dict[str, str]:
+        return store_changes(self.store, changes)
+
+    def identity_columns_for(self, name: str) -> tuple[IdentityColumn, ...]:
+        return named_identity_columns(self.store, name)
+
+    def identities_after(
+        self, identities: Identities, changes: Mapping[str, str]
+    ) -> dict[str, frozenset[str]]:
+        return corrected_identities(self.store, identities, changes)
 
     def rectify(self, findings: Findings, changes: Mapping[str, str]) -> list[BatchResult]:
         data = self._data("rectify")

@@ -368,12 +368,12 @@ def _versions(s3: LocalS3, bucket: str) -> set[tuple[str, str]]:
 def test_sweep_reaches_s3_every_version_and_keeps_held_subjects_and_locked_archive(
     demo: Callable[..., Any], local_s3: LocalS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.sweep_runner
+    import connectors.s3.sweep
     from demo.seed_s3 import ARCHIVE_BUCKET, TICKETS_BUCKET, seed_s3
 
     # Small batches: many resumed listings. moto drops the first key after a deleted marker
     # key (AWS does not); the re-scan after the batches must catch what a listing skipped.
-    monkeypatch.setattr(tasks.sweep_runner, "S3_BATCH_SIZE", 20)
+    monkeypatch.setattr(connectors.s3.sweep, "BATCH_SIZE", 20)
 
     _, data = demo()
     demo(_hold_on_subject_and_table(data.subject.email))

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from connectors.base import Findings, TargetFinding
 from connectors.s3.client import s3_errors
 from core.errors import ConfigError, TerminalError, TransientError
 from tests.connectors.s3.conftest import (
@@ -95,17 +94,19 @@ def test_missing_bucket_is_a_terminal_error(s3: S3Client, connector: ConnectorFa
         connector(store).locate(SUBJECT)
 
 
-def test_rectify_refuses_changes(s3: S3Client, connector: ConnectorFactory) -> None:
+def test_rectification_is_unsupported(s3: S3Client, connector: ConnectorFactory) -> None:
+    from connectors.base import Rectifying
+    from connectors.registry import Unsupported, require, supports
+
     c = connector(make_store({"name": BUCKET, "key_templates": ["t/{customer_id}/"]}))
-    findings = Findings("files", (TargetFinding(BUCKET, (("t/1/a", "v", False),)),))
-    assert c.rectify(findings, {}) == []
-    with pytest.raises(TerminalError, match="not supported"):
-        c.rectify(findings, {"email": "new@example.com"})
+    assert not supports(c, Rectifying)
+    with pytest.raises(Unsupported, match=r"store 'files' \(type s3\) does not support rectif"):
+        require(c, Rectifying, "rectification")
 
 
 def test_the_registry_builds_an_s3_connector_for_an_s3_store(s3: S3Client) -> None:
     from connectors.registry import CONNECTORS, connector_for
-    from connectors.s3 import S3Connector
+    from connectors.s3.connector import S3Connector
 
     create_bucket(s3, BUCKET)
     seed(s3, BUCKET, ["tickets/1/a.txt", "tickets/2/b.txt"])
