@@ -12,6 +12,17 @@ appends at least half as fast as plain inserts; verifying 1,000,000 events in < 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/<name>.py`, sys.path[0] is benchmarks/, whose audit.py,
+# requests.py, retention.py and transfers.py would shadow the packages and the library of
+# those names: the repo root takes its place, before any other import. (`python -m
+# benchmarks.<name>` and imports from other modules set __package__ and skip this.)
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(p for p in sys.path if Path(p).resolve() != _here)]
+
 import argparse
 import tempfile
 import threading
@@ -19,7 +30,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Engine, Index, Integer, MetaData, String, Table, insert

@@ -23,6 +23,17 @@ was registered. Target: webhook throughput at least half of in-process (medians 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/<name>.py`, sys.path[0] is benchmarks/, whose audit.py,
+# requests.py, retention.py and transfers.py would shadow the packages and the library of
+# those names: the repo root takes its place, before any other import. (`python -m
+# benchmarks.<name>` and imports from other modules set __package__ and skip this.)
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(p for p in sys.path if Path(p).resolve() != _here)]
+
 import argparse
 import base64
 import json
@@ -30,14 +41,12 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,6 +63,7 @@ from benchmarks.common import (
 )
 from config.settings import get_settings
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REQUESTS = 1_000
 RATIO_TARGET = 0.5
 SECRET = b"benchmark-webhook-secret-not-secret"
@@ -76,7 +86,7 @@ def served(env: dict[str, str]) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     args = [sys.executable, "-m", "benchmarks.intake", "--serve", str(port)]
-    child = subprocess.Popen(args, env=env)
+    child = subprocess.Popen(args, env=env, cwd=PROJECT_ROOT)  # finds benchmarks/ from anywhere
     url = f"http://127.0.0.1:{port}"
     try:
         while True:

@@ -31,6 +31,17 @@ rows outside the request do (the shared-row check). It measures:
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/<name>.py`, sys.path[0] is benchmarks/, whose audit.py,
+# requests.py, retention.py and transfers.py would shadow the packages and the library of
+# those names: the repo root takes its place, before any other import. (`python -m
+# benchmarks.<name>` and imports from other modules set __package__ and skip this.)
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(p for p in sys.path if Path(p).resolve() != _here)]
+
 import argparse
 import re
 import statistics
@@ -57,7 +68,7 @@ from benchmarks.common import (
 from config.loader import load_config
 from config.schema import Policy, SqlStore
 from connectors.base import SHARED_REASON, Action, Identities, StorePlan
-from connectors.sql import SqlConnector
+from connectors.sql.connector import SqlConnector
 from connectors.sql.masks import Masker
 from connectors.sql.schema import coerce_key, key_clause
 from core.engines import make_engine

@@ -37,6 +37,17 @@ config and the key through ``LIFECYCLE_*`` settings, as the flow does.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/<name>.py`, sys.path[0] is benchmarks/, whose audit.py,
+# requests.py, retention.py and transfers.py would shadow the packages and the library of
+# those names: the repo root takes its place, before any other import. (`python -m
+# benchmarks.<name>` and imports from other modules set __package__ and skip this.)
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(p for p in sys.path if Path(p).resolve() != _here)]
+
 import argparse
 import base64
 import cProfile
@@ -48,7 +59,6 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -58,7 +68,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
@@ -77,26 +86,19 @@ from benchmarks.common import (
     timed,
 )
 from config.loader import load_config
-from connectors.base import Key, SweepBatch
+from connectors.base import Key, SweepBatch, Sweeper
 from core.engines import make_engine
 from retention.targets import SweepTarget, resolve_targets
-from tasks.sweep_runner import (
-    DEFAULT_BATCH_SIZE,
-    S3_BATCH_SIZE,
-    SWEEP_ACTOR,
-    SweepContext,
-    Sweeper,
-    finish_target,
-    plan_sweep,
-    run_range,
-    summarise,
-    verify_and_rewind,
-)
-from tasks.sweep_tasks import MAX_PASSES
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+    from tasks.sweep_runner import SweepContext
+
+# ``tasks.sweep_runner`` (the sweep engine) imports Prefect, seconds on a small machine: it
+# is imported where a sweep or its batch size is needed, so ``--help`` and the modules that
+# import this one for its tables (``benchmarks.retention_floor``) go without.
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ROWS, QUICK_ROWS = 2_000_000, 200_000
@@ -208,6 +210,13 @@ class _TimedSweeper:
     def __init__(self, inner: Sweeper) -> None:
         self._inner = inner
 
+    @property
+    def exact_counts(self) -> bool:
+        return self._inner.exact_counts
+
+    def batch_size(self, requested: int) -> int:
+        return self._inner.batch_size(requested)
+
     def counts(self) -> tuple[int, int]:
         with CLOCK.part("count"):
             return self._inner.counts()
@@ -253,14 +262,18 @@ class _TimedProgress(SweepProgress):
             return super().record_intent(sweep_id, target, batch)
 
 
-class _TimedContext(SweepContext):
-    """The sweep context, handing out timed sweepers."""
+def _timed_context() -> type[SweepContext]:
+    """The sweep context class handing out timed sweepers."""
+    from tasks.sweep_runner import SweepContext
 
-    def sweeper(self, run: SweepRun, target: SweepTarget) -> Sweeper:
-        connector: Any = self.connector(target.store)
-        if target.kind == "s3" and not hasattr(connector, "sweeper"):
-            return _TimedSweeper(_direct_s3_sweeper(connector, run, target))
-        return _TimedSweeper(super().sweeper(run, target))
+    class _TimedContext(SweepContext):
+        def sweeper(self, run: SweepRun, target: SweepTarget) -> Sweeper:
+            connector: Any = self.connector(target.store)
+            if target.kind == "s3" and not hasattr(connector, "sweeper"):
+                return _TimedSweeper(_direct_s3_sweeper(connector, run, target))
+            return _TimedSweeper(super().sweeper(run, target))
+
+    return _TimedContext
 
 
 def _direct_s3_sweeper(connector: Any, run: SweepRun, target: SweepTarget) -> Sweeper:
@@ -282,9 +295,19 @@ def _direct_s3_sweeper(connector: Any, run: SweepRun, target: SweepTarget) -> Sw
 
 def sweep_worker(as_of: datetime, batch_size: int) -> dict[str, Any]:
     """Plan, run every range, finish and summarise one sweep, as the flow does; timed."""
+    from tasks.sweep_runner import (
+        SWEEP_ACTOR,
+        finish_target,
+        plan_sweep,
+        run_range,
+        summarise,
+        verify_and_rewind,
+    )
+    from tasks.sweep_tasks import MAX_PASSES
+
     keys = keyring_from_settings()
     ledger = _TimedLedger.open(keys=keys, actor=SWEEP_ACTOR)  # migrates: not timed
-    ctx = _TimedContext(load_config(), keys, ledger, _TimedProgress(ledger.engine))
+    ctx = _timed_context()(load_config(), keys, ledger, _TimedProgress(ledger.engine))
     for store in ctx.config.sql_stores():
         # Import the driver before the clock starts: a worker that has swept before has it
         # loaded (psycopg's first import takes about 0.1 s), and the baseline's process too.
@@ -377,8 +400,15 @@ class Env:
             "LIFECYCLE_DATA_DIR": str(self.data_dir),
             "LIFECYCLE_AUDIT_URL": self.audit_url,
             "LIFECYCLE_MASTER_KEY": MASTER_KEY,
+            **_absolute("BENCH_PROFILE"),  # the worker runs in PROJECT_ROOT, not in our cwd
             **self.extra,
         }
+
+
+def _absolute(name: str) -> dict[str, str]:
+    """The path in environment variable ``name`` made absolute (against this process's cwd)."""
+    value = os.environ.get(name)
+    return {name: str(Path(value).resolve())} if value else {}
 
 
 def run_worker(env: Env, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -636,6 +666,8 @@ def _sweep_round(setup: Setup, layout: str, size: int, counts: tuple[int, int]) 
 
 def compare(setup: Setup, layout: str, rounds: int, counts: tuple[int, int]) -> Comparison:
     """Baseline and sweep rounds alternating (ABBA), each on a fresh identical copy."""
+    from tasks.sweep_runner import DEFAULT_BATCH_SIZE
+
     total, expired = counts
     out = Comparison([], [])
     for i in range(rounds):
@@ -783,6 +815,8 @@ def _remaining(client: S3Client) -> int:
 
 def _s3_round(kind: str, env: Env, client: S3Client, objects: int) -> dict[str, Any]:
     """One timed deletion of ``objects`` seeded objects; ``problems`` lists what it missed."""
+    from tasks.sweep_runner import DEFAULT_BATCH_SIZE
+
     if kind == "bare":
         result = run_worker(env, {"mode": "bare-s3", "endpoint": client.meta.endpoint_url})
         problems = [] if result["deleted"] == objects else [f"deleted {result['deleted']}"]
@@ -791,7 +825,9 @@ def _s3_round(kind: str, env: Env, client: S3Client, objects: int) -> dict[str, 
         # objects are made expired by moving the sweep's moment instead: as_of two days
         # ahead with the 1-day rule puts the cut-off one day after every LastModified, as
         # a sweep running two days after the writes would see them on AWS.
-        result = run_sweep(env, _now() + timedelta(days=2), S3_BATCH_SIZE)
+        # The flow's batch size: the S3 sweeper deletes one DeleteObjects call's worth of
+        # versions per batch whatever it is asked (``Sweeper.batch_size``).
+        result = run_sweep(env, _now() + timedelta(days=2), DEFAULT_BATCH_SIZE)
         problems = sweep_problems(result, objects)
     left = _remaining(client)
     if left:
@@ -858,6 +894,8 @@ def s3_part(args: argparse.Namespace, tmp: Path, audit_url: str) -> dict[str, An
 
 def run(args: argparse.Namespace) -> None:
     """Every part, in a temp dir (configs, SQLite files) and scratch databases, then the line."""
+    from tasks.sweep_runner import DEFAULT_BATCH_SIZE
+
     figures: dict[str, Any] = {
         "audit_db": "sqlite file" if args.audit == "sqlite" else "postgresql",
         "batch_size": DEFAULT_BATCH_SIZE,

@@ -22,6 +22,17 @@ that plans, digests every batch and verifies can cost, with no ledger at all. Ru
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/<name>.py`, sys.path[0] is benchmarks/, whose audit.py,
+# requests.py, retention.py and transfers.py would shadow the packages and the library of
+# those names: the repo root takes its place, before any other import. (`python -m
+# benchmarks.<name>` and imports from other modules set __package__ and skip this.)
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(p for p in sys.path if Path(p).resolve() != _here)]
+
 import argparse
 import statistics
 from collections import defaultdict

@@ -11,28 +11,36 @@ each live under one subject's prefix. Before every measured round the bucket is 
     as the versions are known to (a) and (b) before their clocks start).
 
 Targets: (c) at least 10x faster than (a), and at most 1.3x the time of (b). Every method must
-leave no version behind. If ``connectors.s3`` is not importable (or fails), the connector
-figures are reported missing and its targets unmet.
+leave no version behind. If ``connectors.s3.connector`` is not importable (or fails), the
+connector figures are reported missing and its targets unmet.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/<name>.py`, sys.path[0] is benchmarks/, whose audit.py,
+# requests.py, retention.py and transfers.py would shadow the packages and the library of
+# those names: the repo root takes its place, before any other import. (`python -m
+# benchmarks.<name>` and imports from other modules set __package__ and skip this.)
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(p for p in sys.path if Path(p).resolve() != _here)]
+
 import argparse
 import importlib
 import statistics
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import SecretStr
 
 from benchmarks.common import emit_result, log, ratio, timed
-from demo.s3_server import LocalS3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -115,7 +123,7 @@ def _connector_purge(client: S3Client, expected: int) -> Purge:
     from config.loader import load_config
     from config.schema import Bucket, S3Store
     from connectors.base import Action
-    from connectors.s3 import S3Connector  # lazily: the benchmark runs without it
+    from connectors.s3.connector import S3Connector  # lazily: the benchmark runs without it
     from core.keys import KeyRing
 
     store = S3Store(
@@ -177,9 +185,9 @@ def _measure(
 def _measure_connector(measure: Callable[..., float], client: S3Client) -> float | None:
     """Median seconds of the connector's purge, or None (said why) when it is unavailable."""
     try:
-        importlib.import_module("connectors.s3")  # checked before seeding 20,000 versions
+        importlib.import_module("connectors.s3.connector")  # checked before seeding 20,000 versions
     except ImportError as e:
-        log(f"  connector figure missing: connectors.s3 is not available ({e})")
+        log(f"  connector figure missing: connectors.s3.connector is not available ({e})")
         return None
     try:
         return measure("connector", lambda refs: _connector_purge(client, len(refs)))
@@ -190,6 +198,8 @@ def _measure_connector(measure: Callable[..., float], client: S3Client) -> float
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from demo.s3_server import LocalS3  # lazily: moto's server is slow to import for --help
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--objects", type=int, default=10_000, help="objects (default 10,000)")
     parser.add_argument("--versions", type=int, default=2, help="versions each (default 2)")

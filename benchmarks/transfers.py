@@ -15,6 +15,17 @@ trip to a real endpoint), where the bounded pool is what keeps the check short.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python benchmarks/<name>.py`, sys.path[0] is benchmarks/, whose audit.py,
+# requests.py, retention.py and transfers.py would shadow the packages and the library of
+# those names: the repo root takes its place, before any other import. (`python -m
+# benchmarks.<name>` and imports from other modules set __package__ and skip this.)
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(p for p in sys.path if Path(p).resolve() != _here)]
+
 import argparse
 import statistics
 import time
@@ -23,7 +34,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
-from moto import mock_aws
 
 from benchmarks.common import emit_result, log, peak_rss_mb, ratio, timed
 from config.loader import load_config
@@ -143,6 +153,8 @@ def check(config: LifecycleConfig, workers: int, latency: float = 0.0) -> int:
 
 
 def main() -> None:
+    from moto import mock_aws  # lazily: slow to import for --help
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--buckets", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
