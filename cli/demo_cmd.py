@@ -62,19 +62,15 @@ SWEEP_COLUMNS = ["target", "action", "planned", "done", "held", "batches", "stat
 
 def _seed_crm(config: LifecycleConfig) -> DemoData:
     """Re-create the demo CRM store from scratch; what was seeded."""
-    from config.schema import SqlStore
     from core.engines import normalize_url
-    from core.errors import ConfigError
     from demo.seed_sql import remove_sqlite_files, seed_crm
+    from demo.stores import CRM_STORE, require_crm_url
 
-    store = config.store("crm")
-    if not isinstance(store, SqlStore):
-        raise ConfigError("the demo needs the SQL store 'crm' (config/demo/inventory.yaml)")
-    url = store.url.get_secret_value()
+    url = require_crm_url(config)
     remove_sqlite_files(url)
     backend = normalize_url(url).get_backend_name()
     console.print(
-        f"[bold]Seeding demo CRM[/] (store '{store.name}', {backend}): "
+        f"[bold]Seeding demo CRM[/] (store '{CRM_STORE}', {backend}): "
         f"{DEMO_CUSTOMERS:,} customers ..."
     )
     started = time.perf_counter()
@@ -96,11 +92,8 @@ def s3_customer_ids(subject_customer_id: int, customers: int = DEMO_CUSTOMERS) -
 
 def _seed_s3(s3: LocalS3, config: LifecycleConfig, subject_customer_id: int) -> S3DemoData:
     """Set the demo buckets up as the posture check expects, then upload the demo objects."""
-    from datetime import UTC, datetime
-
-    from connectors.s3.lifecycle import desired_rules
     from demo.seed_s3 import DEMO_BUCKETS, demo_posture, ensure_bucket, seed_s3
-    from retention.targets import resolve_targets
+    from demo.stores import lifecycle_rules
 
     ids = s3_customer_ids(subject_customer_id)
     console.print(
@@ -112,7 +105,7 @@ def _seed_s3(s3: LocalS3, config: LifecycleConfig, subject_customer_id: int) -> 
     try:
         for bucket, object_lock in DEMO_BUCKETS.items():
             ensure_bucket(client, bucket, s3.region, object_lock=object_lock)
-        rules = desired_rules(resolve_targets(config, datetime.now(UTC))).rules
+        rules = lifecycle_rules(config)
         demo_posture(client, rules, tls_only=s3.tls is not None)
         console.print(
             "  buckets: encrypted, public access blocked, lifecycle rules from the retention "

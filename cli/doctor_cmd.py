@@ -1,10 +1,11 @@
-"""``lifecycle doctor``: check every SQL store before a request depends on it.
+"""``lifecycle doctor``: check every store before a request depends on it.
 
-For each SQL store of the inventory: whether it is reachable (the URL shown without its
-password), whether the inventory matches the reflected schema, which undeclared tables
-hold foreign keys into declared ones (an erasure would fail on them, or cascade into rows
-nobody planned), and which indexes locate would need, each with the exact ``CREATE INDEX``
-to run. Read-only: nothing is created.
+Each store is checked by its type's ``doctor`` hook (``connectors.catalog``), live and
+read-only: nothing is created. A SQL store, for example, is reached (its URL shown
+without its password), its reflected schema compared with the inventory, the undeclared
+tables holding foreign keys into declared ones named (an erasure would fail on them, or
+cascade into rows nobody planned), and the indexes locate would need listed, each with
+the exact ``CREATE INDEX`` to run. A store whose type has no live checks is listed as such.
 Exit 0 when there is nothing to fix, 1 otherwise (2 for invalid configuration).
 """
 
@@ -19,7 +20,8 @@ from rich.markup import escape
 from cli.output import JsonOption, console, handled_errors, print_json
 
 if TYPE_CHECKING:
-    from connectors.sql.doctor import StoreCheck
+    from config.schema.stores import StoreConfig
+    from connectors.doctor_report import DoctorLine, DoctorReport
 
 app = typer.Typer()
 
@@ -31,53 +33,51 @@ ConfigDirOption = typer.Option(
 )
 
 
-def _print(check: StoreCheck) -> None:
-    state = "[green]reachable[/]" if check.reachable else "[red]unreachable[/]"
-    verdict = "[green]OK[/]" if check.ok else "[red]needs attention[/]"
-    console.print(
-        f"[bold]{escape(check.store)}[/] {state} {escape(check.url)}: {verdict}",
-        highlight=False,
-        soft_wrap=True,
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+def _line(line: DoctorLine) -> None:
+    label = (
+        f"[yellow]{escape(line.label)}:[/]"
+        if line.severity == "warning"
+        else f"{escape(line.label)}:"
     )
-    if check.error:
-        console.print(f"  error: {escape(check.error)}", highlight=False, soft_wrap=True)
-    outside = {r.problem(check.store) for r in check.outside_references}
-    for problem in check.problems:
-        label = "reference" if problem in outside else "schema"
-        console.print(f"  {label}: {escape(problem)}", highlight=False, soft_wrap=True)
-    for advice in check.advice:
-        console.print(
-            f"  index: {escape(advice.table)} ({escape(', '.join(advice.columns))}): "
-            f"{escape(advice.reason)}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        if advice.statement:
-            console.print(f"    {escape(advice.statement)};", highlight=False, soft_wrap=True)
-    for warning in check.warnings:
-        console.print(f"  [yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    for note in check.notes:
-        console.print(f"  note: {escape(note)}", highlight=False, soft_wrap=True)
-    for reference in check.references:
-        console.print(f"  reference: {escape(reference)}", highlight=False, soft_wrap=True)
+    _say(f"  {label} {escape(line.text)}")
+    for detail in line.detail:
+        _say(f"    {escape(detail)}")
+
+
+def _print(report: DoctorReport) -> None:
+    state = "[green]reachable[/]" if report.reachable else "[red]unreachable[/]"
+    verdict = "[green]OK[/]" if report.ok else "[red]needs attention[/]"
+    _say(f"[bold]{escape(report.store)}[/] {state} {escape(report.location)}: {verdict}")
+    for line in report.lines:
+        _line(line)
+
+
+def _unchecked(store: StoreConfig) -> None:
+    _say(f"[bold]{escape(store.name)}[/] ({escape(store.type)}): no checks for this store type")
 
 
 @app.callback(invoke_without_command=True)
 def doctor(config: Path | None = ConfigDirOption, as_json: bool = JsonOption) -> None:
-    """Check every SQL store: reachable, schema matches the inventory, indexes in place."""
+    """Check every store live (SQL: reachable, schema matches the inventory, indexes)."""
     # Imported when the command runs: keeps ``lifecycle --help`` fast.
     from config.loader import load_config
-    from connectors.sql.doctor import check_store
+    from connectors.doctor_report import run_doctor
 
     with handled_errors():
         loaded = load_config(config)
-        checks = [check_store(store) for store in loaded.sql_stores()]
+        checked = [(store, run_doctor(store)) for store in loaded.inventory.stores]
+    reports = [report for _store, report in checked if report is not None]
     if as_json:
-        print_json([c.to_json() for c in checks])
-    elif not checks:
-        console.print("no SQL stores in the inventory", highlight=False)
+        print_json([report.to_json() for report in reports])  # the stores checked
     else:
-        for check in checks:
-            _print(check)
-    if not all(c.ok for c in checks):
+        for store, report in checked:
+            if report is None:
+                _unchecked(store)
+            else:
+                _print(report)
+    if not all(report.ok for report in reports):
         raise typer.Exit(1)

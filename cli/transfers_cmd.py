@@ -1,7 +1,8 @@
 """``lifecycle transfers check``: run the transfer and security-posture check now.
 
 Runs the ``transfer-check`` flow in this process and prints its findings (new, persisting,
-resolved against the previous run). Exit 0 when no high-severity finding stands, 3 when
+resolved against the previous run) and the stores it could not check (their type offers
+no posture facts). Exit 0 when no high-severity finding stands, 3 when
 one does, 1 when the check itself failed, 2 for invalid configuration.
 """
 
@@ -32,7 +33,7 @@ def _latest_rows() -> tuple[str, list[dict[str, Any]], int]:
     current = [Finding.from_json(f) for f in runs[0].findings]
     previous = [Finding.from_json(f) for f in runs[1].findings] if len(runs) > 1 else []
     comparison = compare(previous, current)
-    rows = outcome_rows(CheckOutcome(runs[0].id, comparison, buckets=0, databases=0))
+    rows = outcome_rows(CheckOutcome(runs[0].id, comparison))
     return runs[0].id, rows, len(comparison.high)
 
 
@@ -43,7 +44,8 @@ def check(
         bool,
         typer.Option(
             "--all-buckets/--declared-only",
-            help="Also report buckets of the account that the inventory does not declare.",
+            help="Also report what the stores' accounts hold that the inventory does not "
+            "declare (such as unclassified buckets).",
         ),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -51,18 +53,20 @@ def check(
 ) -> None:
     """Check every store's region, replicas, encryption and TLS against the transfer policy.
 
-    Exit codes: 0 no high-severity finding; 3 at least one; 1 the check could not run;
-    2 invalid configuration.
+    Stores whose type offers no posture facts are listed as not checked. Exit codes: 0 no
+    high-severity finding; 3 at least one; 1 the check could not run; 2 invalid
+    configuration.
     """
     quiet_prefect(verbose)
     with handled_errors():
         from audit.keystore import keyring_from_settings
         from config.loader import load_config
 
-        load_config()
+        config = load_config()
         keyring_from_settings()  # a missing or wrong key: exit 2 before the check runs
     from core.errors import LifecycleError
-    from flows.transfer_check import CheckParameters, transfer_check
+    from flows.transfer_check import CheckParameters, transfer_check, unchecked_json
+    from tasks.transfer_tasks import unchecked_stores
 
     try:
         transfer_check(params=CheckParameters(all_buckets=all_buckets))
@@ -71,11 +75,21 @@ def check(
             print_error(e.message)
             raise typer.Exit(1) from None
     check_id, rows, high = _latest_rows()
+    unchecked = unchecked_stores(config)
     if as_json:
-        print_json({"check_id": check_id, "high": high, "findings": rows})
+        print_json(
+            {
+                "check_id": check_id,
+                "high": high,
+                "findings": rows,
+                "unchecked": unchecked_json(unchecked),
+            }
+        )
     else:
         if rows:
             print_table(rows, COLUMNS, title=f"Transfer and posture check {check_id}")
+        for store in unchecked:
+            console.print(f"not checked: {store}", highlight=False)
         console.print(
             f"check {check_id}: {sum(r['state'] != 'resolved' for r in rows)} findings, "
             f"{high} high severity",

@@ -70,6 +70,10 @@ class StoreSpec(Generic[StoreT]):
     retention_commands: str | None = None
     """``"package.module:function"``, imported when the CLI starts: ``(app: typer.Typer)
     -> None`` adds the type's own commands to ``lifecycle retention`` (S3: s3-lifecycle)."""
+    posture: str | None = None
+    """``"package.module:function"``, imported when run (``connectors.hooks``): the
+    ``transfers.posture.PostureHook`` reading one store's posture facts for the transfer
+    check. None: the check reports the type's stores as having no posture facts."""
 
     @property
     def name(self) -> str:
@@ -118,12 +122,14 @@ STORE_TYPES: tuple[StoreSpec[Any], ...] = (
         check_rule=sql_checks.check_rule,
         check_category_rule=sql_checks.check_category_rule,
         doctor="connectors.sql.doctor:doctor_report",
+        posture="connectors.sql.posture:gather_posture",
     ),
     StoreSpec(
         S3Store,
         article="an",
         check_stores=s3_checks.check_stores,
         retention_commands="connectors.s3.cli:add_retention_commands",
+        posture="connectors.s3.posture:gather_posture",
     ),
 )
 """Every store type, in the order an unknown ``type:`` lists them."""

@@ -1,13 +1,16 @@
 """The daily transfer and security-posture check: gather facts, judge, compare, report.
 
-Thin: tasks in ``tasks.transfer_tasks`` read each store and judge the facts. Findings go
-to the ledger, to a table artifact and a markdown summary (new, persisting, resolved).
+Thin: tasks in ``tasks.transfer_tasks`` read each store (through its type's posture hook)
+and judge the facts. Findings go to the ledger, to a table artifact and a markdown summary
+(new, persisting, resolved); stores whose type offers no posture facts are listed there
+as unchecked.
 When any high-severity finding stands, the flow ends Failed with a message naming them,
 so a Prefect automation on failed runs notifies operators.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prefect import flow
@@ -15,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from core.errors import TerminalError
-from tasks.transfer_tasks import CheckOutcome, check_context, gather, judge_task
+from tasks.transfer_tasks import CheckOutcome, Unchecked, check_context, gather, judge_task
 from transfers.findings import Finding
 
 
@@ -24,8 +27,8 @@ class CheckParameters(BaseModel):
 
     all_buckets: bool = Field(
         default=True,
-        description="Also list every bucket of the account and report those the inventory "
-        "does not declare (unclassified stores).",
+        description="Also list what each store type's account holds (every bucket) and "
+        "report what the inventory does not declare (unclassified stores).",
     )
 
 
@@ -48,13 +51,27 @@ def outcome_rows(outcome: CheckOutcome) -> list[dict[str, Any]]:
     return [_row(f, c.status_of(f)) for f in c.current] + [_row(f, "resolved") for f in c.resolved]
 
 
+def checked_text(counts: Mapping[str, int]) -> str:
+    """``3 buckets and 1 databases checked.``: the facts counted per kind."""
+    parts = [f"{n} {kind}" for kind, n in counts.items()]
+    if not parts:
+        return "Nothing checked."
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{listed} checked."
+
+
+def unchecked_json(unchecked: Sequence[Unchecked]) -> list[dict[str, str]]:
+    return [u.to_json() for u in unchecked]
+
+
 def _markdown(outcome: CheckOutcome) -> str:
     c = outcome.comparison
     verdict = "FAILED: high-severity findings" if c.high else "passed"
     lines = [
         f"# Transfer and posture check {outcome.check_id}: {verdict}",
         "",
-        f"{outcome.buckets} buckets and {outcome.databases} databases checked.",
+        checked_text(outcome.counts),
+        *(f"Not checked: {u}." for u in outcome.unchecked),
         "",
         f"- findings: **{len(c.current)}** ({len(c.high)} high)",
         f"- new since the last run: **{len(c.new)}**, persisting: {len(c.persisting)}, "
@@ -70,8 +87,7 @@ def _markdown(outcome: CheckOutcome) -> str:
 def transfer_check(params: CheckParameters = CheckParameters()) -> dict[str, Any]:  # noqa: B008
     """Check every store's location, replicas, encryption and TLS against the policy."""
     config = check_context()
-    buckets, databases = gather(config, params.all_buckets)
-    outcome = judge_task(buckets, databases, config)
+    outcome = judge_task(gather(config, params.all_buckets), config)
     rows = outcome_rows(outcome)
     create_table_artifact(
         key="transfer-check-findings",
@@ -92,4 +108,8 @@ def transfer_check(params: CheckParameters = CheckParameters()) -> dict[str, Any
             f"{names}{more}",
             check_id=outcome.check_id,
         )
-    return {"check_id": outcome.check_id, "findings": rows}
+    return {
+        "check_id": outcome.check_id,
+        "findings": rows,
+        "unchecked": unchecked_json(outcome.unchecked),
+    }

@@ -58,8 +58,10 @@ def needs_local_s3(environ: Mapping[str, str]) -> bool:
     """True for the demo configuration when its S3 store has no endpoint and none is set."""
     if environ.get("LIFECYCLE_S3_ENDPOINT", "").strip():
         return False
+    from demo.stores import needs_local_s3 as demo_needs_local_s3
+
     config = demo_config()
-    return config is not None and any(s.endpoint_url is None for s in config.s3_stores())
+    return config is not None and demo_needs_local_s3(config)
 
 
 def s3_env(endpoint: str, ca_bundle: Path | None = None) -> dict[str, str]:
@@ -178,16 +180,15 @@ def seed_demo_crm(say: Callable[[str], None]) -> Path | None:
 
     Returns the file seeded, or None when there was nothing to do.
     """
-    from config.schema import SqlStore
     from core.engines import normalize_url
     from core.private_files import private_dir
     from demo.seed_sql import seed_crm
+    from demo.stores import crm_url
 
     config = demo_config()
-    stores = [] if config is None else [s for s in config.inventory.stores if s.name == "crm"]
-    if not stores or not isinstance(stores[0], SqlStore):
+    url = None if config is None else crm_url(config)
+    if url is None:
         return None
-    url = stores[0].url.get_secret_value()
     parsed = normalize_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None

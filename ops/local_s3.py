@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from demo.seed_s3 import DEMO_BUCKETS
 
 if TYPE_CHECKING:
-    from connectors.s3.lifecycle import Rule
+    from demo.stores import BucketRules
 
 HOST = "127.0.0.1"
 
@@ -88,13 +88,12 @@ def ready(url: str, timeout: float = 2.0, ca: Path | None = None) -> bool:
     return all(f"<Name>{bucket}</Name>" in body for bucket in DEMO_BUCKETS)
 
 
-def lifecycle_rules() -> dict[str, list[Rule]]:
+def lifecycle_rules() -> BucketRules:
     """The S3 lifecycle rules the configured retention policy renders, per bucket."""
     from config.loader import load_config
-    from connectors.s3.lifecycle import desired_rules
-    from retention.targets import resolve_targets
+    from demo.stores import lifecycle_rules as rendered
 
-    return dict(desired_rules(resolve_targets(load_config(), datetime.now(UTC))).rules)
+    return rendered(load_config(), datetime.now(UTC))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,95 +1,117 @@
 """Tasks of the transfer and posture check: gather facts per store, judge, record.
 
-Facts are gathered one task per store (S3 stores read their buckets on a bounded pool);
-judging is pure (``transfers.evaluate``); the result is compared with the previous run,
-stored in ``transfer_checks`` and written to the ledger: one event per current finding,
-one per resolved finding, and a summary.
+Facts are gathered one task per store by the posture hook of the store's type
+(``connectors.catalog``; ``transfers.posture``): a type without one is reported as
+unchecked, not as an error. Judging is pure (each fact judges itself,
+``transfers.evaluate``); the result is compared with the previous run, stored in
+``transfer_checks`` and written to the ledger: one event per current finding, one per
+resolved finding, and a summary counting the facts per kind (buckets, databases, ...).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from audit.events import EventStatus, NewEvent
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from audit.transfer_checks import TransferChecks, new_check_id
 from config.loader import load_config
-from config.schema import S3Store, SqlStore
 from config.schema.model import LifecycleConfig
-from connectors.posture_facts import BucketFacts, DatabaseFacts
+from config.schema.stores import StoreConfig
+from connectors.catalog import spec_for
+from connectors.hooks import load_hook
 from tasks.request_support import clean_errors, request_task, run_ids
 from transfers.evaluate import evaluate
 from transfers.findings import Comparison, Finding, compare
+from transfers.posture import NO_POSTURE, PostureFacts, PostureHook
 
 CHECK_ACTOR = "flow:transfer-check"
-S3_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A store the check could not judge, and why (its type offers no posture facts)."""
+
+    store: str
+    type: str
+    reason: str = NO_POSTURE
+
+    def to_json(self) -> dict[str, str]:
+        return {"store": self.store, "type": self.type, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"store '{self.store}' (type {self.type}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The facts of every store, each resource once, and the stores left unchecked."""
+
+    facts: tuple[PostureFacts, ...]
+    unchecked: tuple[Unchecked, ...] = ()
 
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """A judged run: its id, the comparison with the last run, and the facts' counts."""
+    """A judged run: its id, the comparison with the last run, the facts counted per kind
+    (``{"buckets": 3, "databases": 1}``) and the stores left unchecked."""
 
     check_id: str
     comparison: Comparison
-    buckets: int
-    databases: int
+    counts: Mapping[str, int] = field(default_factory=dict)
+    unchecked: tuple[Unchecked, ...] = ()
 
 
-@request_task("s3-posture-facts")
-def s3_facts_task(config: LifecycleConfig, store: str, all_buckets: bool) -> list[BucketFacts]:
-    """Every bucket of one S3 store (and, once, the account's undeclared buckets)."""
-    from connectors.s3.client import make_client
-    from connectors.s3.posture import store_facts
-
-    declared = config.store(store)
-    assert isinstance(declared, S3Store)
-    with clean_errors(f"reading S3 posture of store '{store}'"):
-        client = make_client(declared, S3_WORKERS)
-        try:
-            return store_facts(
-                client, declared, config, max_workers=S3_WORKERS, all_buckets=all_buckets
-            )
-        finally:
-            client.close()
+def posture_hook(store: StoreConfig) -> PostureHook | None:
+    """The posture hook of ``store``'s type, its module imported now; None if it has none."""
+    ref = spec_for(store).posture
+    return None if ref is None else cast(PostureHook, load_hook(ref))
 
 
-@request_task("sql-posture-facts")
-def sql_facts_task(config: LifecycleConfig, store: str) -> DatabaseFacts:
-    """Where one SQL store is, its RDS replicas, and whether its connection requires TLS."""
-    from connectors.sql.posture import database_facts
-    from core.engines import make_engine
-
-    declared = config.store(store)
-    assert isinstance(declared, SqlStore)
-    with clean_errors(f"reading SQL posture of store '{store}'"):
-        engine = make_engine(declared.url.get_secret_value())
-        try:
-            return database_facts(declared, engine=engine)
-        finally:
-            engine.dispose()
-
-
-def gather(
-    config: LifecycleConfig, all_buckets: bool
-) -> tuple[list[BucketFacts], list[DatabaseFacts]]:
-    """Facts of every store, one task each; undeclared buckets are listed by the first S3 store."""
-    buckets: list[BucketFacts] = []
-    databases: list[DatabaseFacts] = []
-    seen: set[str] = set()
-    first = True
+def unchecked_stores(config: LifecycleConfig) -> tuple[Unchecked, ...]:
+    """The stores whose type offers no posture facts, in inventory order."""
+    out: list[Unchecked] = []
     for store in config.inventory.stores:
-        if isinstance(store, S3Store):
-            for fact in s3_facts_task(config, store.name, all_buckets and first):
-                if fact.bucket not in seen:
-                    seen.add(fact.bucket)
-                    buckets.append(fact)
-            first = False
-        else:
-            databases.append(sql_facts_task(config, store.name))
-    return buckets, databases
+        spec = spec_for(store)
+        if spec.posture is None:
+            out.append(Unchecked(store.name, spec.name))
+    return tuple(out)
+
+
+@request_task("posture-facts")
+def posture_facts_task(
+    config: LifecycleConfig, store: str, account_wide: bool
+) -> list[PostureFacts]:
+    """The posture facts of one store (and, with ``account_wide``, of its account)."""
+    declared = config.store(store)
+    with clean_errors(f"reading the posture of store '{store}'"):
+        hook = posture_hook(declared)
+        return [] if hook is None else list(hook(config, declared, account_wide=account_wide))
+
+
+def gather(config: LifecycleConfig, account_wide: bool) -> Gathered:
+    """Facts of every store, one task each; with ``account_wide``, what each type's account
+    holds undeclared is read once, by the type's first store. A resource reached from two
+    stores (a bucket both declare) is kept once."""
+    facts: list[PostureFacts] = []
+    seen: set[str] = set()
+    types_done: set[str] = set()
+    for store in config.inventory.stores:
+        spec = spec_for(store)
+        if spec.posture is None:
+            continue
+        first = spec.name not in types_done
+        types_done.add(spec.name)
+        for fact in posture_facts_task(config, store.name, account_wide and first):
+            if fact.posture_key not in seen:
+                seen.add(fact.posture_key)
+                facts.append(fact)
+    return Gathered(tuple(facts), unchecked_stores(config))
 
 
 def _event(kind: str, status: EventStatus, check_id: str, **fields: Any) -> NewEvent:
@@ -126,13 +148,12 @@ def _finding_event(
 
 
 @request_task("judge-and-record")
-def judge_task(
-    buckets: list[BucketFacts], databases: list[DatabaseFacts], config: LifecycleConfig
-) -> CheckOutcome:
+def judge_task(gathered: Gathered, config: LifecycleConfig) -> CheckOutcome:
     """Judge the facts, compare with the last run, record the run and audit every finding."""
     with clean_errors("recording the transfer check"):
         today = datetime.now(UTC).date()
-        findings = evaluate(buckets, databases, config.policy.transfers, today)
+        findings = evaluate(gathered.facts, config.policy.transfers, today)
+        counts = dict(Counter(f.counted_as for f in gathered.facts))
         ledger = Ledger.open(keys=keyring_from_settings(), actor=CHECK_ACTOR)
         checks = TransferChecks(ledger.engine)
         last = checks.latest()
@@ -150,25 +171,27 @@ def judge_task(
             for f in comparison.resolved
         ]
         high = len(comparison.high)
+        unchecked = gathered.unchecked
         events.append(
             _event(
                 "transfer.checked",
                 EventStatus.FAILED if high else EventStatus.SUCCEEDED,
                 check_id,
                 counts={
-                    "buckets": len(buckets),
-                    "databases": len(databases),
+                    **counts,
                     "findings": len(comparison.current),
                     "high": high,
                     "new": len(comparison.new),
                     "persisting": len(comparison.persisting),
                     "resolved": len(comparison.resolved),
+                    **({"unchecked": len(unchecked)} if unchecked else {}),
                 },
+                detail={"unchecked": [u.to_json() for u in unchecked]} if unchecked else {},
             )
         )
         store = checks.record(check_id, [f.to_json() for f in findings], run_ids()["flow_run_id"])
         ledger.append_many(events, also=store)
-        return CheckOutcome(check_id, comparison, len(buckets), len(databases))
+        return CheckOutcome(check_id, comparison, counts, unchecked)
 
 
 def check_context() -> LifecycleConfig:

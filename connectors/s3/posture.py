@@ -20,28 +20,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from config.schema import LifecycleConfig, S3Store
-from config.schema.inventory import Bucket
-from connectors.posture_facts import BucketFacts, ReplicationFact
+from config.schema.model import LifecycleConfig
+from config.schema.stores import StoreConfig
 from connectors.s3.client import error_code, make_client, s3_errors, translate
+from connectors.s3.config import Bucket, S3Store
 from connectors.s3.lifecycle import Rule, desired_rules, drift
+from connectors.s3.posture_facts import PUBLIC_ACCESS_FLAGS, BucketFacts, ReplicationFact
 from core.errors import LifecycleError
 from retention.targets import resolve_targets
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-PUBLIC_ACCESS_FLAGS = (
-    "BlockPublicAcls",
-    "IgnorePublicAcls",
-    "BlockPublicPolicy",
-    "RestrictPublicBuckets",
-)
 # GetBucketLocation answers None (or "") for us-east-1 and the legacy "EU" for eu-west-1.
 LEGACY_LOCATIONS = {"": "us-east-1", "EU": "eu-west-1"}
 UNKNOWN_REGION = "unknown"
 # A TLS-only statement must deny both reading and writing objects.
 OBJECT_ACTIONS = ("s3:getobject", "s3:putobject")
+WORKERS = 16
+"""Buckets read at once by the posture check (and the client's connection pool)."""
 
 T = TypeVar("T")
 
@@ -223,10 +220,14 @@ def unclassified_facts(client: S3Client, bucket: str) -> BucketFacts | None:
     return BucketFacts(bucket=bucket, region=region, unreadable=tuple(r.unreadable))
 
 
+def _s3_stores(config: LifecycleConfig) -> list[S3Store]:
+    return [s for s in config.inventory.stores if isinstance(s, S3Store)]
+
+
 def declared_replicas(store: S3Store, config: LifecycleConfig) -> list[Bucket]:
     """``store``'s declared replicas that no store declares as a bucket, as buckets with
     the source's categories: their posture is checked too (their lifecycle is not)."""
-    buckets = {b.name for s in config.s3_stores() for b in s.buckets}
+    buckets = {b.name for s in _s3_stores(config) for b in s.buckets}
     out: dict[str, Bucket] = {}
     for source in store.buckets:
         for rep in source.replicas:
@@ -274,7 +275,7 @@ def store_facts(
     ]
     try:
         if all_buckets:
-            stores = config.s3_stores()
+            stores = _s3_stores(config)
             known = {b.name for s in stores for b in s.buckets}
             known |= {r.bucket for s in stores for b in s.buckets for r in b.replicas}
             with s3_errors(store.name, "ListBuckets"):
@@ -288,6 +289,16 @@ def store_facts(
         if client is None:  # ours
             s3.close()
     return sorted((f for f in found if f is not None), key=lambda f: f.bucket)
+
+
+def gather_posture(
+    config: LifecycleConfig, store: StoreConfig, *, account_wide: bool
+) -> list[BucketFacts]:
+    """The posture hook of S3 stores (``connectors.catalog``): ``store_facts`` on a client
+    of its own, listing the account's undeclared buckets with ``account_wide``."""
+    if not isinstance(store, S3Store):
+        raise TypeError(f"store '{store.name}' is not an S3 store")
+    return store_facts(None, store, config, max_workers=WORKERS, all_buckets=account_wide)
 
 
 def _run(jobs: Iterable[Callable[[], T]], workers: int) -> list[T]:

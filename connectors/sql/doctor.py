@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.schema import SqlStore
+from connectors.doctor_report import DoctorLine, DoctorReport
+from connectors.sql.config import SqlStore
 from connectors.sql.graph import (
     describe_edges,
     holders_edges,
@@ -301,6 +302,38 @@ class StoreCheck:
                 lines.append(f"{self.store}: {problem}")
         return lines
 
+    def lines(self) -> tuple[DoctorLine, ...]:
+        """What ``lifecycle doctor`` prints: error, schema and reference problems, index
+        advice (with its statement), warnings, notes, then how each reference is followed."""
+        lines = [DoctorLine("error", self.error, "problem")] if self.error else []
+        outside = {r.problem(self.store) for r in self.outside_references}
+        for problem in self.problems:
+            label = "reference" if problem in outside else "schema"
+            lines.append(DoctorLine(label, problem, "problem"))
+        for advice in self.advice:
+            where = f"{advice.table} ({', '.join(advice.columns)}): {advice.reason}"
+            statement = (f"{advice.statement};",) if advice.statement else ()
+            lines.append(DoctorLine("index", where, "advice", statement))
+        lines += [DoctorLine("warning", warning, "warning") for warning in self.warnings]
+        lines += [DoctorLine("note", note) for note in self.notes]
+        lines += [DoctorLine("reference", reference) for reference in self.references]
+        return tuple(lines)
+
+    def report(self) -> DoctorReport:
+        """The generic form every command prints (``connectors.doctor_report``)."""
+        details = {k: v for k, v in self.to_json().items() if k not in ("store", "ok", "reachable")}
+        return DoctorReport(
+            store=self.store,
+            type="sql",
+            location=self.url,
+            reachable=self.reachable,
+            ok=self.ok,
+            lines=self.lines(),
+            problems=tuple(self.located_problems()),
+            warnings=self.warnings,
+            details=details,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "store": self.store,
@@ -390,3 +423,9 @@ def check_store(store: SqlStore) -> StoreCheck:
         return _check_schema(engine, store, shown)
     finally:
         engine.dispose()
+
+
+def doctor_report(store: SqlStore) -> DoctorReport:
+    """The SQL store type's ``doctor`` hook (``connectors.catalog``): ``check_store``'s
+    result in the generic form."""
+    return check_store(store).report()

@@ -18,10 +18,12 @@ import sqlalchemy as sa
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Engine
 
-from config.schema import SqlStore
-from connectors.posture_facts import DatabaseFacts, ReplicaFact
+from config.schema.model import LifecycleConfig
+from config.schema.stores import StoreConfig
+from connectors.sql.config import SqlStore
+from connectors.sql.posture_facts import DatabaseFacts, ReplicaFact
 from connectors.sql.schema import driver_code
-from core.engines import normalize_url
+from core.engines import make_engine, normalize_url
 from core.sql_tls import tls_requirement
 
 if TYPE_CHECKING:
@@ -150,3 +152,17 @@ def database_facts(
         loopback=normalize_url(url).host in _LOOPBACK,
         unreadable=tuple(problems),
     )
+
+
+def gather_posture(
+    config: LifecycleConfig, store: StoreConfig, *, account_wide: bool
+) -> list[DatabaseFacts]:
+    """The posture hook of SQL stores (``connectors.catalog``): ``database_facts`` on an
+    engine of its own. A SQL store has no account-wide facts (``account_wide`` is unused)."""
+    if not isinstance(store, SqlStore):
+        raise TypeError(f"store '{store.name}' is not a SQL store")
+    engine = make_engine(store.url.get_secret_value())
+    try:
+        return [database_facts(store, engine=engine)]
+    finally:
+        engine.dispose()

@@ -101,8 +101,9 @@ def test_drift_exits_3_then_apply_writes_the_rules_and_exits_0(
     assert f"files/{TICKETS}: in sync" in _plain(again.stdout)
 
     events = list(Ledger.open().events(kinds=["retention.lifecycle_applied"]))
-    assert [(e.target, e.status.value, dict(e.counts)) for e in events] == [
+    assert [(e.connector, e.target, e.status.value, dict(e.counts)) for e in events] == [
         (
+            "files",  # the store's name, as in every other event (not its type)
             f"files/{TICKETS}",
             "succeeded",
             {"added": 2, "changed": 0, "removed": 0, "unmanaged_kept": 0},

@@ -10,7 +10,8 @@ import pytest
 from config.loader import load_config
 from config.schema.transfers import TransferPolicy
 from config.settings import PROJECT_ROOT
-from connectors.posture_facts import BucketFacts, DatabaseFacts, ReplicaFact, ReplicationFact
+from connectors.s3.posture_facts import BucketFacts, ReplicationFact
+from connectors.sql.posture_facts import DatabaseFacts, ReplicaFact
 from transfers.evaluate import evaluate
 from transfers.findings import Finding, compare
 

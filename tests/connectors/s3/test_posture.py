@@ -35,11 +35,11 @@ from botocore.exceptions import ClientError
 
 from config.loader import load_config
 from config.schema import LifecycleConfig, S3Store
-from connectors.posture_facts import BucketFacts, ReplicationFact
 from connectors.s3.client import make_client
 from connectors.s3.lifecycle import apply as apply_rules
 from connectors.s3.lifecycle import desired_rules
 from connectors.s3.posture import bucket_facts, store_facts, unclassified_facts
+from connectors.s3.posture_facts import BucketFacts, ReplicationFact
 from retention.targets import resolve_targets
 from tests.connectors.s3.conftest import make_store, seed
 from transfers.evaluate import evaluate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.doctor_cmd import app
-from connectors.sql.doctor import IndexAdvice, case_notes, missing_indexes
+from connectors.sql.doctor import IndexAdvice, StoreCheck, case_notes, missing_indexes
 from connectors.sql.locate import locate
 from connectors.sql.schema import reflect_store
 from tests.connectors.sql.conftest import (
@@ -249,3 +250,33 @@ def test_doctor_hides_passwords_given_as_url_query_parameters(
         assert report["url"] == shown
     else:
         assert f"crm unreachable {shown}" in output
+
+
+def test_the_generic_report_keeps_every_line_and_json_key() -> None:
+    advice = IndexAdvice("crm", "orders", ("customer_id",), "rows are found", "CREATE INDEX ix")
+    check = StoreCheck(
+        "crm",
+        "sqlite:///crm.db",
+        True,
+        problems=("store 'crm', table 'orders': unknown column 'x' in fields",),
+        advice=(advice, dataclasses.replace(advice, table="invoices", statement=None)),
+        notes=("a note",),
+        references=("orders.customer_id -> customers.id: follow holders (foreign key)",),
+        warnings=("a warning",),
+    )
+
+    report = check.report()
+
+    assert (report.store, report.type, report.location) == ("crm", "sql", "sqlite:///crm.db")
+    assert (report.reachable, report.ok) == (True, False)
+    assert [(line.label, line.text, line.severity, line.detail) for line in report.lines] == [
+        ("schema", check.problems[0], "problem", ()),
+        ("index", "orders (customer_id): rows are found", "advice", ("CREATE INDEX ix;",)),
+        ("index", "invoices (customer_id): rows are found", "advice", ()),
+        ("warning", "a warning", "warning", ()),
+        ("note", "a note", "info", ()),
+        ("reference", check.references[0], "info", ()),
+    ]
+    assert report.problems == ("crm.orders: unknown column 'x' in fields",)
+    assert report.warnings == ("a warning",)
+    assert report.to_json() == {**check.to_json(), "type": "sql"}

@@ -26,8 +26,8 @@ from config.loader import load_config
 from config.schema import SqlStore
 from config.schema.transfers import TransferPolicy
 from config.settings import PROJECT_ROOT
-from connectors.posture_facts import DatabaseFacts, ReplicaFact
 from connectors.sql.posture import database_facts, rds_facts, server_ssl
+from connectors.sql.posture_facts import DatabaseFacts, ReplicaFact
 from core.engines import make_engine
 from core.sql_tls import tls_requirement
 from transfers.evaluate import evaluate
