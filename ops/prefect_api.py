@@ -19,13 +19,21 @@ from ops.serve_env import POOL
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def request(url: str, auth: str | None = None, body: Any = None, timeout: float = 5.0) -> Any:
-    """(status, JSON payload or None) of a GET, or of a POST when ``body`` is given.
+def request(
+    url: str,
+    auth: str | None = None,
+    body: Any = None,
+    timeout: float = 5.0,
+    method: str | None = None,
+) -> Any:
+    """(status, JSON payload or None) of a GET, or of a POST when ``body`` is given
+    (``method`` overrides, e.g. PUT).
 
     ``auth`` is Prefect's auth string (``user:password``). Raises OSError when nothing answers.
     """
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+    verb = method or ("GET" if data is None else "POST")
+    req = urllib.request.Request(url, data=data, method=verb)
     req.add_header("Content-Type", "application/json")
     if auth is not None:
         req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())

@@ -263,6 +263,7 @@ def shell_env(
         "PREFECT_HOME",
         "LIFECYCLE_DATA_DIR",
         "LIFECYCLE_CONFIG_DIR",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",  # runs started from the shell beat as the worker's
     ]
     values = {name: client[name] for name in names if name in client}
     values.update(demo_env or {})

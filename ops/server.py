@@ -213,8 +213,9 @@ def _server(
 
 def _unresponsive_runs(inst: Instance, creds: se.Credentials, say: Say) -> None:
     try:
-        if unresponsive_runs.ensure(inst.api_url, creds.auth_string):
-            say(f"created the {unresponsive_runs.NAME} automation (runs whose process died)")
+        done = unresponsive_runs.ensure(inst.api_url, creds.auth_string)
+        if done is not None:
+            say(f"{done} the {unresponsive_runs.NAME} automation (runs whose process died)")
     except (OSError, RuntimeError) as e:
         name = unresponsive_runs.NAME
         raise ServeError(f"the Prefect server refused the {name} automation: {e}") from e

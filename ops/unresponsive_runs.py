@@ -12,7 +12,8 @@ request goes on from its recorded progress (a decision given before the crash co
 
 A run that suspends for approval stops its heartbeats on purpose: Suspended and Paused end
 the silence window as the final states do. ``lifecycle server start`` ensures the
-automation exists (once, by name) every time it starts the stack.
+automation exists (once, by name, updated when an older version made it differently) every
+time it starts the stack.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from ops.prefect_api import request
 from ops.serve_env import HEARTBEAT_SECONDS
 
 NAME = "lifecycle-crash-unresponsive-runs"
-SILENCE_SECONDS = 5 * HEARTBEAT_SECONDS
+PREFECT_DEFAULT_HEARTBEAT_SECONDS = 180
+"""Prefect 3.9's own default: what a flow run started elsewhere (a ``lifecycle`` command run
+against this server without sourcing its env file) beats at."""
+SILENCE_SECONDS = PREFECT_DEFAULT_HEARTBEAT_SECONDS + 2 * HEARTBEAT_SECONDS
+"""Eight missed beats of the worker's runs, and still more than one beat at Prefect's
+default, so a healthy run started by another client is never marked Crashed."""
 """Five missed beats: generous for a busy two-core machine, short for an operator."""
 _ENDS_SILENCE = (
     "prefect.flow-run.heartbeat",
@@ -69,8 +75,20 @@ def automation() -> dict[str, Any]:
     }
 
 
-def ensure(api_url: str, auth: str) -> bool:
-    """Create the automation unless one of that name exists; whether it was created now.
+def _current(found: dict[str, Any]) -> bool:
+    """Whether an existing automation of this name has today's trigger and action."""
+    wanted = automation()
+    trigger, want = found.get("trigger") or {}, wanted["trigger"]
+    return (
+        trigger.get("within") == want["within"]
+        and set(trigger.get("expect") or ()) == set(want["expect"])
+        and [a.get("state") for a in found.get("actions") or ()] == ["CRASHED"]
+    )
+
+
+def ensure(api_url: str, auth: str) -> str | None:
+    """Create the automation, or bring one of that name made by an older version up to date;
+    ``"created"``, ``"updated"`` or None (already current).
 
     Raises OSError when the server does not answer, RuntimeError when it refuses.
     """
@@ -79,9 +97,16 @@ def ensure(api_url: str, auth: str) -> bool:
     )
     if status != 200:
         raise RuntimeError(f"listing automations answered HTTP {status}")
-    if any(a.get("name") == NAME for a in found or []):
-        return False
-    status, _ = request(f"{api_url}/automations/", auth, automation())
-    if status not in (200, 201):
-        raise RuntimeError(f"creating the {NAME} automation answered HTTP {status}")
-    return True
+    existing = [a for a in found or [] if a.get("name") == NAME]
+    if existing and _current(existing[0]):
+        return None
+    if existing:
+        url = f"{api_url}/automations/{existing[0]['id']}"
+        status, _ = request(url, auth, automation(), method="PUT")
+        done = "updated"
+    else:
+        status, _ = request(f"{api_url}/automations/", auth, automation())
+        done = "created"
+    if status not in (200, 201, 204):
+        raise RuntimeError(f"saving the {NAME} automation answered HTTP {status}")
+    return done

@@ -157,10 +157,11 @@ def test_env_file_is_sourceable_and_holds_no_caller_secrets(tmp_path: Path) -> N
     text = path.read_text()
     assert "secret-master" not in text
     assert "real-aws" not in text
-    show = 'printf "%s %s" "$PREFECT_API_URL" "$PREFECT_API_AUTH_STRING"'
+    show = 'printf "%s %s %s" "$PREFECT_API_URL" "$PREFECT_API_AUTH_STRING" '
+    show += '"$PREFECT_FLOWS_HEARTBEAT_FREQUENCY"'  # shell-started runs beat as the worker's
     shell = f". {shlex.quote(str(path))} && {show}"
     out = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True)
-    assert out.stdout == "http://127.0.0.1:4300/api admin:pw"
+    assert out.stdout == f"http://127.0.0.1:4300/api admin:pw {se.HEARTBEAT_SECONDS}"
 
 
 # -- pid files and processes ------------------------------------------------------------------
@@ -301,6 +302,23 @@ def _check_deployments(api: str, auth: str) -> None:
     assert sweep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
 
 
+_AUTOMATION = {"automations": {"name": {"any_": [unresponsive_runs.NAME]}}}
+
+
+def _automation_windows(api: str, auth: str) -> list[int]:
+    found = request(f"{api}/automations/filter", auth, _AUTOMATION)[1]
+    return [a["trigger"]["within"] for a in found]
+
+
+def _age_the_automation(api: str, auth: str) -> None:
+    """Make the unresponsive-runs automation look like an older version's (shorter window)."""
+    (made,) = request(f"{api}/automations/filter", auth, _AUTOMATION)[1]
+    old = unresponsive_runs.automation()
+    old["trigger"]["within"] = 150
+    assert request(f"{api}/automations/{made['id']}", auth, old, method="PUT")[0] == 204
+    assert _automation_windows(api, auth) == [150]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
 def test_start_twice_then_stop(tmp_path: Path) -> None:
@@ -341,14 +359,14 @@ def test_start_twice_then_stop(tmp_path: Path) -> None:
         assert _listeners(port) == ["0100007F"]
         assert _listeners(s3_port) == ["0100007F"]
 
+        _age_the_automation(api, creds.auth_string)
         second = _lifecycle(env, "start")
         assert second.returncode == 0, second.stdout + second.stderr
         assert "already running" in second.stdout
+        assert f"updated the {unresponsive_runs.NAME} automation" in second.stdout
         assert {p.name: procs.read_pid(state / f"{p.name}.pid") for p in PROCS} == pids
         # Runs whose process dies are marked Crashed: one automation, not one per start.
-        body = {"automations": {"name": {"any_": [unresponsive_runs.NAME]}}}
-        found = request(f"{api}/automations/filter", creds.auth_string, body)[1]
-        assert [a["trigger"]["within"] for a in found] == [unresponsive_runs.SILENCE_SECONDS]
+        assert _automation_windows(api, creds.auth_string) == [unresponsive_runs.SILENCE_SECONDS]
 
         status_run = _lifecycle(env, "status", "--json")
         assert status_run.returncode == 0, status_run.stdout + status_run.stderr

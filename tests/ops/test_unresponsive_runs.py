@@ -18,6 +18,12 @@ def test_the_automation_is_valid_for_prefect_and_spares_runs_waiting_for_approva
     assert trigger.for_each == {"prefect.resource.id"}
     # Missing more than a few beats of the worker's runs, never one late beat.
     assert trigger.within.total_seconds() >= 3 * se.HEARTBEAT_SECONDS
+    # A run beating at Prefect's own default (a client without our env file) is no zombie.
+    from prefect.settings.models.flows import FlowsSettings
+
+    default = FlowsSettings.model_fields["heartbeat_frequency"].default
+    assert default == unresponsive_runs.PREFECT_DEFAULT_HEARTBEAT_SECONDS
+    assert trigger.within.total_seconds() > default
     # A suspended or paused run stops beating on purpose: that must not crash it.
     assert {"prefect.flow-run.Suspended", "prefect.flow-run.Paused"} <= trigger.expect
     assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed"} <= trigger.expect
