@@ -148,7 +148,7 @@ def check(config: LifecycleConfig, workers: int, latency: float = 0.0) -> int:
         facts = store_facts(client, store, config, max_workers=workers, all_buckets=False)
     finally:
         client.close()
-    findings = evaluate(facts, [], config.policy.transfers, date.today())
+    findings = evaluate(facts, config.policy.transfers, date.today())
     return len(findings)
 
 

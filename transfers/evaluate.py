@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING
 
 from config.schema.transfers import TransferPolicy, TransferRoute
 from transfers.findings import Finding, ordered
@@ -85,30 +85,11 @@ def region_findings(
     return out
 
 
-@overload
 def evaluate(
-    facts: Iterable[PostureFacts], policy: TransferPolicy | None, today: date, /
-) -> list[Finding]: ...
-
-
-@overload
-def evaluate(
-    facts: Iterable[PostureFacts],
-    more: Iterable[PostureFacts],
-    policy: TransferPolicy | None,
-    today: date,
-    /,
-) -> list[Finding]: ...
-
-
-def evaluate(facts: Iterable[PostureFacts], *rest: Any) -> list[Finding]:
-    """All findings of the facts, high severity first: ``evaluate(facts, policy, today)``.
-
-    Several groups of facts may come before the policy (``evaluate(mine, theirs, policy,
-    today)``): they are judged alike, whatever their store type."""
-    *more, policy, today = rest
+    facts: Iterable[PostureFacts], policy: TransferPolicy | None, today: date
+) -> list[Finding]:
+    """All findings of the facts, high severity first, whatever their store type."""
     found: list[Finding] = []
-    for group in (facts, *more):
-        for fact in group:
-            found += fact.findings(policy, today)
+    for fact in facts:
+        found += fact.findings(policy, today)
     return ordered(found)

@@ -128,7 +128,7 @@ def _files(demo: LifecycleConfig, s3: LocalS3) -> S3Store:
 
 def _findings(demo: LifecycleConfig, client: S3Client) -> list[tuple[str, str, str]]:
     facts = store_facts(client, cast(S3Store, demo.store("files")), demo, all_buckets=True)
-    found = evaluate(facts, [], demo.policy.transfers, NOW.date())
+    found = evaluate(facts, demo.policy.transfers, NOW.date())
     return [(f.severity, f.rule, f.resource) for f in found]
 
 

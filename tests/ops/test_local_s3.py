@@ -87,7 +87,7 @@ def test_served_s3_is_tls_only_and_a_transfer_check_passes(
     config = load_config(demo_setup.DEMO_CONFIG_DIR)
     files = cast(S3Store, config.store("files"))
     facts = store_facts(client, files, config, all_buckets=True)
-    findings = evaluate(facts, [], config.policy.transfers, datetime.now(UTC).date())
+    findings = evaluate(facts, config.policy.transfers, datetime.now(UTC).date())
     assert [(f.severity, f.rule) for f in findings] == []
 
     # Seeding (and so erasing: DeleteObjects by version) work under the policy.

@@ -58,7 +58,7 @@ def rules(findings: list[Finding]) -> list[str]:
 
 
 def test_a_compliant_setup_has_no_findings(policy: TransferPolicy) -> None:
-    assert evaluate([GOOD_BUCKET], [GOOD_DB], policy, TODAY) == []
+    assert evaluate([GOOD_BUCKET, GOOD_DB], policy, TODAY) == []
 
 
 @pytest.mark.parametrize(
@@ -85,16 +85,16 @@ def test_a_compliant_setup_has_no_findings(policy: TransferPolicy) -> None:
 def test_each_bucket_violation_gives_exactly_its_finding(
     policy: TransferPolicy, facts: BucketFacts, expected: str
 ) -> None:
-    found = evaluate([facts], [], policy, TODAY)
+    found = evaluate([facts], policy, TODAY)
     assert rules(found) == [expected]
 
 
 def test_adequacy_route_allows_a_replica_where_the_category_has_one(policy: TransferPolicy) -> None:
     # support may go to eu-west-2 (GB adequacy); contact may not.
     ok = replace(GOOD_BUCKET, replication=(ReplicationFact("r", "dst", "eu-west-2"),))
-    assert evaluate([ok], [], policy, TODAY) == []
+    assert evaluate([ok], policy, TODAY) == []
     bad = replace(ok, categories=("support", "contact"))
-    (finding,) = evaluate([bad], [], policy, TODAY)
+    (finding,) = evaluate([bad], policy, TODAY)
     assert finding.rule == "s3.replication-region" and finding.categories == ("contact",)
 
 
@@ -105,8 +105,8 @@ def test_a_category_under_an_expired_scc_is_reported_with_the_clauses(
     facts = replace(
         GOOD_BUCKET, region="us-east-1", declared_region="us-east-1", categories=("contact",)
     )
-    assert evaluate([facts], [], policy, date(2027, 6, 30)) == []
-    (finding,) = evaluate([facts], [], policy, date(2027, 7, 1))
+    assert evaluate([facts], policy, date(2027, 6, 30)) == []
+    (finding,) = evaluate([facts], policy, date(2027, 7, 1))
     assert finding.rule == "transfer.safeguard-expired"
     assert finding.severity == "high"
     assert "SCC-2021/914" in finding.safeguard and "2027-06-30" in finding.safeguard
@@ -139,7 +139,7 @@ def test_a_category_under_an_expired_scc_is_reported_with_the_clauses(
 def test_each_database_violation_gives_exactly_its_finding(
     policy: TransferPolicy, facts: DatabaseFacts, expected: list[str]
 ) -> None:
-    assert rules(evaluate([], [facts], policy, TODAY)) == expected
+    assert rules(evaluate([facts], policy, TODAY)) == expected
 
 
 def test_a_local_sqlite_store_needs_no_tls(policy: TransferPolicy) -> None:
@@ -150,18 +150,18 @@ def test_a_local_sqlite_store_needs_no_tls(policy: TransferPolicy) -> None:
         categories=("contact",),
         tls_required=None,
     )
-    assert evaluate([], [sqlite], policy, TODAY) == []
+    assert evaluate([sqlite], policy, TODAY) == []
 
 
 def test_no_transfer_policy_means_no_region_findings_but_security_still_counts() -> None:
     facts = replace(GOOD_BUCKET, region="us-west-2", declared_region="us-west-2", encryption=None)
-    assert rules(evaluate([facts], [], None, TODAY)) == ["s3.encryption-missing"]
+    assert rules(evaluate([facts], None, TODAY)) == ["s3.encryption-missing"]
 
 
 def test_runs_compare_as_new_persisting_and_resolved(policy: TransferPolicy) -> None:
-    first = evaluate([replace(GOOD_BUCKET, encryption=None, tls_only=False)], [], policy, TODAY)
+    first = evaluate([replace(GOOD_BUCKET, encryption=None, tls_only=False)], policy, TODAY)
     second = evaluate(
-        [replace(GOOD_BUCKET, tls_only=False, public_access_block=None)], [], policy, TODAY
+        [replace(GOOD_BUCKET, tls_only=False, public_access_block=None)], policy, TODAY
     )
 
     c = compare(first, second)

@@ -532,7 +532,7 @@ def test_findings_end_to_end(
 
     def rules_by_resource(today: date) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for finding in evaluate(found, [], config.policy.transfers, today):
+        for finding in evaluate(found, config.policy.transfers, today):
             out.setdefault(finding.resource, set()).add(finding.rule)
         return out
 

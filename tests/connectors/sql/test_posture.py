@@ -304,7 +304,7 @@ def policy() -> TransferPolicy:
 @pytest.mark.service
 def test_pg_without_sslmode_is_flagged(pg_url: str, policy: TransferPolicy) -> None:
     facts = _facts(pg_url)
-    findings = evaluate([], [facts], policy, TODAY)
+    findings = evaluate([facts], policy, TODAY)
     assert [f.rule for f in findings] == ["sql.tls-not-required"]
     assert findings[0].evidence == (
         "the connection does not require TLS (no sslmode in the URL (libpq falls back to "
@@ -313,7 +313,7 @@ def test_pg_without_sslmode_is_flagged(pg_url: str, policy: TransferPolicy) -> N
     )
     assert findings[0].severity == "medium"  # 127.0.0.1: the traffic never leaves the host
     remote = replace(facts, loopback=False)
-    assert [f.severity for f in evaluate([], [remote], policy, TODAY)] == ["high"]
+    assert [f.severity for f in evaluate([remote], policy, TODAY)] == ["high"]
 
 
 def test_replica_outside_any_route_is_flagged(rds: Factory, policy: TransferPolicy) -> None:
@@ -322,7 +322,7 @@ def test_replica_outside_any_route_is_flagged(rds: Factory, policy: TransferPoli
     store = _store(f"{PG}?sslmode=require", rds=PRIMARY, fields={"email": ["contact"]})
     facts = database_facts(store, engine=None, rds_client_factory=rds)
     assert facts.rds_region == HOME and len(facts.replicas) == 2
-    findings = evaluate([], [facts], policy, TODAY)
+    findings = evaluate([facts], policy, TODAY)
     assert [(f.rule, f.resource) for f in findings] == [
         ("sql.replica-region", f"rds:{PRIMARY}-us-west-2")
     ]
@@ -337,13 +337,13 @@ def test_compliant_store_has_no_findings(rds: Factory, policy: TransferPolicy) -
         ReplicaFact(f"{PRIMARY}-{HOME}", HOME),
         ReplicaFact(f"{PRIMARY}-eu-west-1", "eu-west-1"),
     )
-    assert evaluate([], [facts], policy, TODAY) == []
+    assert evaluate([facts], policy, TODAY) == []
 
 
 def test_missing_instance_is_judged_unreadable(rds: Factory, policy: TransferPolicy) -> None:
     store = _store(f"{PG}?sslmode=require", rds=PRIMARY)
     facts = database_facts(store, engine=None, rds_client_factory=rds)
-    findings = evaluate([], [facts], policy, TODAY)
+    findings = evaluate([facts], policy, TODAY)
     assert [(f.rule, f.evidence) for f in findings] == [
         ("sql.unreadable", f"could not read RDS instance {PRIMARY}: DBInstanceNotFound in {HOME}")
     ]
