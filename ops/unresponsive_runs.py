@@ -18,6 +18,7 @@ time it starts the stack.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ops.prefect_api import request
@@ -75,6 +76,20 @@ def automation() -> dict[str, Any]:
     }
 
 
+_BUSY = (429, 503)  # Prefect's SQLite answers 503 "database is locked" while it starts up
+_TRIES = 10
+
+
+def _call(url: str, auth: str, body: Any = None, method: str | None = None) -> Any:
+    """``request``, tried again (with a growing pause, ~30 s in all) while the server is busy."""
+    for attempt in range(_TRIES):
+        answer = request(url, auth, body, method=method)
+        if answer[0] not in _BUSY or attempt == _TRIES - 1:
+            return answer
+        time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _current(found: dict[str, Any]) -> bool:
     """Whether an existing automation of this name has today's trigger and action."""
     wanted = automation()
@@ -92,7 +107,7 @@ def ensure(api_url: str, auth: str) -> str | None:
 
     Raises OSError when the server does not answer, RuntimeError when it refuses.
     """
-    status, found = request(
+    status, found = _call(
         f"{api_url}/automations/filter", auth, {"automations": {"name": {"any_": [NAME]}}}
     )
     if status != 200:
@@ -102,10 +117,10 @@ def ensure(api_url: str, auth: str) -> str | None:
         return None
     if existing:
         url = f"{api_url}/automations/{existing[0]['id']}"
-        status, _ = request(url, auth, automation(), method="PUT")
+        status, _ = _call(url, auth, automation(), method="PUT")
         done = "updated"
     else:
-        status, _ = request(f"{api_url}/automations/", auth, automation())
+        status, _ = _call(f"{api_url}/automations/", auth, automation())
         done = "created"
     if status not in (200, 201, 204):
         raise RuntimeError(f"saving the {NAME} automation answered HTTP {status}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ops import serve_env as se
 from ops import unresponsive_runs
 
@@ -30,3 +32,25 @@ def test_the_automation_is_valid_for_prefect_and_spares_runs_waiting_for_approva
     (action,) = parsed.actions
     assert isinstance(action, ChangeFlowRunState)
     assert action.state.value == "CRASHED"
+
+
+def test_a_busy_server_is_asked_again_and_a_refusal_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prefect's SQLite answers 503 while it starts: the automation is saved once it clears."""
+    replies: list[tuple[int, object]] = [(503, None), (200, []), (503, None), (503, None)]
+    answers = iter([*replies, (201, {"id": "a"})])
+    calls: list[str] = []
+
+    def fake(url: str, auth: str | None = None, body: object = None, **_: object) -> object:
+        calls.append(url.rsplit("/", 2)[-2] + "/" + url.rsplit("/", 1)[-1])
+        return next(answers)
+
+    monkeypatch.setattr(unresponsive_runs, "request", fake)
+    monkeypatch.setattr("ops.unresponsive_runs.time.sleep", lambda _s: None)
+    assert unresponsive_runs.ensure("http://api", "u:p") == "created"
+    assert len(calls) == 5
+
+    monkeypatch.setattr(unresponsive_runs, "request", lambda *_a, **_k: (500, None))
+    with pytest.raises(RuntimeError, match="HTTP 500"):
+        unresponsive_runs.ensure("http://api", "u:p")
