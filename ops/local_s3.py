@@ -52,6 +52,16 @@ def ca_file(folder: Path) -> Path:
     return folder / "ca.pem"
 
 
+def setup_marker(folder: Path) -> Path:
+    """Written in a ``--tls-dir`` folder once every bucket is set up (policies included).
+
+    Listing the buckets is not enough to call the server ready: they are listed before their
+    bucket policies and lifecycle rules are put, and a transfer check started in between would
+    see a bucket without its TLS-only policy.
+    """
+    return folder / "setup-done"
+
+
 def endpoint(port: int, *, tls: bool = True) -> str:
     """The local S3's address: ``https://127.0.0.1:port`` (``http://`` without TLS)."""
     return f"{'https' if tls else 'http'}://{HOST}:{port}"
@@ -64,16 +74,17 @@ def command(python: str, port: int, folder: Path | None) -> list[str]:
 
 
 def ready(url: str, timeout: float = 2.0, ca: Path | None = None) -> bool:
-    """Whether the server at ``url`` answers and lists every demo bucket.
+    """Whether the server at ``url`` answers, lists every demo bucket and has set them up.
 
     moto accepts anonymous ListBuckets; the proxy handler is empty so that no configured
     HTTP proxy is asked for a loopback address. An ``https`` URL is checked against the CA
-    in ``ca`` (required: the server's CA is never in the system's trust store).
+    in ``ca`` (required: the server's CA is never in the system's trust store), and is ready
+    only once the setup marker beside that CA is written.
     """
     handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
     if url.startswith("https://"):
-        if ca is None or not ca.is_file():
-            return False  # not written yet: the server is still starting
+        if ca is None or not ca.is_file() or not setup_marker(ca.parent).is_file():
+            return False  # not written yet: the server is still starting or setting up
         try:
             context = ssl.create_default_context(cafile=str(ca))
         except (OSError, ssl.SSLError):
@@ -115,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     tls = args.tls_dir is not None
+    if tls:  # a marker left by an earlier server must not vouch for this one
+        setup_marker(args.tls_dir).unlink(missing_ok=True)
     rules = lifecycle_rules()
     with LocalS3(port=args.port, tls_dir=args.tls_dir) as s3:
         client = s3.client()
@@ -124,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo_posture(client, rules, tls_only=tls)
         finally:
             client.close()
+        if tls:
+            setup_marker(args.tls_dir).write_text(s3.endpoint_url + "\n", encoding="utf-8")
         posture = (
             "TLS only (bucket policy), CA " + str(ca_file(args.tls_dir))
             if tls

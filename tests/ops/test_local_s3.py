@@ -113,3 +113,21 @@ def test_demo_setup_hands_flow_runs_the_ca(tmp_path: Path) -> None:
     assert env["LIFECYCLE_S3_ENDPOINT"] == env["AWS_ENDPOINT_URL_S3"] == "https://127.0.0.1:4566"
     assert "AWS_CA_BUNDLE" not in demo_setup.s3_env("http://127.0.0.1:4566")
     assert local_s3.command("py", 4566, None) == ["py", "-m", "ops.local_s3", "--port", "4566"]
+
+
+def test_listing_the_buckets_is_not_ready_until_their_setup_is_done(tmp_path: Path) -> None:
+    """The buckets are listed before their policies are put: readiness waits for the marker
+    the server writes after its setup (a transfer check in between saw no TLS-only policy)."""
+    from demo.s3_server import LocalS3
+    from demo.seed_s3 import ensure_bucket
+
+    folder = local_s3.tls_dir(tmp_path)
+    with LocalS3(tls_dir=folder) as s3:
+        client = s3.client()
+        for bucket, object_lock in DEMO_BUCKETS.items():
+            ensure_bucket(client, bucket, s3.region, object_lock=object_lock)
+        client.close()
+        ca = local_s3.ca_file(folder)
+        assert not local_s3.ready(s3.endpoint_url, ca=ca)  # listed, but not set up
+        local_s3.setup_marker(folder).write_text(s3.endpoint_url)
+        assert local_s3.ready(s3.endpoint_url, ca=ca)
