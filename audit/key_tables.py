@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, String, Table
 
-from audit.register_tables import MYSQL_TABLE_ARGS
-from audit.tables import UTCDateTime, metadata
+from audit.tables import MYSQL_TABLE_ARGS, UTCDateTime, metadata
 from core.keys import FINGERPRINT_HEX
 
 audit_keys = Table(

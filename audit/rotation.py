@@ -39,12 +39,8 @@ from audit.chain import ROTATION_KIND, rotation_bridge
 from audit.database import audit_engine, translate_db_error
 from audit.events import EventStatus, NewEvent
 from audit.guard import prepare_event
-from audit.identity_box import IdentityBox, Sealed
 from audit.key_tables import audit_keys
 from audit.keystore import load_keyring, require_in_force
-from audit.progress_tables import request_progress, request_runs
-from audit.register_tables import requests
-from audit.request_runs import seal, seal_aad, unseal
 from audit.tables import HEAD_ROW_ID, audit_events, audit_head
 from audit.writer import chain_event
 from config.settings import get_settings
@@ -59,6 +55,10 @@ from core.keys import (
     sync_dir,
     write_key_file,
 )
+from state.identity_box import IdentityBox, Sealed
+from state.progress_tables import request_progress, request_runs
+from state.register_tables import requests
+from state.request_runs import seal, seal_aad, unseal
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """SQLAlchemy Core tables of the audit ledger (the migration 0001_ledger creates them).
 
-``metadata`` is shared with the request register (audit/register_tables.py) so one
+``metadata`` is shared with the request register (state/register_tables.py) so one
 ``MetaData`` describes the whole audit database. Column lengths here are also enforced
 at append time (audit/guard.py) so every backend stores exactly what was hashed:
 MariaDB in non-strict mode would otherwise truncate silently.
@@ -32,6 +32,11 @@ from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 from audit.canonical import canonical_json
 
 metadata = MetaData()
+MYSQL_TABLE_ARGS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+}
+"""Table options on MariaDB/MySQL, for every table on this metadata (ledger and state)."""
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first event: the chain starts from a fixed, known value."""

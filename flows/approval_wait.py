@@ -26,9 +26,10 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.runtime import flow_run
 
 from core.errors import TerminalError
-from tasks.approval_tasks import APPROVAL_TIMEOUT_SECONDS, ApprovalInput, plans_digest
-from tasks.request_lease import released_while_waiting
-from tasks.request_support import request_context
+from engine.approval import APPROVAL_TIMEOUT_SECONDS, plans_digest
+from engine.request_lease import released_while_waiting
+from engine.request_support import request_context
+from tasks.approval_tasks import ApprovalInput
 
 __all__ = [
     "APPROVAL_TIMEOUT_SECONDS",

@@ -17,12 +17,12 @@ from pydantic import BaseModel, Field
 
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from audit.progress import RequestProgress
-from audit.register import RequestRegister
-from audit.register_model import check_request_id
 from config.loader import load_config
 from core.errors import LifecycleError, TerminalError
 from ops.intake.callback import notify_help_desk
+from state.progress import RequestProgress
+from state.register import RequestRegister
+from state.register_model import check_request_id
 from tasks.cancellation import cancel_flow_runs, cancel_request, check_reason, ledger_flow_runs
 
 FLOW_ACTOR = "flow:cancel-request"

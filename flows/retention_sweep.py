@@ -22,10 +22,10 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
-from audit.leases import LeaseLost
-from audit.sweeps import SweepConflict, SweepRun
 from core.errors import TerminalError
-from tasks.sweep_runner import DEFAULT_BATCH_SIZE, SweepContext, sweep_context
+from engine.sweep_runner import DEFAULT_BATCH_SIZE, SweepContext, sweep_context
+from state.leases import LeaseLost
+from state.sweeps import SweepConflict, SweepRun
 from tasks.sweep_tasks import (
     MAX_PASSES,
     acquire_lease_task,

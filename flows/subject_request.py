@@ -10,7 +10,7 @@ from our own tables and records its progress there, so running the flow again wi
 same request id (after a crash, or ``lifecycle request submit --resume``) continues where
 it stopped. Tasks run one after another: no concurrent writes to Prefect's or our SQLite.
 Two runs of one request never overlap: each holds the request's lease
-(``tasks.request_lease``) except while waiting for a decision; a second run waits.
+(``engine.request_lease``) except while waiting for a decision; a second run waits.
 A run of the deployment waiting for approval suspends and frees its process
 (``flows.approval_wait``); the worker runs it again once a reviewer answers.
 
@@ -27,13 +27,17 @@ from collections.abc import Callable
 
 from prefect import flow
 
-from audit.leases import LeaseLost
-from audit.register import RequestStatus
 from config.loader import load_config
 from core.errors import LifecycleError, TerminalError
+from engine.replan import PlanGrew
+from engine.request_lease import check_lease, hold_request
+from engine.request_models import RequestOutcome
+from engine.request_support import request_context
 from flows import approval_wait
 from flows.approval_wait import forget_answer, pause_key, ui_refusals, wait_for_decision
 from ops.intake.callback import notify_help_desk
+from state.leases import LeaseLost
+from state.register import RequestStatus
 from tasks.access_tasks import verify_access_package, write_access_package
 from tasks.approval_tasks import (
     ApprovalInput,
@@ -45,10 +49,6 @@ from tasks.approval_tasks import (
 from tasks.erasure_tasks import execute_store, plan_store, verify_store
 from tasks.rectify_tasks import rectify_store, verify_rectified_store
 from tasks.register_artifact import publish_request_register
-from tasks.replan import PlanGrew
-from tasks.request_lease import check_lease, hold_request
-from tasks.request_models import RequestOutcome
-from tasks.request_support import request_context
 from tasks.request_tasks import (
     advance_request,
     close_rejected,

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from audit.events import EventStatus
-from audit.progress import Phase
 from config.settings import get_settings
 from connectors.base import ExportItem
 from core.errors import TerminalError
 from core.package import write_package
-from tasks.request_support import (
+from engine.request_support import (
     RequestContext,
     clean_errors,
     crash_point,
     findings_from_data,
     request_context,
-    request_task,
 )
+from state.progress import Phase
+from tasks.lifecycle_task import lifecycle_task
 
 
 def exports_dir() -> Path:
@@ -41,7 +41,7 @@ def _items(ctx: RequestContext, request_id: str, stores: list[str]) -> Iterator[
             yield from connector.export(findings)
 
 
-@request_task("write-access-package")
+@lifecycle_task("write-access-package")
 def write_access_package(request_id: str) -> int:
     """Write the subject's encrypted package; returns the number of records in it."""
     with clean_errors("writing the access package"):
@@ -105,7 +105,7 @@ def write_access_package(request_id: str) -> int:
         return info.records
 
 
-@request_task("verify-access-package")
+@lifecycle_task("verify-access-package")
 def verify_access_package(request_id: str) -> int:
     """Check the package holds every record found; returns how many are missing."""
     with clean_errors("verifying the access package"):

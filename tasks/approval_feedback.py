@@ -4,15 +4,11 @@ sees at once, saying why the decision was refused and what to do (no personal da
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 from core.free_text import FreeTextRefused, check_free_text
-from tasks.request_support import (
-    RequestContext,
-)
+from engine.approval import Verdict
+from engine.request_support import RequestContext
 
-Verdict = Literal["approved", "rejected", "refused", "finished"]
-"""The decision that stands after a review: "refused" when none does."""
 REFUSED_ARTIFACT = "approval-refused"
 log = logging.getLogger(__name__)
 
@@ -63,7 +59,7 @@ def _refusal_outcome(ctx: RequestContext, request_id: str, verdict: Verdict) -> 
 
 
 def _refusal_advice(ctx: RequestContext, request_id: str, problem: str) -> list[str]:
-    """What to do next, for the kinds of problem ``audit.approvals`` reports."""
+    """What to do next, for the kinds of problem ``state.approvals`` reports."""
     policy = ctx.config.policy.requests.approval
     requester = ctx.record(request_id).requested_by.strip().casefold()
     others = [a.name for a in policy.approvers if a.name.casefold() != requester]

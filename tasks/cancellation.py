@@ -26,12 +26,12 @@ from typing import Any
 from uuid import UUID
 
 from audit.ledger import Ledger
-from audit.progress import RequestProgress
-from audit.register import RequestRecord, RequestRegister
-from audit.register_model import check_free_text as check_note
-from audit.register_model import check_request_id
 from core.errors import TerminalError
 from core.free_text import check_free_text
+from state.progress import RequestProgress
+from state.register import RequestRecord, RequestRegister
+from state.register_model import check_free_text as check_note
+from state.register_model import check_request_id
 
 SUBJECT_REQUEST_FLOW = "subject-request"
 _OPEN_STATES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")

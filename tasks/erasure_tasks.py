@@ -14,7 +14,9 @@ the store is executed again from its recorded plan, re-validated against a fresh
 database reuses keys); an S3 call's keys that are gone are recorded as deleted.
 
 Batches are audited once per store, in one ledger transaction guarded by the progress
-row and by the ledger itself, so the ledger's counts are the rows the store changed.
+row and by the ledger itself, so the ledger's counts are the rows the store changed. A
+store that confirms its work with a reference of its own (a processor: only once the
+provider confirmed) has it recorded with the batch and named in the batch's event.
 """
 
 from __future__ import annotations
@@ -26,12 +28,10 @@ from dataclasses import replace
 from sqlalchemy import Connection
 
 from audit.events import EventStatus, NewEvent
-from audit.progress import BatchIntent, BatchRecord, Phase, StoreProgress
-from audit.progress_phases import PhaseTaken
 from connectors.base import Action, BatchResult, Connector, Findings, Key, StorePlan
 from core.errors import TerminalError
-from tasks.replan import awaiting_decision, refresh_plan
-from tasks.request_support import (
+from engine.replan import awaiting_decision, refresh_plan
+from engine.request_support import (
     RequestContext,
     batch_record,
     clean_errors,
@@ -39,9 +39,11 @@ from tasks.request_support import (
     findings_from_data,
     plan_summary,
     request_context,
-    request_task,
     today,
 )
+from state.progress import BatchIntent, BatchRecord, Phase, StoreProgress
+from state.progress_phases import PhaseTaken
+from tasks.lifecycle_task import lifecycle_task
 
 _FILTERED = (Action.DELETE, Action.MASK)  # steps on the subject's own rows
 
@@ -53,7 +55,7 @@ def _progress(ctx: RequestContext, request_id: str, store: str) -> StoreProgress
     return row
 
 
-@request_task("plan-store")
+@lifecycle_task("plan-store")
 def plan_store(request_id: str, store: str) -> int:
     """Plan the erasure in one store and record it; returns the number of keys it touches."""
     with clean_errors(f"planning the erasure in store '{store}'"):
@@ -119,11 +121,11 @@ def revalidate(plan: StorePlan, fresh: Findings) -> tuple[StorePlan, int]:
     return replace(plan, steps=tuple(steps)), dropped
 
 
-@request_task("execute-store")
+@lifecycle_task("execute-store")
 def execute_store(request_id: str, store: str) -> int:
     """Carry out the store's approved plan once, then audit its batches once; rows affected.
 
-    A plan whose store changed since it was made is re-planned first (``tasks.replan``);
+    A plan whose store changed since it was made is re-planned first (``engine.replan``);
     one that grew raises ``PlanGrew`` with the request back awaiting approval.
     """
     with clean_errors(f"executing the erasure in store '{store}'"):
@@ -188,6 +190,7 @@ def _as_result(store: str, intent: BatchIntent) -> BatchResult:
         r.keys_digest,
         keys=tuple(tuple(k) for k in intent.keys),
         intent=intent.intent,
+        reference=r.reference,
     )
 
 
@@ -283,6 +286,15 @@ class _BatchRecorder:
             progress.mark_executed(self.request_id, self.store)
 
 
+def _batch_detail(batch: BatchRecord) -> dict[str, str]:
+    """A batch event's detail: its action and keys digest, and the store's reference for it
+    (a processor's confirmation token, never personal data) when the store gave one."""
+    detail = {"action": batch.action, "keys_digest": batch.keys_digest}
+    if batch.reference is not None:
+        detail["reference"] = batch.reference
+    return detail
+
+
 def audit_batches(
     ctx: RequestContext, request_id: str, store: str, prefix: str, dropped: int = 0
 ) -> None:
@@ -309,7 +321,7 @@ def audit_batches(
             connector=store,
             target=b.target,
             counts={"affected": b.affected},
-            detail={"action": b.action, "keys_digest": b.keys_digest},
+            detail=_batch_detail(b),
         )
         for b in batches
     ]
@@ -345,7 +357,7 @@ def audit_batches(
     ctx.progress.mark_batches_audited(request_id, store)
 
 
-@request_task("verify-store")
+@lifecycle_task("verify-store")
 def verify_store(request_id: str, store: str) -> int:
     """Re-scan the store; returns how many rows that should be gone are still there."""
     with clean_errors(f"verifying the erasure in store '{store}'"):

@@ -34,21 +34,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from audit.leases import Lease
-from audit.register import RequestRecord, RequestStatus
 from config.settings import get_settings
 from core.errors import LifecycleError, TerminalError
-from tasks.approval_tasks import approval_timed_out, span
+from engine.approval import approval_timed_out, span
+from engine.request_lease import lease_name
+from engine.request_support import RequestContext, clean_errors, lease_owner, request_context
+from state.leases import Lease
+from state.register import RequestRecord, RequestStatus
 from tasks.cancellation import SUBJECT_REQUEST_FLOW, cancel_request
+from tasks.lifecycle_task import lifecycle_task
 from tasks.register_artifact import run_logger
-from tasks.request_lease import lease_name
-from tasks.request_support import (
-    RequestContext,
-    clean_errors,
-    lease_owner,
-    request_context,
-    request_task,
-)
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, State
@@ -142,7 +137,7 @@ def _ended_runs(waiting: list[Waiting]) -> list[tuple[Waiting, Ended]]:
     return found
 
 
-@request_task("reconcile-waiting-runs")
+@lifecycle_task("reconcile-waiting-runs")
 def reconcile_waiting_runs() -> list[str]:
     """The task of ``reconcile_waiting`` (the request-register flow runs it first)."""
     with clean_errors("reconciling waiting runs"):

@@ -5,30 +5,31 @@ register, sealed until the request closes; each store gets the ones that name it
 or fields (``Rectifying.changes_for``). A store whose connector cannot rectify claims
 none, and intake refused any correction no store claims. Rectifying is idempotent (it
 sets values), so a store whose progress does not say "executed" is simply rectified
-again after a crash.
+again after a crash. A store's reference for a batch (a processor's confirmation) is
+recorded with it and named in its ``rectification.batch`` event (``audit_batches``).
 """
 
 from __future__ import annotations
 
 from audit.events import EventStatus
-from audit.progress import Phase
 from connectors.base import BatchResult, Rectifying
 from connectors.registry import supports
 from core.errors import TerminalError
-from tasks.erasure_tasks import audit_batches
-from tasks.intake import decode_changes
-from tasks.request_support import (
+from engine.intake import decode_changes
+from engine.request_support import (
     RequestContext,
     batch_record,
     clean_errors,
     crash_point,
     findings_from_data,
     request_context,
-    request_task,
 )
+from state.progress import Phase
+from tasks.erasure_tasks import audit_batches
+from tasks.lifecycle_task import lifecycle_task
 
 
-@request_task("rectify-store")
+@lifecycle_task("rectify-store")
 def rectify_store(request_id: str, store: str) -> int:
     """Write the corrections to the subject's rows in ``store``; returns rows updated."""
     with clean_errors(f"rectifying in store '{store}'"):
@@ -63,7 +64,7 @@ def _rectify(ctx: RequestContext, request_id: str, store: str) -> None:
     ctx.progress.mark_executed(request_id, store)
 
 
-@request_task("verify-rectified-store")
+@lifecycle_task("verify-rectified-store")
 def verify_rectified_store(request_id: str, store: str) -> int:
     """Re-locate the subject (with corrected identities); returns rows no longer found."""
     with clean_errors(f"verifying the rectification in store '{store}'"):

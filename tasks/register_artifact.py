@@ -4,7 +4,7 @@
 closed and cancelled) as a table artifact, key ``request-register``: request id, kind,
 status, received, deadline, days left, overdue, extended (and to when), awaiting approval
 since, and the last approval decision (approver name, decision, how it was made) from
-``audit.approvals``' records. A markdown artifact, key ``request-register-summary``,
+``state.approvals``' records. A markdown artifact, key ``request-register-summary``,
 carries the one-line count (open, overdue, due soon, awaiting approval). Counts, ids,
 dates and approver names only: no identities (the register keeps them sealed and this
 module never opens them), no pseudonyms, no requester names, no operator free text.
@@ -39,10 +39,11 @@ from prefect.events import emit_event
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from audit.register import RequestRecord, RequestStatus
-from audit.register_tables import database_errors, decisions, history
 from core.errors import LifecycleError
-from tasks.request_support import RequestContext, clean_errors, request_context, request_task
+from engine.request_support import RequestContext, clean_errors, request_context
+from state.register import RequestRecord, RequestStatus
+from state.register_tables import database_errors, decisions, history
+from tasks.lifecycle_task import lifecycle_task
 
 __all__ = [
     "DEADLINE_NEAR_DAYS",
@@ -306,7 +307,7 @@ class RegisterCounts(BaseModel):
     awaiting_approval: int
 
 
-@request_task("publish-request-register")
+@lifecycle_task("publish-request-register")
 def publish_request_register(
     best_effort: bool = True, within_days: int = DEADLINE_NEAR_DAYS
 ) -> RegisterCounts | None:
@@ -400,7 +401,7 @@ def emit_deadline_events(
     return alerts
 
 
-@request_task("emit-deadline-events")
+@lifecycle_task("emit-deadline-events")
 def emit_request_deadline_events(within_days: int = DEADLINE_NEAR_DAYS) -> dict[str, list[str]]:
     """Emit the deadline events (``emit_deadline_events``); request ids by event name."""
     with clean_errors("emitting deadline events"):

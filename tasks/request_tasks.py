@@ -8,27 +8,27 @@ a rerun after a crash skips what the progress tables say is done.
 from __future__ import annotations
 
 from audit.events import EventStatus
-from audit.progress import Phase
-from audit.register import RequestStatus
 from core.errors import LifecycleError, TerminalError, TransientError
-from tasks.request_models import RequestOutcome
-from tasks.request_summary import artifact_key, outcome_of, summary_markdown, table_rows
-from tasks.request_support import (
+from engine.request_models import RequestOutcome
+from engine.request_summary import artifact_key, outcome_of, summary_markdown, table_rows
+from engine.request_support import (
     FLOW_ACTOR,
     clean_errors,
     crash_point,
     findings_data,
     has_connector,
     request_context,
-    request_task,
     safe_message,
     status_past,
 )
+from state.progress import Phase
+from state.register import RequestStatus
+from tasks.lifecycle_task import lifecycle_task
 
 RESUMABLE = frozenset({RequestStatus.FAILED})
 
 
-@request_task("prepare-request")
+@lifecycle_task("prepare-request")
 def prepare_request(request_id: str) -> tuple[str, str]:
     """Check the request can run and resume a failed one; returns its kind and status.
 
@@ -50,7 +50,7 @@ def prepare_request(request_id: str) -> tuple[str, str]:
         return record.kind.value, ctx.record(request_id).status.value
 
 
-@request_task("locate-store")
+@lifecycle_task("locate-store")
 def locate_store(request_id: str, store: str) -> int:
     """Find the subject's data in ``store`` with the identities known so far; returns the count.
 
@@ -112,7 +112,7 @@ def locate_store(request_id: str, store: str) -> int:
         return findings.total
 
 
-@request_task("advance-request")
+@lifecycle_task("advance-request")
 def advance_request(request_id: str, to: str, note: str | None = None) -> str:
     """Move the request to status ``to`` unless it is already there or past it (reruns)."""
     with clean_errors("changing the request status"):
@@ -127,7 +127,7 @@ def advance_request(request_id: str, to: str, note: str | None = None) -> str:
         return target.value
 
 
-@request_task("record-nothing-found")
+@lifecycle_task("record-nothing-found")
 def record_nothing_found(request_id: str) -> None:
     """Every store was searched and none holds the subject's data: say so in the ledger."""
     with clean_errors("recording nothing found"):
@@ -148,7 +148,7 @@ def record_nothing_found(request_id: str) -> None:
         )
 
 
-@request_task("record-failure")
+@lifecycle_task("record-failure")
 def record_failure(request_id: str, store: str | None, error: str, message: str | None) -> None:
     """Audit a failure: which store, what error, and what had been done before it.
 
@@ -189,7 +189,7 @@ def failure_fields(error: BaseException) -> tuple[str, str | None]:
     return type(error).__name__, None
 
 
-@request_task("complete-request")
+@lifecycle_task("complete-request")
 def complete_request(request_id: str) -> str:
     """Close the request as completed (identity destroyed) and record that exactly once.
 
@@ -244,7 +244,7 @@ def complete_request(request_id: str) -> str:
         return RequestStatus.COMPLETED.value
 
 
-@request_task("close-rejected")
+@lifecycle_task("close-rejected")
 def close_rejected(request_id: str, note: str) -> None:
     """End a rejected (or timed-out) request without touching data; its identity is destroyed."""
     with clean_errors("rejecting the request"):
@@ -263,14 +263,14 @@ def close_rejected(request_id: str, note: str) -> None:
         ctx.progress.vacuum()
 
 
-@request_task("summarize-request")
+@lifecycle_task("summarize-request")
 def summarize_request(request_id: str) -> RequestOutcome:
     """The request's outcome from the register and progress tables (counts only)."""
     with clean_errors("summarizing the request"):
         return outcome_of(request_context(), request_id)
 
 
-@request_task("publish-summary")
+@lifecycle_task("publish-summary")
 def publish_summary(request_id: str) -> RequestOutcome:
     """Publish the outcome as Prefect artifacts (markdown and a table): counts, no contents."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact

@@ -1,9 +1,9 @@
-"""Prefect tasks of the retention sweep: thin wrappers over ``tasks.sweep_runner``.
+"""Prefect tasks of the retention sweep: thin wrappers over ``engine.sweep_runner``.
 
 One task plans the sweep; one task runs a *range* of batches of one target (up to 50
 batches or 10 seconds), never one per row or object; one closes each target, one the
-sweep. Tasks follow the subject-request conventions (``request_task``): results not
-persisted, no cache, retries only for ``TransientError``, errors without causes.
+sweep. Declared with ``lifecycle_task`` like every lifecycle task: results not persisted,
+no cache, retries only for ``TransientError``; errors leave without causes.
 """
 
 from __future__ import annotations
@@ -12,13 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from audit.events import EventStatus
-from audit.leases import WaitReport
-from audit.sweeps import SweepProgress, SweepRun
 from core.errors import LifecycleError
-from retention.targets import SweepTarget
-from tasks.request_support import clean_errors, request_task, safe_message
-from tasks.sweep_lease import acquire_lease
-from tasks.sweep_runner import (
+from engine.request_support import clean_errors, safe_message
+from engine.sweep_lease import acquire_lease
+from engine.sweep_runner import (
     RangeOutcome,
     SweepContext,
     finish_target,
@@ -27,9 +24,13 @@ from tasks.sweep_runner import (
     summarise,
     verify_and_rewind,
 )
+from retention.targets import SweepTarget
+from state.leases import WaitReport
+from state.sweeps import SweepProgress, SweepRun
+from tasks.lifecycle_task import lifecycle_task
 
 
-@request_task("acquire-sweep-lease")
+@lifecycle_task("acquire-sweep-lease")
 def acquire_lease_task(ctx: SweepContext, wait_minutes: int) -> None:
     """Take the sweep lease, waiting up to ``wait_minutes`` for a running sweep (a log
     line while it waits), then fail naming who holds it and since when."""
@@ -42,7 +43,7 @@ def acquire_lease_task(ctx: SweepContext, wait_minutes: int) -> None:
         acquire_lease(ctx, wait=limit, on_wait=report)
 
 
-@request_task("plan-sweep")
+@lifecycle_task("plan-sweep")
 def plan_sweep_task(
     ctx: SweepContext, as_of: datetime | None, rules: tuple[str, ...], dry_run: bool
 ) -> SweepRun:
@@ -51,7 +52,7 @@ def plan_sweep_task(
         return plan_sweep(ctx, as_of=as_of, rules=rules, dry_run=dry_run)
 
 
-@request_task("sweep-range")
+@lifecycle_task("sweep-range")
 def sweep_range_task(
     ctx: SweepContext, run: SweepRun, target: SweepTarget, batch_size: int
 ) -> RangeOutcome:
@@ -65,21 +66,21 @@ MAX_PASSES = 3
 listing skipped a key, rows written behind the cursor) starts another pass from the top."""
 
 
-@request_task("verify-sweep-target")
+@lifecycle_task("verify-sweep-target")
 def verify_target_task(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> int:
     """Re-scan the target: expired, unheld data left; when some is, rewind for another pass."""
     with clean_errors(f"verifying {target.id}"):
         return verify_and_rewind(ctx, run, target)
 
 
-@request_task("finish-sweep-target")
+@lifecycle_task("finish-sweep-target")
 def finish_target_task(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> dict[str, Any]:
     """Secure-erasure follow-up for the target and its ledger event."""
     with clean_errors(f"finishing {target.id}"):
         return finish_target(ctx, run, target)
 
 
-@request_task("summarise-sweep")
+@lifecycle_task("summarise-sweep")
 def summarise_task(ctx: SweepContext, run: SweepRun, status: str) -> dict[str, Any]:
     """Close the sweep in our tables and the ledger."""
     with clean_errors("summarising the sweep"):

@@ -14,18 +14,20 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 from audit.events import EventStatus, NewEvent
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from audit.transfer_checks import TransferChecks, new_check_id
 from config.loader import load_config
 from config.schema.model import LifecycleConfig
 from config.schema.stores import StoreConfig
 from connectors.catalog import spec_for
 from connectors.hooks import load_hook
-from tasks.request_support import clean_errors, request_task, run_ids
+from engine.events import ledger_event, run_ids
+from engine.request_support import clean_errors
+from state.transfer_checks import TransferChecks, new_check_id
+from tasks.lifecycle_task import lifecycle_task
 from transfers.evaluate import evaluate
 from transfers.findings import Comparison, Finding, compare
 from transfers.posture import NO_POSTURE, PostureFacts, PostureHook
@@ -83,7 +85,7 @@ def unchecked_stores(config: LifecycleConfig) -> tuple[Unchecked, ...]:
     return tuple(out)
 
 
-@request_task("posture-facts")
+@lifecycle_task("posture-facts")
 def posture_facts_task(
     config: LifecycleConfig, store: str, account_wide: bool
 ) -> list[PostureFacts]:
@@ -114,26 +116,14 @@ def gather(config: LifecycleConfig, account_wide: bool) -> Gathered:
     return Gathered(tuple(facts), unchecked_stores(config))
 
 
-def _event(kind: str, status: EventStatus, check_id: str, **fields: Any) -> NewEvent:
-    ids = run_ids()
-    return NewEvent(
-        kind=kind,
-        status=status,
-        request_id=check_id,
-        actor=CHECK_ACTOR,
-        flow_run_id=ids["flow_run_id"],
-        task_run_id=ids["task_run_id"],
-        **fields,
-    )
-
-
 def _finding_event(
     kind: str, status: EventStatus, check_id: str, f: Finding, state: str
 ) -> NewEvent:
-    return _event(
+    return ledger_event(
         kind,
         status,
         check_id,
+        actor=CHECK_ACTOR,
         connector=f.store,
         target=f.resource[:512],
         detail={
@@ -147,7 +137,7 @@ def _finding_event(
     )
 
 
-@request_task("judge-and-record")
+@lifecycle_task("judge-and-record")
 def judge_task(gathered: Gathered, config: LifecycleConfig) -> CheckOutcome:
     """Judge the facts, compare with the last run, record the run and audit every finding."""
     with clean_errors("recording the transfer check"):
@@ -173,10 +163,11 @@ def judge_task(gathered: Gathered, config: LifecycleConfig) -> CheckOutcome:
         high = len(comparison.high)
         unchecked = gathered.unchecked
         events.append(
-            _event(
+            ledger_event(
                 "transfer.checked",
                 EventStatus.FAILED if high else EventStatus.SUCCEEDED,
                 check_id,
+                actor=CHECK_ACTOR,
                 counts={
                     **counts,
                     "findings": len(comparison.current),

@@ -3,7 +3,7 @@
 Revision ID: 0002_register
 Revises: 0001_ledger
 
-The columns are spelled out here rather than imported from ``audit.register_tables``
+The columns are spelled out here rather than imported from ``state.register_tables``
 so this revision keeps describing the schema it created when the model moves on.
 """
 

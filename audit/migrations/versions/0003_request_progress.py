@@ -5,7 +5,7 @@ Revises: 0002_register
 
 Our own record of how far each data-subject request got, so a rerun after a crash
 continues where the last run stopped (Prefect's records are not the source of truth).
-The columns are spelled out here rather than imported from ``audit.progress_tables`` so
+The columns are spelled out here rather than imported from ``state.progress_tables`` so
 this revision keeps describing the schema it created when the model moves on.
 """
 

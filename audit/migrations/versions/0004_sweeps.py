@@ -5,7 +5,7 @@ Revises: 0003_request_progress
 
 Our own record of how far each retention sweep got, so a rerun after a crash resumes
 the same sweep (same cut-offs) and finishes exactly what the interrupted one started.
-Columns are spelled out here rather than imported from ``audit.sweep_tables`` so this
+Columns are spelled out here rather than imported from ``state.sweep_tables`` so this
 revision keeps describing the schema it created when the model moves on.
 """
 

@@ -4,7 +4,7 @@ Revision ID: 0005_transfer_checks
 Revises: 0004_sweeps
 
 Each run's findings, so the next run reports new, persisting and resolved findings.
-Columns are spelled out here rather than imported from ``audit.check_tables`` so this
+Columns are spelled out here rather than imported from ``state.check_tables`` so this
 revision keeps describing the schema it created when the model moves on.
 """
 

@@ -7,7 +7,7 @@ Revises: 0005_transfer_checks
 confirmed (``committed``) once the store committed or the call returned, or ``discarded``
 when a resumed run finds the store never changed; only committed batches are audited.
 Existing rows were recorded after their commit: they are ``committed``. Columns are
-spelled out here rather than imported from ``audit.progress_tables`` so this revision
+spelled out here rather than imported from ``state.progress_tables`` so this revision
 keeps describing the schema it created when the model moves on.
 """
 

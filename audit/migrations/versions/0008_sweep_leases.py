@@ -6,7 +6,7 @@ Revises: 0007_keys
 One row per lease name (``retention-sweep``): the holder's random token, who it is (for
 messages), its pid and host (a dead holder on the same host is taken over at once), and
 when it was acquired, last renewed and expires. Columns are spelled out here rather than
-imported from ``audit.sweep_tables`` so this revision keeps describing the schema it
+imported from ``state.sweep_tables`` so this revision keeps describing the schema it
 created when the model moves on.
 """
 

@@ -7,7 +7,7 @@ Revises: 0008_sweep_leases
 digest, or "pre-approval"), so two decisions on the same plans cannot both be recorded.
 ``request_runs.approval_flow_run_id``: the flow run paused for a decision, so a decision
 taken from the CLI resumes that run instead of racing it. Columns are spelled out here
-rather than imported from ``audit.register_tables`` so this revision keeps describing
+rather than imported from ``state.register_tables`` so this revision keeps describing
 the schema it created.
 """
 

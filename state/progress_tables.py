@@ -8,7 +8,8 @@ as an intent (state ``intent``, with its keys) before it takes effect and confir
 ledger audits the committed ones, so auditing can be retried without executing again.
 ``request_runs``: one row per request for what is not per store (approval, the access
 package's recipient and result, the completion claim). Migration ``0003_request_progress``
-creates the three and ``0006_batch_intents`` adds the intent columns; keep them in step.
+creates the three, ``0006_batch_intents`` adds the intent columns and
+``0011_batch_reference`` a batch's reference; keep them in step.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
-from audit.register_tables import ACTOR_LEN, ID_LEN, MYSQL_TABLE_ARGS, history_pk_type
-from audit.tables import UTCDateTime, metadata
+from audit.tables import MYSQL_TABLE_ARGS, UTCDateTime, metadata
+from state.register_tables import ACTOR_LEN, ID_LEN, history_pk_type
 
 STORE_LEN = 64
 PHASE_LEN = 16
 TARGET_LEN = 512
 DIGEST_LEN = 64
+REFERENCE_LEN = 128  # a store's reference for a batch (migration 0011)
 
 
 def long_text() -> TypeEngine[str]:
@@ -91,6 +93,8 @@ request_batches = Table(
     Column("attempt", Integer(), nullable=True),  # the execution attempt that wrote it
     Column("intent", Integer(), nullable=True),  # its index among that attempt's intents
     Column("batch_keys", long_text(), nullable=True),  # JSON while unconfirmed, then NULL
+    # the store's own reference for the batch (a processor's confirmation); not personal data
+    Column("reference", String(REFERENCE_LEN), nullable=True),
     Index("ix_request_batches_request_store", "request_id", "store", "id"),
     **MYSQL_TABLE_ARGS,
 )

@@ -35,7 +35,7 @@ from retention.targets import SweepTarget
 
 
 class HoldsContext(Protocol):
-    """What the hold resolution needs from a sweep (``tasks.sweep_runner.SweepContext``)."""
+    """What the hold resolution needs from a sweep (``engine.sweep_runner.SweepContext``)."""
 
     config: LifecycleConfig
     keys: KeyRing

@@ -10,9 +10,9 @@ claim the same step. When the request closes,
 ``forget`` clears keys, identities and the passphrase; counts, digests and phases stay.
 
 ``RequestProgress`` reads progress here and writes it through its parts:
-``audit.progress_planning`` (located, planned), ``audit.progress_execution`` (approved,
-executed, verified) and ``audit.progress_batches`` (batches and their intents), on the
-phases of ``audit.progress_phases``.
+``state.progress_planning`` (located, planned), ``state.progress_execution`` (approved,
+executed, verified) and ``state.progress_batches`` (batches and their intents), on the
+phases of ``state.progress_phases``.
 
 Findings and plans arrive as plain JSON-ready data (``connectors.base`` converts them):
 the audit package does not depend on connectors.
@@ -29,17 +29,17 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, Row, select, update
 
-from audit.progress_batches import BatchIntent, BatchProgress, BatchRecord
-from audit.progress_encoding import open_derived
-from audit.progress_execution import ExecutionRecords
-from audit.progress_phases import Phase, of_store
-from audit.progress_planning import PlanningRecords
-from audit.progress_tables import PROGRESS_TABLES, request_batches, request_progress
-from audit.register_tables import database_errors
-from audit.request_runs import RequestRuns
 from core.engines import IMMEDIATE, reclaim_storage
 from core.errors import TerminalError
 from core.keys import KeyRing
+from state.progress_batches import BatchIntent, BatchProgress, BatchRecord
+from state.progress_encoding import open_derived
+from state.progress_execution import ExecutionRecords
+from state.progress_phases import Phase, of_store
+from state.progress_planning import PlanningRecords
+from state.progress_tables import PROGRESS_TABLES, request_batches, request_progress
+from state.register_tables import database_errors
+from state.request_runs import RequestRuns
 
 # Phase and the batch types are re-exported: callers import them from here.
 __all__ = ["BatchIntent", "BatchRecord", "Phase", "RequestProgress", "StoreProgress"]

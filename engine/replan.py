@@ -27,18 +27,18 @@ from __future__ import annotations
 from typing import Any
 
 from audit.events import EventStatus
-from audit.progress import Phase, StoreProgress
-from audit.progress_phases import PhaseTaken
-from audit.register import RequestStatus
 from connectors.base import Action, Key, StorePlan
 from core.errors import TerminalError
-from tasks.request_support import (
+from engine.request_support import (
     FLOW_ACTOR,
     RequestContext,
     findings_data,
     plan_summary,
     today,
 )
+from state.progress import Phase, StoreProgress
+from state.progress_phases import PhaseTaken
+from state.register import RequestStatus
 
 _TOUCHING = (Action.DELETE, Action.MASK, Action.UNLINK)
 _MILDER = {Action.MASK: Action.DELETE}  # approved as a delete, now only masked: less

@@ -1,7 +1,7 @@
 """Value types and rules of the request register: kinds, statuses, transitions, deadlines.
 
 Code with no database access, so the rules can be tested (and reasoned about) on
-their own; ``audit.register`` applies them to stored rows and re-exports these names.
+their own; ``state.register`` applies them to stored rows and re-exports these names.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     _S.AWAITING_APPROVAL: frozenset({_S.APPROVED, _S.REJECTED, _S.CLOSED, _S.CANCELLED}),
     _S.APPROVED: frozenset({_S.EXECUTING, _S.CLOSED, _S.CANCELLED}),
     # EXECUTING -> AWAITING_APPROVAL: the store's rows changed since approval and the new
-    # plan touches more than the approved one (tasks.replan), so it is approved again.
+    # plan touches more than the approved one (engine.replan), so it is approved again.
     _S.EXECUTING: frozenset({_S.VERIFYING, _S.FAILED, _S.AWAITING_APPROVAL, _S.CANCELLED}),
     _S.VERIFYING: frozenset({_S.COMPLETED, _S.FAILED, _S.CANCELLED}),
     _S.FAILED: frozenset({_S.EXECUTING, _S.CLOSED, _S.CANCELLED}),

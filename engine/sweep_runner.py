@@ -6,7 +6,7 @@ benchmark call them too, so what is measured is what runs. A sweep is pinned to 
 after a crash resumes the unfinished sweep rather than starting another, so it deletes
 exactly what the uninterrupted sweep would have.
 
-Per batch (see ``audit.sweeps``): read the keys, record the intent, act on the range in
+Per batch (see ``state.sweeps``): read the keys, record the intent, act on the range in
 one short store transaction, then audit the batch and move the cursor in one audit
 transaction. ``crash_point("sweep-batch", ...)`` lets tests kill the process between
 those steps.
@@ -18,7 +18,7 @@ and a one-transaction ``delete_next`` where it is a ``TransactionalSweeper``), a
 cannot sweep is left out of the plan and audited as ``sweep.skipped``.
 
 One sweep at a time: a real (not dry-run) sweep first takes the ``retention-sweep`` lease
-in the audit database (``tasks.sweep_lease``), renews it at each step (plan, batch range,
+in the audit database (``engine.sweep_lease``), renews it at each step (plan, batch range,
 verification, target, summary) and releases it when its context closes; every progress
 and ledger write checks it (``SweepContext.append``, ``SweepProgress.fence_with``).
 """
@@ -36,9 +36,7 @@ from sqlalchemy import Connection
 
 from audit.events import EventStatus, NewEvent
 from audit.keystore import keyring_from_settings
-from audit.leases import Lease
 from audit.ledger import Ledger
-from audit.sweeps import BatchRange, SweepConflict, SweepProgress, SweepRun, new_sweep_id
 from config.loader import load_config
 from config.schema.model import LifecycleConfig
 from connectors.base import (
@@ -53,9 +51,12 @@ from connectors.base import (
 )
 from connectors.registry import require, supports
 from core.keys import KeyRing
+from engine.events import ledger_event, run_ids
+from engine.request_support import crash_point
+from engine.sweep_holds import held_keys_by_target
 from retention.targets import SweepTarget, resolve_targets, utc_naive
-from tasks.request_support import crash_point, run_ids
-from tasks.sweep_holds import held_keys_by_target
+from state.leases import Lease
+from state.sweeps import BatchRange, SweepConflict, SweepProgress, SweepRun, new_sweep_id
 
 SWEEP_ACTOR = "flow:retention-sweep"
 DEFAULT_BATCH_SIZE = 50_000
@@ -169,18 +170,15 @@ class SweepContext:
         detail: Mapping[str, Any] | None = None,
     ) -> NewEvent:
         """A ledger event about the sweep (its id in ``request_id``, so the ledger filters)."""
-        ids = run_ids()
-        return NewEvent(
-            kind=kind,
-            status=status,
-            request_id=sweep_id,
+        return ledger_event(
+            kind,
+            status,
+            sweep_id,
+            actor=SWEEP_ACTOR,
             connector=connector,
             target=target,
-            counts=counts or {},
-            detail=detail or {},
-            actor=SWEEP_ACTOR,
-            flow_run_id=ids["flow_run_id"],
-            task_run_id=ids["task_run_id"],
+            counts=counts,
+            detail=detail,
         )
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Table
 
-from audit.progress_tables import long_text
-from audit.register_tables import ID_LEN, MYSQL_TABLE_ARGS
-from audit.tables import UTCDateTime, metadata
+from audit.tables import MYSQL_TABLE_ARGS, UTCDateTime, metadata
+from state.progress_tables import long_text
+from state.register_tables import ID_LEN
 
 transfer_checks = Table(
     "transfer_checks",

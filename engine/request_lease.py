@@ -1,4 +1,4 @@
-"""One run of a request at a time: the ``request:<id>`` lease (``audit.leases``).
+"""One run of a request at a time: the ``request:<id>`` lease (``state.leases``).
 
 Two processes can find themselves running the same request: a CLI ``--resume`` beside a
 deployment run, or a CLI approval that handed its decision to a paused run which picked
@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from audit.leases import Lease, LeaseHolder, LeaseLost, WaitReport
 from config.settings import get_settings
 from core.errors import LifecycleError
-from tasks.request_support import lease_owner, request_context
+from engine.request_support import lease_owner, request_context
+from state.leases import Lease, LeaseHolder, LeaseLost, WaitReport
 
 LEASE_PREFIX = "request:"
 log = logging.getLogger(__name__)
@@ -140,6 +140,6 @@ def check_lease(request_id: str) -> None:
 
 def holder(request_id: str) -> LeaseHolder | None:
     """Who runs ``request_id`` now, if anyone (for the CLI's messages)."""
-    from audit.leases import current_holder
+    from state.leases import current_holder
 
     return current_holder(request_context().ledger.engine, lease_name(request_id))

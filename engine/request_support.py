@@ -1,71 +1,38 @@
-"""What every subject-request task shares: the request context, connectors, clean errors.
+"""What every subject-request step shares: the request context, clean errors, data forms.
 
-Tasks take a request id and a store name, never identities or keys: they read what they
-need from our own tables (register, progress) through ``RequestContext``. Every task is
-declared with ``request_task``: results not persisted, no cache key (inputs are not
-hashed), retries only for ``TransientError``. ``clean_errors`` strips exception chains
-before Prefect sees them, since a driver's message can quote row values and Prefect
-stores tracebacks in its logs.
+Steps take a request id and a store name, never identities or keys: they read what they
+need from our own tables (register, progress) through ``RequestContext``, and record
+ledger events through ``RequestContext.event`` (``engine.events.ledger_event``).
+``clean_errors`` strips exception chains before they leave a step, since a driver's
+message can quote row values and Prefect stores tracebacks in its logs. Prefect-free:
+the Prefect task decorator lives in ``tasks.lifecycle_task``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
-
-from prefect import Task, task
-from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
+from typing import Any
 
 from audit.events import EventStatus, NewEvent
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from audit.progress import BatchRecord, RequestProgress
-from audit.register import RequestRecord, RequestRegister, RequestStatus
 from config.loader import load_config
 from config.schema.model import LifecycleConfig
 from connectors.base import BatchResult, Connector, Findings, Identities, StorePlan, TargetFinding
-from core.errors import LifecycleError, PersonalDataRefused, TerminalError, TransientError
+from core.errors import LifecycleError, PersonalDataRefused, TerminalError
 from core.keys import KeyRing
 from core.pseudonym import Pseudonym
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from engine.events import ledger_event, run_ids
+from state.progress import BatchRecord, RequestProgress
+from state.register import RequestRecord, RequestRegister, RequestStatus
 
 FLOW_ACTOR = "flow:subject-request"
 """Who the ledger and register name for the flow's own steps."""
-
-RETRIES = 2
-RETRY_DELAYS: list[float] = [2.0, 10.0]
-
-
-def retry_transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
-    """Retry only failures that may clear (lost connection, lock timeout)."""
-    try:
-        state.result()
-    except TransientError:
-        return True
-    except BaseException:
-        return False
-    return False
-
-
-def request_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """The task decorator for subject requests (see the module docstring for why)."""
-    return task(
-        name=name,
-        retries=RETRIES,
-        retry_delay_seconds=RETRY_DELAYS,
-        retry_condition_fn=retry_transient,
-        persist_result=False,
-        cache_policy=NO_CACHE,
-        log_prints=False,
-    )
 
 
 @contextmanager
@@ -79,13 +46,6 @@ def clean_errors(what: str) -> Iterator[None]:
         raise
     except Exception as e:
         raise TerminalError(f"{what} failed ({type(e).__name__})") from None
-
-
-def run_ids() -> dict[str, str | None]:
-    """The Prefect flow and task run ids, for ledger events (None outside Prefect)."""
-    from prefect.runtime import flow_run, task_run
-
-    return {"flow_run_id": flow_run.get_id(), "task_run_id": task_run.get_id()}
 
 
 def lease_owner() -> str:
@@ -130,17 +90,16 @@ class RequestContext:
         actor: str | None = None,
     ) -> NewEvent:
         """A ledger event about the request, with its subject pseudonym and run ids."""
-        return NewEvent(
-            kind=kind,
-            status=status,
-            request_id=request_id,
+        return ledger_event(
+            kind,
+            status,
+            request_id,
+            actor=actor or FLOW_ACTOR,
+            subject=self.subject(request_id),
             connector=connector,
             target=target,
-            subject=self.subject(request_id),
-            counts=counts or {},
-            detail=detail or {},
-            actor=actor or FLOW_ACTOR,
-            **run_ids(),
+            counts=counts,
+            detail=detail,
         )
 
     def audit(self, *events: NewEvent) -> None:
@@ -284,6 +243,7 @@ def batch_record(batch: BatchResult) -> BatchRecord:
         action=str(batch.action),
         affected=batch.affected,
         keys_digest=batch.keys_digest,
+        reference=batch.reference,
     )
 
 

@@ -1,6 +1,6 @@
 """Retention-sweep progress in the audit database: where each sweep stands, batch by batch.
 
-The protocol that makes a resumed sweep exact (see ``tasks.sweep_runner``):
+The protocol that makes a resumed sweep exact (see ``engine.sweep_runner``):
 
 1. ``record_intent``: a batch's key range, count and digest, read from the store, are
    written as ``pending`` before anything changes.
@@ -12,7 +12,7 @@ A crash between 1 and 3 leaves a pending batch; the rerun applies its range agai
 no-op when the store had committed) and audits it from the recorded digest, so every
 batch reaches the ledger exactly once.
 
-Only one process sweeps at a time (``audit.leases``; ``fence_with`` makes every write
+Only one process sweeps at a time (``state.leases``; ``fence_with`` makes every write
 here check the lease in its own transaction). Independently of that, the state changes
 that come with a ledger event are compare-and-set in the event's transaction: a batch is
 marked audited only while pending, a sweep closed only while running, so a second
@@ -31,13 +31,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from audit.register_tables import database_errors
-from audit.sweep_tables import sweep_batches, sweep_runs, sweep_targets
 from core.engines import IMMEDIATE
 from core.errors import TerminalError
+from state.register_tables import database_errors
+from state.sweep_tables import sweep_batches, sweep_runs, sweep_targets
 
 SWEEP_LEASE = "retention-sweep"
-"""The lease a real sweep holds while it runs (``audit.leases``): one sweep at a time."""
+"""The lease a real sweep holds while it runs (``state.leases``): one sweep at a time."""
 
 Key = tuple[Any, ...]
 """A store's row key or (object key,) as JSON scalars (``connectors.base.Key``)."""
@@ -313,7 +313,7 @@ class SweepProgress:
         (a crash between the two would leave a target done and never audited, or audited
         twice). ``rewind`` also starts the next pass from the first key: state ``rescan``
         makes that pass run to the end of the data, whatever the plan's count
-        (``tasks.sweep_runner.run_range``)."""
+        (``engine.sweep_runner.run_range``)."""
         values: dict[str, Any] = {"state": state}
         if rewind:
             values["cursor"] = None

@@ -35,11 +35,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeEngine
 
-from audit.register_model import RequestKind, RequestRecord, RequestStatus
-from audit.tables import LENGTHS, UTCDateTime, metadata
+from audit.tables import LENGTHS, MYSQL_TABLE_ARGS, UTCDateTime, metadata
 from core.engines import reclaim_storage
 from core.errors import LifecycleError, TerminalError, TransientError
 from core.pseudonym import Pseudonym
+from state.register_model import RequestKind, RequestRecord, RequestStatus
 
 ID_LEN = 20  # "req_" + 16 hex digits
 KIND_LEN = 16
@@ -51,10 +51,6 @@ DIGEST_LEN = 64  # SHA-256 in hex
 SOURCE_LEN = 32
 FINGERPRINT_LEN = 40  # "ed25519:" + 32 hex digits
 EXTERNAL_REFERENCE_LEN = 128  # a help-desk ticket id (ops.intake); migration 0010
-MYSQL_TABLE_ARGS: dict[str, Any] = {
-    "mysql_engine": "InnoDB",
-    "mysql_charset": "utf8mb4",
-}  # as the ledger's
 
 
 def history_pk_type() -> TypeEngine[int]:
@@ -130,7 +126,7 @@ decisions = Table(
     Column("decided_at", UTCDateTime(), nullable=False),
     **MYSQL_TABLE_ARGS,
 )
-"""Approval decisions, inserted once each (``audit.approvals``); migration 0008 creates it."""
+"""Approval decisions, inserted once each (``state.approvals``); migration 0008 creates it."""
 
 REGISTER_TABLES = (requests, history)
 

@@ -1,4 +1,4 @@
-"""Request batches and their intents: the batch part of ``audit.progress.RequestProgress``.
+"""Request batches and their intents: the batch part of ``state.progress.RequestProgress``.
 
 Exactly-once auditing of a store's work: every batch is written down as an intent
 (``record_intents``, with its keys) before it takes effect, then confirmed. A
@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Row, and_, insert, select, update
 
-from audit.progress_encoding import keys_json
-from audit.progress_phases import executed_stmt
-from audit.progress_tables import request_batches
-from audit.register_tables import database_errors
+from state.progress_encoding import keys_json
+from state.progress_phases import executed_stmt
+from state.progress_tables import request_batches
+from state.register_tables import database_errors
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class BatchRecord:
     action: str
     affected: int
     keys_digest: str
+    reference: str | None = None
+    """The store's own reference for the batch (a processor's confirmation), if it gave one;
+    a short token, never personal data (the connector checks it)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,15 @@ def _batch_row(
         "keys_digest": record.keys_digest,
         "recorded_at": now,
         "state": state,
+        "reference": record.reference,
     }
+
+
+def _record(row: Row[Any]) -> BatchRecord:
+    """The batch a ``request_batches`` row records."""
+    return BatchRecord(
+        row.store, row.target, row.action, row.affected, row.keys_digest, row.reference
+    )
 
 
 def _open_intents(request_id: str, store: str, attempt: int) -> ColumnElement[bool]:
@@ -82,6 +93,7 @@ def _took_effect(done: BatchIntent, batch_keys: str | None) -> dict[str, Any]:
         "affected": done.record.affected,
         "keys_digest": done.record.keys_digest,
         "batch_keys": batch_keys,
+        "reference": done.record.reference,
     }
 
 
@@ -140,7 +152,7 @@ class BatchProgress:
         """The store's intents not yet confirmed or discarded (a crash left them), in order."""
         return [
             BatchIntent(
-                record=BatchRecord(r.store, r.target, r.action, r.affected, r.keys_digest),
+                record=_record(r),
                 keys=[tuple(k) for k in json.loads(r.batch_keys or "[]")],
                 intent=int(r.intent or 0),
                 attempt=int(r.attempt or 0),
@@ -223,4 +235,4 @@ class BatchProgress:
     def batches(self, request_id: str, store: str) -> list[BatchRecord]:
         """The store's executed (committed) batches, in order: what the ledger audits."""
         rows = self._batch_rows(request_id, store, "committed")
-        return [BatchRecord(r.store, r.target, r.action, r.affected, r.keys_digest) for r in rows]
+        return [_record(r) for r in rows]

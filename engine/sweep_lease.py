@@ -1,4 +1,4 @@
-"""One retention sweep at a time: the ``retention-sweep`` lease (``audit.leases``).
+"""One retention sweep at a time: the ``retention-sweep`` lease (``state.leases``).
 
 A real sweep takes the lease before it plans (``acquire_lease``), waiting a bounded time
 for a running sweep when asked to; ``SweepContext`` renews it at each step and releases
@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from audit.events import EventStatus, NewEvent
-from audit.leases import Clock, Lease, LeaseHolder, utc_now
-from audit.sweeps import SWEEP_LEASE
+from audit.events import EventStatus
 from config.settings import get_settings
-from tasks.request_support import lease_owner, run_ids
-from tasks.sweep_runner import SWEEP_ACTOR, SweepContext
+from engine.events import ledger_event
+from engine.request_support import lease_owner
+from engine.sweep_runner import SWEEP_ACTOR, SweepContext
+from state.leases import Clock, Lease, LeaseHolder, utc_now
+from state.sweeps import SWEEP_LEASE
 
 
 def sweep_lease(ctx: SweepContext, *, clock: Clock = utc_now) -> Lease:
@@ -53,10 +54,11 @@ def acquire_lease(
         previous = lease.took_over.previous
         ctx.append(
             [
-                NewEvent(
-                    kind="sweep.lease_taken_over",
-                    status=EventStatus.SUCCEEDED,
-                    counts={},
+                ledger_event(
+                    "sweep.lease_taken_over",
+                    EventStatus.SUCCEEDED,
+                    None,  # which sweep resumes is decided later, when it plans
+                    actor=SWEEP_ACTOR,
                     # Times and pid only: an owner may name an operator (LIFECYCLE_ACTOR).
                     detail={
                         "lease": lease.name,
@@ -66,9 +68,6 @@ def acquire_lease(
                         "previous_renewed_at": previous.renewed_at.isoformat(),
                         "previous_expires_at": previous.expires_at.isoformat(),
                     },
-                    actor=SWEEP_ACTOR,
-                    flow_run_id=run_ids()["flow_run_id"],
-                    task_run_id=run_ids()["task_run_id"],
                 )
             ]
         )

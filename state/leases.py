@@ -28,10 +28,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from audit.register_tables import database_errors
-from audit.sweep_tables import OWNER_LEN, leases
 from core.engines import IMMEDIATE
 from core.errors import TerminalError
+from state.register_tables import database_errors
+from state.sweep_tables import OWNER_LEN, leases
 
 Clock = Callable[[], datetime]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Update, and_, update
 
-from audit.progress_tables import request_progress
-from audit.register_tables import database_errors
 from core.errors import TerminalError
+from state.progress_tables import request_progress
+from state.register_tables import database_errors
 
 
 class PhaseTaken(TerminalError):
@@ -62,7 +62,7 @@ def advance_stmt(
 
 def executed_stmt(request_id: str, store: str, now: datetime) -> Update:
     """Mark the store executed unless it already is. Batch records commit it in the same
-    transaction as the store's batches (``audit.progress_batches``)."""
+    transaction as the store's batches (``state.progress_batches``)."""
     values = {"phase": Phase.EXECUTED.value, "executed_at": now, "updated_at": now}
     return advance_stmt(request_id, store, [Phase.LOCATED, Phase.PLANNED, Phase.APPROVED], values)
 

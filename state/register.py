@@ -1,7 +1,7 @@
 """The request register: data-subject requests, their sealed identities, deadlines and history.
 
 Each request holds the subject's keyed pseudonym and the identity sealed with AES-GCM
-(``audit.identity_box``), readable only while the request is open. Closing a request
+(``state.identity_box``), readable only while the request is open. Closing a request
 (completed, rejected, closed or cancelled) overwrites the ciphertext and nonce with NULL in the same
 transaction as the status change. Physically: on SQLite the engine runs with
 ``secure_delete=ON`` so the old bytes are zeroed in the page, and ``vacuum()`` truncates
@@ -24,9 +24,13 @@ from typing import Any
 from sqlalchemy import Connection, false, insert, select, update
 
 from audit.events import EventStatus
-from audit.identity_box import IdentityBox, Opened, Sealed, validate_fields
 from audit.ledger import Ledger
-from audit.register_model import (
+from core.engines import IMMEDIATE
+from core.errors import NotFoundError, TerminalError, TransientError
+from core.keys import KeyRing
+from core.pseudonym import Pseudonymizer
+from state.identity_box import IdentityBox, Opened, Sealed, validate_fields
+from state.register_model import (
     TERMINAL,
     TRANSITIONS,
     DeadlinePolicy,
@@ -42,7 +46,7 @@ from audit.register_model import (
     text_fingerprint,
     utc,
 )
-from audit.register_tables import (
+from state.register_tables import (
     RECORD_COLUMNS,
     database_errors,
     history,
@@ -51,10 +55,6 @@ from audit.register_tables import (
     requests,
     vacuum_tables,
 )
-from core.engines import IMMEDIATE
-from core.errors import NotFoundError, TerminalError, TransientError
-from core.keys import KeyRing
-from core.pseudonym import Pseudonymizer
 
 __all__ = [
     "TERMINAL",

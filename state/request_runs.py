@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
-from audit.progress_tables import request_runs
-from audit.register_tables import database_errors
 from core.engines import IMMEDIATE
 from core.errors import IntegrityError, TerminalError
 from core.keys import KeyRing
 from core.package import PassphraseRecipient, Recipient, X25519Recipient, parse_public_key
+from state.progress_tables import request_runs
+from state.register_tables import database_errors
 
 _NONCE = 12
 

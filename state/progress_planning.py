@@ -1,6 +1,6 @@
 """What locating and planning a store record: its findings, derived identities and plan.
 
-The part of ``audit.progress.RequestProgress`` that writes a store's first phases; what a
+The part of ``state.progress.RequestProgress`` that writes a store's first phases; what a
 rerun needs to continue (findings and plan with the store's row keys, sealed derived
 identities) is kept until the request closes.
 """
@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
-from audit.progress_encoding import dumps, seal_derived
-from audit.progress_phases import Phase, PhaseTaken, PhaseWriter, advance_stmt, of_store
-from audit.progress_tables import request_progress
-from audit.register_tables import database_errors
+from state.progress_encoding import dumps, seal_derived
+from state.progress_phases import Phase, PhaseTaken, PhaseWriter, advance_stmt, of_store
+from state.progress_tables import request_progress
+from state.register_tables import database_errors
 
 
 def _first_row(

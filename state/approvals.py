@@ -31,10 +31,6 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from audit.events import NewEvent
 from audit.ledger import Ledger
-from audit.progress import Phase, RequestProgress
-from audit.progress_tables import request_runs
-from audit.register_model import RequestRecord, RequestStatus
-from audit.register_tables import database_errors, decisions, requests
 from config.schema.policy import Approval as ApprovalPolicy
 from core.approver_keys import (
     PRE_APPROVAL,
@@ -47,6 +43,10 @@ from core.approver_keys import (
     sign_decision,
 )
 from core.errors import NotFoundError, TerminalError
+from state.progress import Phase, RequestProgress
+from state.progress_tables import request_runs
+from state.register_model import RequestRecord, RequestStatus
+from state.register_tables import database_errors, decisions, requests
 
 SIGNATURE_MAX_AGE = timedelta(hours=24)
 """How long a signed decision stays usable: sign shortly before deciding."""

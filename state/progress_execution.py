@@ -1,7 +1,7 @@
 """What approving, executing and verifying a store record in its progress.
 
-The part of ``audit.progress.RequestProgress`` that writes a store's later phases; the
-executed batches themselves are recorded by ``audit.progress_batches``.
+The part of ``state.progress.RequestProgress`` that writes a store's later phases; the
+executed batches themselves are recorded by ``state.progress_batches``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from audit.progress_encoding import dumps
-from audit.progress_phases import Phase, PhaseWriter, advance_stmt, executed_stmt, of_store
-from audit.progress_tables import request_progress
-from audit.register_tables import database_errors
+from state.progress_encoding import dumps
+from state.progress_phases import Phase, PhaseWriter, advance_stmt, executed_stmt, of_store
+from state.progress_tables import request_progress
+from state.register_tables import database_errors
 
 
 class ExecutionRecords(PhaseWriter):

@@ -13,7 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from audit.request_runs import seal, seal_aad, unseal
+from state.request_runs import seal, seal_aad, unseal
 
 
 def dumps(value: Any) -> str:

@@ -7,7 +7,7 @@ the counts planned, the keyset cursor reached and the rows done. ``sweep_batches
 batch's key range, count and digest, written *before* the batch acts (state ``pending``)
 and marked ``audited`` in the same transaction as its ledger event. Migration
 ``0004_sweeps`` creates the three; keep them in step. ``leases``: one row per lease name
-(``retention-sweep``): who holds it and until when (``audit.leases``); migration
+(``retention-sweep``): who holds it and until when (``state.leases``); migration
 ``0008_sweep_leases`` creates it.
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
 
-from audit.progress_tables import DIGEST_LEN, PHASE_LEN, STORE_LEN, TARGET_LEN, long_text
-from audit.register_tables import ID_LEN, MYSQL_TABLE_ARGS, history_pk_type
-from audit.tables import UTCDateTime, metadata
+from audit.tables import MYSQL_TABLE_ARGS, UTCDateTime, metadata
+from state.progress_tables import DIGEST_LEN, PHASE_LEN, STORE_LEN, TARGET_LEN, long_text
+from state.register_tables import ID_LEN, history_pk_type
 
 LEASE_NAME_LEN = 64
 OWNER_LEN = 255

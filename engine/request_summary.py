@@ -1,6 +1,7 @@
-"""A request's outcome and its Prefect artifacts, from our own tables: counts, never contents.
+"""A request's outcome and its artifacts' content, from our own tables: counts, never contents.
 
-Used by the flow (return value and artifacts) and by ``lifecycle request status``. Rows
+Used by the flow (return value; ``tasks.request_tasks`` publishes the artifacts) and by
+``lifecycle request status``. Rows
 are per store and target: action, count, deferred, reason. Nothing here reads a store.
 """
 
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from audit.progress import Phase, RequestProgress, StoreProgress
-from audit.register import RequestRecord
 from connectors.base import SHARED_REASON, WITHHELD_REASON
-from tasks.request_models import Deferral, Kept, PackageOutcome, RequestOutcome, StoreOutcome
+from engine.request_models import Deferral, Kept, PackageOutcome, RequestOutcome, StoreOutcome
+from state.progress import Phase, RequestProgress, StoreProgress
+from state.register import RequestRecord
 
 if TYPE_CHECKING:
-    from tasks.request_support import RequestContext
+    from engine.request_support import RequestContext
 
 _NOT_THEIRS_ALONE = (SHARED_REASON, WITHHELD_REASON)
 TABLE_COLUMNS = ("store", "target", "action", "count", "deferred", "reason")

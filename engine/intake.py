@@ -21,8 +21,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 
-from audit.register import RequestKind, RequestRecord
-from audit.register_model import check_actor
 from connectors.base import Rectifying
 from connectors.registry import supports
 from core.errors import LifecycleError, TerminalError
@@ -34,8 +32,10 @@ from core.identity_values import (
     normalize_identity,
 )
 from core.package import Recipient
-from tasks.approval_tasks import Signer, four_eyes_problem, pre_approve
-from tasks.request_support import RequestContext, has_connector
+from engine.approval import Signer, four_eyes_problem, pre_approve
+from engine.request_support import RequestContext, has_connector
+from state.register import RequestKind, RequestRecord
+from state.register_model import check_actor
 
 _CHANGE_NAME = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
 _CHANGE_KEY = "change_{}"

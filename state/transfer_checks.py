@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from audit.check_tables import transfer_checks
-from audit.register_tables import database_errors
+from state.check_tables import transfer_checks
+from state.register_tables import database_errors
 
 
 def new_check_id() -> str:
