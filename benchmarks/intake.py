@@ -7,7 +7,7 @@ and the demo inventory, each round registers ``--requests`` erasure requests (de
 1,000), each with a help-desk ticket id, three ways, one after another, rounds interleaved:
 
 1. in process (the baseline): ``Intake.register``, the registration the webhook performs
-   once a delivery is verified and parsed: ``tasks.intake.submit`` (what
+   once a delivery is verified and parsed: ``engine.intake.submit`` (what
    ``lifecycle request submit`` does) and the ticket stored as the external reference;
 2. over HTTP: the intake app served by uvicorn on 127.0.0.1 in a process of its own (as
    ``lifecycle server start`` runs it), each request a webhook POST signed for it (HMAC
@@ -134,8 +134,8 @@ def in_process(intake: Any, count: int, round_: int) -> int:
 
 def submit_only(count: int, round_: int) -> int:
     """Register ``count`` requests with ``submit`` alone (the CLI's registration)."""
-    from tasks.intake import submit
-    from tasks.request_support import request_context
+    from engine.intake import submit
+    from engine.request_support import request_context
 
     ctx = request_context()
     for i in range(count):
@@ -166,8 +166,8 @@ def _rate(label: str, round_: int, rounds: int, fn: Callable[[], int]) -> float:
 
 def run(requests: int, rounds: int) -> dict[str, Any]:
     """The three ways on PostgreSQL, rounds interleaved; the figures."""
+    from engine.request_support import request_context
     from ops.intake.service import Intake
-    from tasks.request_support import request_context
 
     intake = Intake(start_run=Runs())
     rates: dict[str, list[float]] = {"in-process": [], "webhook": [], "submit": []}

@@ -66,8 +66,9 @@ from benchmarks.common import (
     timed,
 )
 from config.loader import load_config
-from config.schema import Policy, SqlStore
+from config.schema import Policy
 from connectors.base import SHARED_REASON, Action, Identities, StorePlan
+from connectors.sql.config import SqlStore
 from connectors.sql.connector import SqlConnector
 from connectors.sql.masks import Masker
 from connectors.sql.schema import coerce_key, key_clause

@@ -76,7 +76,6 @@ from sqlalchemy import Connection
 from audit.events import NewEvent, StoredEvent
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from audit.sweeps import BatchRange, SweepProgress, SweepRun
 from benchmarks.common import (
     emit_result,
     log,
@@ -87,17 +86,19 @@ from benchmarks.common import (
 )
 from config.loader import load_config
 from connectors.base import Key, SweepBatch, Sweeper
+from connectors.sql.config import SqlStore
 from core.engines import make_engine
 from retention.targets import SweepTarget, resolve_targets
+from state.sweeps import BatchRange, SweepProgress, SweepRun
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
-    from tasks.sweep_runner import SweepContext
+    from engine.sweep_runner import SweepContext
 
-# ``tasks.sweep_runner`` (the sweep engine) imports Prefect, seconds on a small machine: it
-# is imported where a sweep or its batch size is needed, so ``--help`` and the modules that
+# ``engine.sweep_runner`` (the sweep engine, with the connectors and the ledger behind it) is
+# imported where a sweep or its batch size is needed, so ``--help`` and the modules that
 # import this one for its tables (``benchmarks.retention_floor``) go without.
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +265,7 @@ class _TimedProgress(SweepProgress):
 
 def _timed_context() -> type[SweepContext]:
     """The sweep context class handing out timed sweepers."""
-    from tasks.sweep_runner import SweepContext
+    from engine.sweep_runner import SweepContext
 
     class _TimedContext(SweepContext):
         def sweeper(self, run: SweepRun, target: SweepTarget) -> Sweeper:
@@ -295,7 +296,7 @@ def _direct_s3_sweeper(connector: Any, run: SweepRun, target: SweepTarget) -> Sw
 
 def sweep_worker(as_of: datetime, batch_size: int) -> dict[str, Any]:
     """Plan, run every range, finish and summarise one sweep, as the flow does; timed."""
-    from tasks.sweep_runner import (
+    from engine.sweep_runner import (
         SWEEP_ACTOR,
         finish_target,
         plan_sweep,
@@ -308,7 +309,7 @@ def sweep_worker(as_of: datetime, batch_size: int) -> dict[str, Any]:
     keys = keyring_from_settings()
     ledger = _TimedLedger.open(keys=keys, actor=SWEEP_ACTOR)  # migrates: not timed
     ctx = _timed_context()(load_config(), keys, ledger, _TimedProgress(ledger.engine))
-    for store in ctx.config.sql_stores():
+    for store in ctx.config.stores_of(SqlStore):
         # Import the driver before the clock starts: a worker that has swept before has it
         # loaded (psycopg's first import takes about 0.1 s), and the baseline's process too.
         sa.engine.make_url(store.url.get_secret_value()).get_dialect().import_dbapi()
@@ -666,7 +667,7 @@ def _sweep_round(setup: Setup, layout: str, size: int, counts: tuple[int, int]) 
 
 def compare(setup: Setup, layout: str, rounds: int, counts: tuple[int, int]) -> Comparison:
     """Baseline and sweep rounds alternating (ABBA), each on a fresh identical copy."""
-    from tasks.sweep_runner import DEFAULT_BATCH_SIZE
+    from engine.sweep_runner import DEFAULT_BATCH_SIZE
 
     total, expired = counts
     out = Comparison([], [])
@@ -815,7 +816,7 @@ def _remaining(client: S3Client) -> int:
 
 def _s3_round(kind: str, env: Env, client: S3Client, objects: int) -> dict[str, Any]:
     """One timed deletion of ``objects`` seeded objects; ``problems`` lists what it missed."""
-    from tasks.sweep_runner import DEFAULT_BATCH_SIZE
+    from engine.sweep_runner import DEFAULT_BATCH_SIZE
 
     if kind == "bare":
         result = run_worker(env, {"mode": "bare-s3", "endpoint": client.meta.endpoint_url})
@@ -894,7 +895,7 @@ def s3_part(args: argparse.Namespace, tmp: Path, audit_url: str) -> dict[str, An
 
 def run(args: argparse.Namespace) -> None:
     """Every part, in a temp dir (configs, SQLite files) and scratch databases, then the line."""
-    from tasks.sweep_runner import DEFAULT_BATCH_SIZE
+    from engine.sweep_runner import DEFAULT_BATCH_SIZE
 
     figures: dict[str, Any] = {
         "audit_db": "sqlite file" if args.audit == "sqlite" else "postgresql",

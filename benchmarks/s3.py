@@ -121,8 +121,9 @@ def _bare_delete_objects(client: S3Client, refs: Sequence[VersionRef]) -> Purge:
 def _connector_purge(client: S3Client, expected: int) -> Purge:
     """Locate and plan (untimed) with the real connector; the returned callable executes."""
     from config.loader import load_config
-    from config.schema import Bucket, S3Store
+    from config.schema import Bucket
     from connectors.base import Action
+    from connectors.s3.config import S3Store
     from connectors.s3.connector import S3Connector  # lazily: the benchmark runs without it
     from core.keys import KeyRing
 

@@ -39,6 +39,7 @@ from benchmarks.common import emit_result, log, peak_rss_mb, ratio, timed
 from config.loader import load_config
 from config.schema import LifecycleConfig
 from config.settings import PROJECT_ROOT
+from connectors.s3.config import S3Store
 from connectors.s3.posture import store_facts
 from transfers.evaluate import evaluate
 
@@ -138,7 +139,7 @@ def check(config: LifecycleConfig, workers: int, latency: float = 0.0) -> int:
     ``latency`` adds a sleep before every request, standing in for the network round trip
     to a real S3 endpoint that in-process moto does not have.
     """
-    store = config.s3_stores()[0]
+    store = config.stores_of(S3Store)[0]
     client = boto3.client(
         "s3", region_name="eu-central-1", config=Config(max_pool_connections=max(10, workers))
     )

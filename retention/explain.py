@@ -6,78 +6,63 @@ with its rules (the governing, longest one first), the cut-off those rules give 
 the legal holds in force over all or part of it, and the holds that match but are not
 in force (expired or not yet started), so an operator can see why data is or is not
 going.
+
+How a part of a store is named, which targets cover it and how their deletion is worded
+come from the store type's ``sweep_targets`` hook (``retention.targets.SweepTargets``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from config.schema import LifecycleConfig, S3Store, SqlStore
+from config.schema import LifecycleConfig
 from config.schema.policy import LegalHold
+from connectors import catalog
 from core.errors import NotFoundError
-from retention.targets import SweepTarget, hold_reach, resolve_targets, utc_naive
+from retention.targets import (
+    Subject,
+    SweepTarget,
+    SweepTargets,
+    hold_reach,
+    resolve_targets,
+    sweep_targets_for,
+    sweep_targets_of,
+    utc_naive,
+)
+
+__all__ = ["Subject", "explain", "parse_subject"]
 
 
-@dataclass(frozen=True)
-class Subject:
-    """The parsed TARGET argument."""
-
-    store: str
-    table: str | None = None
-    column: str | None = None
-    bucket: str | None = None
-    key: str | None = None
+def _hooks() -> list[tuple[catalog.StoreSpec[Any], SweepTargets]]:
+    """The store types with a ``sweep_targets`` hook, in catalog order, with it."""
+    return [
+        (spec, hook) for spec in catalog.STORE_TYPES if (hook := sweep_targets_of(spec)) is not None
+    ]
 
 
 def parse_subject(config: LifecycleConfig, text: str) -> Subject:
     """Parse TARGET against the inventory; NotFoundError names what does not exist."""
-    if "/" in text:
-        store_name, _, rest = text.partition("/")
-        bucket, _, key = rest.partition("/")
+    hooks = _hooks()
+    for spec, hook in hooks:
+        store_name = hook.store_of(text)
+        if store_name is None:
+            continue
         store = config.store(store_name)
-        if not isinstance(store, S3Store):
-            raise NotFoundError(f"store '{store_name}' is not an S3 store (use store.table)")
-        if bucket not in {b.name for b in store.buckets}:
-            known = ", ".join(b.name for b in store.buckets)
-            raise NotFoundError(f"no bucket '{bucket}' in store '{store_name}' (known: {known})")
-        return Subject(store_name, bucket=bucket, key=key or None)
-    parts = text.split(".")
-    if len(parts) not in (2, 3):
-        raise NotFoundError(
-            f"'{text}' is not a target: use store.table, store.table.column or store/bucket/key"
-        )
-    store = config.store(parts[0])
-    if not isinstance(store, SqlStore):
-        raise NotFoundError(f"store '{parts[0]}' is not a SQL store (use store/bucket/key)")
-    tables = {t.name: t for t in store.tables}
-    table = tables.get(parts[1])
-    if table is None:
-        known = ", ".join(sorted(tables))
-        raise NotFoundError(f"no table '{parts[1]}' in store '{parts[0]}' (known: {known})")
-    column = parts[2] if len(parts) == 3 else None
-    if column is not None and column not in table.fields:
-        raise NotFoundError(f"'{column}' is not a declared field of {parts[0]}.{parts[1]}")
-    return Subject(parts[0], table=parts[1], column=column)
+        if not isinstance(store, spec.config):
+            own = sweep_targets_of(catalog.spec_for(store))
+            use = f" (use {own.syntax[0]})" if own is not None else ""
+            raise NotFoundError(f"store '{store_name}' is not {hook.noun}{use}")
+        return hook.subject(store, text)
+    forms = [form for _, hook in hooks for form in hook.syntax]
+    either = [", ".join(forms[:-1]), forms[-1]] if len(forms) > 1 else forms
+    raise NotFoundError(f"'{text}' is not a target: use {' or '.join(either)}")
 
 
 def _covers(target: SweepTarget, subject: Subject) -> bool:
     if target.store != subject.store:
         return False
-    if target.kind == "sql":
-        if target.table != subject.table:
-            return False
-        return (
-            subject.column is None or target.action == "delete" or subject.column in target.fields
-        )
-    if target.bucket != subject.bucket:
-        return False
-    key = subject.key
-    if key is None:
-        return True
-    inside = target.prefix is None or key.startswith(target.prefix)
-    return inside and not any(key.startswith(p) for p in target.exclude_prefixes)
+    return sweep_targets_for(target.kind).covers(target, subject)
 
 
 def _hold_view(hold: LegalHold, reach: str, active: bool) -> dict[str, Any]:
@@ -126,8 +111,9 @@ def explain(config: LifecycleConfig, text: str, now: datetime) -> dict[str, Any]
         )
     probe = SweepTarget(
         id=text,
-        kind="sql" if subject.table else "s3",
+        kind=subject.kind,
         store=subject.store,
+        label=text,
         action="delete",
         conditions=(),
         table=subject.table,
@@ -144,7 +130,7 @@ def explain(config: LifecycleConfig, text: str, now: datetime) -> dict[str, Any]
 
 def _verdict(target: SweepTarget, holds: list[dict[str, Any]]) -> str:
     g = target.governing
-    what = "rows are deleted" if target.kind == "sql" else "objects (every version) are deleted"
+    what = sweep_targets_for(target.kind).deletes
     if target.action == "anonymize":
         what = f"{', '.join(target.fields)} are anonymized"
     text = f"{what} once {g.clock.describe()} is older than {g.age} (rule {g.rule_id})"

@@ -6,19 +6,12 @@ version). Each target carries the *conditions* under which data is expired; data
 acted on only when every condition holds, which is how overlapping rules resolve to the
 longest retention (a 2-year and a 7-year rule on the same rows: rows go after 7 years).
 
-Resolution, per store:
-
-- Table rules give their table a delete condition, or anonymize conditions on their fields.
-- Category rules reach every table with fields of that category (measured from the
-  table's ``timestamps.created``) and every bucket tagged with it. A ``delete`` category
-  rule deletes a table's rows only when all of the table's categorised fields are of that
-  category; in a table that also holds other categories it anonymizes the category's
-  fields instead, so data of another category is never removed before its own period.
-- Anonymize conditions are grouped per field: a field covered by two anonymize rules waits
-  for both. Delete and anonymize are different stages (anonymize at 3 years, delete at
-  10) and do not combine.
-- Bucket rules with nested prefixes: the narrower prefix takes the wider rule's
-  conditions too, and the wider target leaves the narrower prefix to it.
+Resolution is per store, by the store's type: the ``sweep_targets`` hook its
+``connectors.catalog`` spec names (a ``SweepTargets``, in ``connectors/<type>/
+retention_targets.py``) turns the rules reaching the store into targets and says how far
+a legal hold's scope reaches into one of them. A type without the hook has no sweep
+targets. This module holds the generic data (targets, conditions, clocks) and assembles
+every store's targets.
 
 Legal holds (``policy.legal_holds``) are matched here too: a hold whose scope covers a
 whole target stops it (its data is counted as held); a narrower hold (a subject, a
@@ -27,14 +20,20 @@ prefix inside the target, a tag) is carried as *partial* and applied per row or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from config.schema import LifecycleConfig, S3Store, SqlStore
-from config.schema.inventory import Reference, Table
+from config.schema import LifecycleConfig
+from config.schema.inventory import Reference
 from config.schema.policy import HoldScope, LegalHold, RetentionRule
+from connectors import catalog
+from connectors.hooks import load_hook
+
+if TYPE_CHECKING:
+    from config.schema.stores import StoreConfig
 
 Action = Literal["delete", "anonymize"]
 Reach = Literal["none", "whole", "part"]
@@ -73,8 +72,12 @@ class SweepTarget:
     """One table (rows or fields) or one bucket prefix a sweep acts on."""
 
     id: str
-    kind: Literal["sql", "s3"]
+    kind: str
+    """The store's type (its ``type:``), whose ``sweep_targets`` hook resolved the target."""
     store: str
+    label: str
+    """Human name of what is acted on, as the type's hook words it: ``crm.customers`` or
+    ``files/bucket/prefix``."""
     action: Action
     conditions: tuple[Condition, ...]
     table: str | None = None
@@ -106,12 +109,93 @@ class SweepTarget:
         """Partial holds naming a subject pseudonym."""
         return tuple(h for h in self.partial_holds if h.scope.subject is not None)
 
+
+@dataclass(frozen=True)
+class Subject:
+    """What ``lifecycle retention explain`` asks about: a part of a store, parsed by the
+    store type's hook (``store.table.column``, ``store/bucket/key``)."""
+
+    store: str
+    kind: str
+    """The store's type."""
+    table: str | None = None
+    column: str | None = None
+    bucket: str | None = None
+    key: str | None = None
+
+
+@runtime_checkable
+class SweepTargets(Protocol):
+    """A store type's part in retention: what its catalog spec's ``sweep_targets`` names.
+
+    The reference names a class; an instance resolves the type's sweep targets, says how
+    far a hold's scope reaches into one, and parses and words what ``retention explain``
+    is asked about. Each method is given stores and targets of its own type only.
+    """
+
     @property
-    def label(self) -> str:
-        """Human name: ``crm.customers`` or ``files/bucket/prefix``."""
-        if self.kind == "sql":
-            return f"{self.store}.{self.table}"
-        return f"{self.store}/{self.bucket}/{self.prefix or ''}"
+    def noun(self) -> str:
+        """The type in a message: ``a SQL store``."""
+        ...
+
+    @property
+    def syntax(self) -> tuple[str, ...]:
+        """How ``retention explain`` names a part of such a store: ``store.table``, ..."""
+        ...
+
+    @property
+    def deletes(self) -> str:
+        """What a delete target's sweep does, in a verdict: ``rows are deleted``."""
+        ...
+
+    def resolve(
+        self, store: StoreConfig, rules: Sequence[RetentionRule], now: datetime
+    ) -> list[SweepTarget]:
+        """The targets ``rules`` give the parts of ``store`` at ``now`` (holds not applied)."""
+        ...
+
+    def hold_reach(self, scope: HoldScope, target: SweepTarget) -> Reach:
+        """How much of ``target`` ``scope`` covers (its store already matches)."""
+        ...
+
+    def store_of(self, text: str) -> str | None:
+        """The store ``text`` names if it is in this type's ``syntax``, else None."""
+        ...
+
+    def subject(self, store: StoreConfig, text: str) -> Subject:
+        """``text`` parsed against ``store``; NotFoundError names what it does not declare."""
+        ...
+
+    def covers(self, target: SweepTarget, subject: Subject) -> bool:
+        """Whether ``target`` (in the subject's store) acts on data of ``subject``."""
+        ...
+
+
+def sweep_targets_of(spec: catalog.StoreSpec[Any]) -> SweepTargets | None:
+    """The ``sweep_targets`` hook of a store type, its module imported now; None if none."""
+    return None if spec.sweep_targets is None else _hook(spec.name, spec.sweep_targets)
+
+
+@cache
+def _hook(name: str, ref: str) -> SweepTargets:
+    # One instance per reference: hold reach is asked per target and hold.
+    hook = load_hook(ref)()
+    if not isinstance(hook, SweepTargets):
+        raise TypeError(
+            f"the sweep_targets hook of store type '{name}' ({ref}) "
+            f"gave a {type(hook).__name__}, not a retention.targets.SweepTargets"
+        )
+    return hook
+
+
+def sweep_targets_for(kind: str) -> SweepTargets:
+    """The hook of the store type named ``kind`` (a target's); LookupError if it has none."""
+    for spec in catalog.STORE_TYPES:
+        if spec.name == kind:
+            hook = sweep_targets_of(spec)
+            if hook is not None:
+                return hook
+    raise LookupError(f"store type '{kind}' has no sweep targets")
 
 
 def utc_naive(moment: datetime) -> datetime:
@@ -121,7 +205,8 @@ def utc_naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def _condition(rule: RetentionRule, clock: Clock, now: datetime) -> Condition:
+def expiry_condition(rule: RetentionRule, clock: Clock, now: datetime) -> Condition:
+    """The condition ``rule`` puts, at ``now``, on data whose age ``clock`` reads."""
     return Condition(
         rule_id=rule.id,
         age=str(rule.age),
@@ -131,153 +216,11 @@ def _condition(rule: RetentionRule, clock: Clock, now: datetime) -> Condition:
     )
 
 
-def _table_clock(rule: RetentionRule, created: str | None) -> Clock | None:
-    if rule.measured_from is not None and rule.measured_from.column is not None:
-        return Clock(rule.measured_from.column, tuple(rule.measured_from.via))
-    return Clock(created) if created is not None else None
-
-
-class _SqlCollector:
-    """Delete and per-field anonymize conditions of one table."""
-
-    def __init__(self) -> None:
-        self.delete: list[Condition] = []
-        self.anonymize: dict[str, list[Condition]] = {}
-
-    def add_fields(self, fields: Iterable[str], condition: Condition) -> None:
-        for name in fields:
-            self.anonymize.setdefault(name, []).append(condition)
-
-
-def _collect(
-    store: SqlStore, table: Table, rules: Sequence[RetentionRule], now: datetime
-) -> _SqlCollector:
-    """The delete and anonymize conditions the rules put on one table."""
-    created = table.timestamps.created if table.timestamps else None
-    collected = _SqlCollector()
-    categorised = {c for cats in table.fields.values() for c in cats}
-    for rule in rules:
-        own = rule.target_kind == "table" and (rule.store, rule.table) == (store.name, table.name)
-        if own:
-            clock = _table_clock(rule, created)
-            if clock is None:
-                continue  # refused by config validation; never guess a clock
-            cond = _condition(rule, clock, now)
-            if rule.action == "delete":
-                collected.delete.append(cond)
-            else:
-                collected.add_fields(rule.fields, cond)
-        elif rule.target_kind == "category" and rule.category in categorised:
-            if created is None:
-                continue  # refused by config validation
-            cond = _condition(rule, Clock(created), now)
-            if rule.action == "delete" and categorised == {rule.category}:
-                collected.delete.append(cond)
-            else:
-                collected.add_fields(rule.fields or table.fields_in(str(rule.category)), cond)
-    return collected
-
-
-def _sql_targets(
-    store: SqlStore, rules: Sequence[RetentionRule], now: datetime
-) -> list[SweepTarget]:
-    out: list[SweepTarget] = []
-    for table in store.tables:
-        collected = _collect(store, table, rules, now)
-        base = f"{store.name}.{table.name}"
-        common = {"kind": "sql", "store": store.name, "table": table.name}
-        if collected.delete:
-            out.append(
-                SweepTarget(
-                    id=f"{base}:delete",
-                    action="delete",
-                    conditions=tuple(collected.delete),
-                    **common,  # type: ignore[arg-type]
-                )
-            )
-        groups: dict[tuple[str, ...], list[str]] = {}
-        by_rules: dict[tuple[str, ...], tuple[Condition, ...]] = {}
-        for name, conds in sorted(collected.anonymize.items()):
-            ids = tuple(sorted({c.rule_id for c in conds}))
-            groups.setdefault(ids, []).append(name)
-            by_rules[ids] = tuple({c.rule_id: c for c in conds}.values())
-        for ids, names in groups.items():
-            out.append(
-                SweepTarget(
-                    id=f"{base}:anonymize:{','.join(names)}",
-                    action="anonymize",
-                    fields=tuple(names),
-                    conditions=by_rules[ids],
-                    **common,  # type: ignore[arg-type]
-                )
-            )
-    return out
-
-
-def _covers(outer: str | None, inner: str | None) -> bool:
-    """Whether prefix ``outer`` (None: the whole bucket) contains prefix ``inner``."""
-    return outer is None or (inner is not None and inner.startswith(outer))
-
-
-def _s3_targets(store: S3Store, rules: Sequence[RetentionRule], now: datetime) -> list[SweepTarget]:
-    out: list[SweepTarget] = []
-    clock = Clock(None)
-    for bucket in store.buckets:
-        scoped: list[tuple[str | None, RetentionRule]] = []
-        for rule in rules:
-            if (
-                rule.target_kind == "bucket"
-                and rule.store == store.name
-                and rule.bucket == bucket.name
-            ):
-                scoped.append((rule.prefix, rule))
-            elif rule.target_kind == "category" and rule.category in bucket.categories:
-                scoped.append((None, rule))
-        prefixes = sorted({p for p, _ in scoped}, key=lambda p: (p is not None, p or ""))
-        for prefix in prefixes:
-            conds = tuple(_condition(r, clock, now) for p, r in scoped if _covers(p, prefix))
-            narrower = tuple(
-                p for p in prefixes if p is not None and p != prefix and _covers(prefix, p)
-            )
-            out.append(
-                SweepTarget(
-                    id=f"{store.name}/{bucket.name}/{prefix or ''}",
-                    kind="s3",
-                    store=store.name,
-                    action="delete",
-                    conditions=conds,
-                    bucket=bucket.name,
-                    prefix=prefix,
-                    exclude_prefixes=narrower,
-                )
-            )
-    return out
-
-
-def _sql_reach(scope: HoldScope, target: SweepTarget) -> Reach:
-    if scope.bucket is not None or scope.prefix is not None or scope.tag is not None:
-        return "none"  # S3 scopes
-    if scope.table is not None and scope.table != target.table:
-        return "none"
-    return "part" if scope.subject is not None else "whole"
-
-
-def _s3_reach(scope: HoldScope, target: SweepTarget) -> Reach:
-    if scope.table is not None or (scope.bucket is not None and scope.bucket != target.bucket):
-        return "none"
-    if scope.prefix is not None and not _covers(scope.prefix, target.prefix):
-        inside = target.prefix is None or scope.prefix.startswith(target.prefix)
-        return "part" if inside else "none"
-    return "part" if scope.subject is not None or scope.tag is not None else "whole"
-
-
 def hold_reach(hold: LegalHold, target: SweepTarget) -> Reach:
     """How much of ``target`` a hold's scope covers: none, part (per row/object) or whole."""
     if hold.scope.store is not None and hold.scope.store != target.store:
         return "none"
-    if target.kind == "sql":
-        return _sql_reach(hold.scope, target)
-    return _s3_reach(hold.scope, target)
+    return sweep_targets_for(target.kind).hold_reach(hold.scope, target)
 
 
 def with_holds(target: SweepTarget, holds: Sequence[LegalHold], today: date) -> SweepTarget:
@@ -318,10 +261,9 @@ def resolve_targets(
         )
     targets: list[SweepTarget] = []
     for store in config.inventory.stores:
-        if isinstance(store, SqlStore):
-            targets.extend(_sql_targets(store, rules, now))
-        else:
-            targets.extend(_s3_targets(store, rules, now))
+        hook = sweep_targets_of(catalog.spec_for(store))
+        if hook is not None:  # a type without the hook has no sweep targets
+            targets.extend(hook.resolve(store, rules, now))
     if rule_ids:
         wanted = set(rule_ids)
         targets = [t for t in targets if wanted & {c.rule_id for c in t.conditions}]

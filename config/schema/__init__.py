@@ -1,6 +1,8 @@
 """The typed schema of inventory.yaml and policy.yaml (frozen pydantic models).
 
-Import models from here; ``config.loader.load_config`` builds them from the YAML files.
+Import models from here (a store type's own model from ``connectors/<type>/config.py``,
+which this package does not re-export); ``config.loader.load_config`` builds them from
+the YAML files.
 
 The names are loaded on first use (PEP 562): a store type's model
 (``connectors/<type>/config.py``) imports ``config.schema.common`` and
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
         Inventory,
         Reference,
         Replica,
-        S3Store,
-        SqlStore,
         Store,
         Table,
         TableReference,
@@ -56,8 +56,6 @@ _HOMES = {
         "Inventory",
         "Reference",
         "Replica",
-        "S3Store",
-        "SqlStore",
         "Store",
         "Table",
         "TableReference",
@@ -101,8 +99,6 @@ __all__ = [
     "Replica",
     "RequestPolicy",
     "RetentionRule",
-    "S3Store",
-    "SqlStore",
     "Store",
     "StoreConfig",
     "Table",

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr
 
 from config.schema.common import Strict
-from config.schema.inventory import Inventory, S3Store, SqlStore
+from config.schema.inventory import Inventory, Store
 from config.schema.policy import Category, Policy
+from config.schema.stores import StoreConfig
 from core.engines import safe_url
 from core.errors import ConfigError, NotFoundError
 
 MASK = "**********"
+
+StoreT = TypeVar("StoreT", bound=StoreConfig)
 
 
 def _masked_secret(key: str, secret: SecretStr) -> str:
@@ -44,20 +47,16 @@ class LifecycleConfig(Strict):
     policy: Policy
     source: Path | None = Field(default=None, description="The folder the files came from.")
 
-    def store(self, name: str) -> SqlStore | S3Store:
+    def store(self, name: str) -> Store:
         """The store called ``name``; NotFoundError if none is declared."""
         for store in self.inventory.stores:
             if store.name == name:
                 return store
         raise NotFoundError(f"no store named '{name}' in the inventory", store=name)
 
-    def sql_stores(self) -> tuple[SqlStore, ...]:
-        """The SQL stores, in inventory order."""
-        return tuple(s for s in self.inventory.stores if isinstance(s, SqlStore))
-
-    def s3_stores(self) -> tuple[S3Store, ...]:
-        """The S3 stores, in inventory order."""
-        return tuple(s for s in self.inventory.stores if isinstance(s, S3Store))
+    def stores_of(self, model: type[StoreT]) -> tuple[StoreT, ...]:
+        """The stores of the type whose configuration model is ``model``, in inventory order."""
+        return tuple(s for s in self.inventory.stores if isinstance(s, model))
 
     def category(self, name: str) -> Category:
         """The data category called ``name``; NotFoundError if none is declared."""
