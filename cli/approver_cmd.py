@@ -93,14 +93,14 @@ def sign(
 ) -> None:
     """Sign a decision on the request's plans as they are now; prints the line to paste
     as the signature in the Prefect UI's approval form (the plan summary goes to stderr)."""
-    from audit.approvals import (
+    from core.approver_keys import PRE_APPROVAL, SigningKeyError, load_signing_key
+    from state.approvals import (
         SIGNATURE_MAX_AGE,
         DecisionRefused,
         current_scope,
         plans_digest,
         signer_for,
     )
-    from core.approver_keys import PRE_APPROVAL, SigningKeyError, load_signing_key
 
     with handled_errors():
         ctx = _context()
@@ -134,9 +134,9 @@ def _context() -> dict[str, Any]:
     """The policy's approval section, the register and progress (no Prefect import)."""
     from audit.keystore import keyring_from_settings
     from audit.ledger import Ledger
-    from audit.progress import RequestProgress
-    from audit.register import RequestRegister
     from config.loader import load_config
+    from state.progress import RequestProgress
+    from state.register import RequestRegister
 
     config = load_config()
     keys = keyring_from_settings()

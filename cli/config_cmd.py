@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -137,6 +138,16 @@ def validate(
         )
 
 
+class _ShowDumper(yaml.SafeDumper):
+    """SafeDumper that writes a clock duration (a processor's ``confirm_within``) as ``Ns``."""
+
+
+_ShowDumper.add_representer(
+    timedelta,
+    lambda dumper, value: dumper.represent_str(f"{value.total_seconds():g}s"),
+)
+
+
 @app.command()
 def show(
     config: Path | None = ConfigDirOption,
@@ -147,4 +158,4 @@ def show(
     if as_json:
         print_json(masked)
     else:
-        sys.stdout.write(yaml.safe_dump(masked, sort_keys=False, allow_unicode=True))
+        sys.stdout.write(yaml.dump(masked, Dumper=_ShowDumper, sort_keys=False, allow_unicode=True))

@@ -22,6 +22,14 @@ posture check expects (encryption, public access block, lifecycle rules, a TLS-o
 policy) before anything is written to them. The erasure purges every version of the
 subject's attachments and defers the locked contract, with the reason; "completed with
 deferrals" is the expected ending.
+
+The processor store ``newsletter`` (Example Mail, an e-mail newsletter provider) is a local
+stub of the provider's privacy API (``demo.provider``), started in-process for the run on
+127.0.0.1 with a signing secret made for this run, both set in the store's variables for
+the duration. Its subscribers are derived from the freshly seeded CRM (the demo subject on
+two lists). Both requests include it: the access request exports its records into the
+package, the erasure sends one signed erasure request and waits for the provider's
+confirmation, which comes after a couple of status polls, as a real provider's comes late.
 """
 
 from __future__ import annotations
@@ -38,12 +46,13 @@ import typer
 from cli.output import console, fail, handled_errors, print_table
 
 if TYPE_CHECKING:
-    from audit.register import RequestRecord
     from config.schema.model import LifecycleConfig
+    from demo.provider import LocalProvider
     from demo.s3_server import LocalS3
     from demo.seed_s3 import S3DemoData
     from demo.seed_sql import DemoData
-    from tasks.request_models import RequestOutcome
+    from engine.request_models import RequestOutcome
+    from state.register import RequestRecord
 
 app = typer.Typer()
 
@@ -129,6 +138,41 @@ def _seed_s3(s3: LocalS3, config: LifecycleConfig, subject_customer_id: int) -> 
     return data
 
 
+def _start_provider(config: LifecycleConfig, stack: ExitStack) -> LocalProvider | None:
+    """Start the demo provider on the seeded CRM's subscribers, its variables set; None when
+    the configuration declares no demo provider."""
+    from demo.provider import CONFIRM_AFTER_POLLS, LocalProvider, provider_store, subscriber_records
+    from demo.stores import require_crm_url
+
+    store = provider_store(config)
+    if store is None:
+        return None
+    records = subscriber_records(require_crm_url(config))
+    provider = stack.enter_context(LocalProvider(store, records))
+    stack.enter_context(provider.applied_env())  # the flow's provider connector reads these
+    console.print(
+        f"[bold]Seeding demo provider[/] (store '{store.name}', {store.provider}: local stub "
+        f"{provider.url}): {len(records)} subscriptions of {provider.subscribers()} CRM "
+        "customers",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  demo subject: {provider.held_for(SUBMITTED_EMAIL)} subscriptions; requests are "
+        "signed with a secret made for this run; the provider confirms an erasure after "
+        f"{CONFIRM_AFTER_POLLS} status polls",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return provider
+
+
+def _provider_found(provider: LocalProvider | None, outcome: RequestOutcome) -> int:
+    if provider is None:
+        return 0
+    return sum(s.found for s in outcome.stores if s.store == provider.store.name)
+
+
 def _run(kind: str, recipient: Any = None) -> tuple[RequestRecord, RequestOutcome]:
     """Register and run one request for the demo subject; fails unless it completes."""
     from demo.walkthrough import run_request, submit_request
@@ -143,7 +187,7 @@ def _run(kind: str, recipient: Any = None) -> tuple[RequestRecord, RequestOutcom
     return record, outcome
 
 
-def _access(data_dir: Path) -> tuple[RequestRecord, RequestOutcome]:
+def _access(data_dir: Path, provider: LocalProvider | None) -> tuple[RequestRecord, RequestOutcome]:
     from demo.walkthrough import package_recipient, request_rows
 
     console.print("[bold]Access request[/] for the demo subject")
@@ -155,6 +199,13 @@ def _access(data_dir: Path) -> tuple[RequestRecord, RequestOutcome]:
         console.print(
             f"  encrypted package: {outcome.package.location} ({outcome.package.size:,} bytes);"
             f" opens with {private_key}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if provider is not None:
+        console.print(
+            f"  provider {provider.store.provider}: {_provider_found(provider, outcome)} "
+            "records located by signed request and exported into the package",
             highlight=False,
             soft_wrap=True,
         )
@@ -181,7 +232,21 @@ def _auto_approval(config: LifecycleConfig) -> str:
     )
 
 
-def _erasure() -> tuple[RequestRecord, RequestOutcome]:
+def _provider_erasure(provider: LocalProvider, outcome: RequestOutcome) -> str:
+    """What happened at the provider during the erasure: records, reference, the wait."""
+    name = provider.store.name
+    erased = sum(s.affected for s in outcome.stores if s.store == name)
+    taken = [r for r in provider.taken() if r.kind == "erasures"]
+    if not taken:
+        return f"provider {provider.store.provider}: nothing to erase (no request sent)"
+    requests = ", ".join(f"{r.reference} {r.state} after {r.polls} status polls" for r in taken)
+    return (
+        f"provider {provider.store.provider}: {erased} records erased by signed request "
+        f"({requests}, every {provider.store.poll_interval:g} s)"
+    )
+
+
+def _erasure(provider: LocalProvider | None) -> tuple[RequestRecord, RequestOutcome]:
     from demo.walkthrough import request_rows
 
     console.print(
@@ -197,6 +262,8 @@ def _erasure() -> tuple[RequestRecord, RequestOutcome]:
     console.print(f"  verification: {verdict}; {masked} masked rows kept (tax law)")
     purged = sum(s.affected for s in outcome.stores if s.store == "files")
     console.print(f"  S3: {purged} object versions and delete markers of the subject purged")
+    if provider is not None:
+        console.print(f"  {_provider_erasure(provider, outcome)}", highlight=False, soft_wrap=True)
     for d in outcome.deferrals:  # completed with deferrals: kept by law, and why
         until = f" until {d.until}" if d.until else ""
         console.print(
@@ -276,18 +343,30 @@ def _summary(
     check: dict[str, Any],
     checkpoint: str,
     verdict: str,
+    provider: LocalProvider | None = None,
 ) -> None:
     found = sum(s.found for s in access[1].stores)
     erased = sum(s.affected for s in erasure[1].stores)
     deferred = sum(d.count for d in erasure[1].deferrals)
+    seeded = [
+        {"step": "CRM seeded", "result": f"{data.total:,} rows in {len(data.counts)} tables"},
+        {
+            "step": "S3 seeded",
+            "result": f"{s3_data.total_versions:,} object versions in "
+            f"{len(s3_data.buckets)} buckets",
+        },
+    ]
+    if provider is not None:
+        seeded.append(
+            {
+                "step": "provider seeded",
+                "result": f"{len(provider.stub.records) + len(provider.stub.erased):,} "
+                f"subscriptions at {provider.store.provider} (local stub)",
+            }
+        )
     print_table(
         [
-            {"step": "CRM seeded", "result": f"{data.total:,} rows in {len(data.counts)} tables"},
-            {
-                "step": "S3 seeded",
-                "result": f"{s3_data.total_versions:,} object versions in "
-                f"{len(s3_data.buckets)} buckets",
-            },
+            *seeded,
             {
                 "step": "access request",
                 "result": f"{access[0].id} {access[1].status}: {found} records exported "
@@ -296,10 +375,15 @@ def _summary(
             {
                 "step": "erasure request",
                 "result": f"{erasure[0].id} {erasure[1].status} (approved automatically by "
-                f"the demo policy): {erased} rows and object versions deleted or masked for "
-                f"subject {erasure[0].subject}"
+                f"the demo policy): {erased} rows, object versions and provider records "
+                f"deleted or masked for subject {erasure[0].subject}"
                 + (f"; {deferred} deferred (locked)" if deferred else ""),
             },
+            *(
+                [{"step": "at the provider", "result": _provider_erasure(provider, erasure[1])}]
+                if provider is not None
+                else []
+            ),
             {
                 "step": "retention sweep",
                 "result": f"{sweep['sweep_id']} {sweep['status']}: {sweep['deleted']} deleted, "
@@ -321,7 +405,7 @@ def _summary(
 
 @app.callback(invoke_without_command=True)
 def demo() -> None:
-    """Run the demo on embedded defaults (SQLite files and a local S3 server)."""
+    """Run the demo on embedded defaults (SQLite files, a local S3 and a stub provider)."""
     from audit.ledger import Ledger
     from cli.request_submit import quiet_prefect
     from config.loader import load_config
@@ -349,10 +433,12 @@ def demo() -> None:
         with _stage("seeding the demo stores"):
             data = _seed_crm(config)
             s3_data = _seed_s3(s3, config, data.subject.customer_id)
+        with _stage("starting the local provider"):
+            provider = _start_provider(config, stack)
         with _stage("running the access request"):
-            access = _access(settings.data_dir)
+            access = _access(settings.data_dir, provider)
         with _stage("running the erasure request"):
-            erasure = _erasure()
+            erasure = _erasure(provider)
         with _stage("running the retention sweep"):
             sweep = _sweep()
         with _stage("running the transfer check"):
@@ -372,6 +458,7 @@ def demo() -> None:
         check=check,
         checkpoint=f"event {checkpoint.seq} -> {anchor}",
         verdict=verdict,
+        provider=provider,
     )
     if not report.ok:
         raise fail("the audit ledger did not verify")

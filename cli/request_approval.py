@@ -3,7 +3,7 @@
 ``lifecycle request submit --resume ID --approve --reviewer NAME --signing-key FILE``
 signs the decision over the request's current plans with the approver's private key and
 takes it through the same checks and the same one-decision-per-plans record as the UI
-(``tasks.approval_tasks.take_decision``). If the request's flow run is paused waiting
+(``engine.approval.take_decision``). If the request's flow run is paused waiting
 for that decision (our register keeps its id), the CLI resumes that run with the signed
 decision as its input and waits for it to finish: the run carries on once, and this
 process executes nothing. Otherwise (no run waits, or the run is gone) the caller runs the
@@ -28,7 +28,7 @@ from core.approver_keys import load_signing_key
 HANDOVER_GRACE_SECONDS = 30.0
 """How long a waiting run may take to pick the decision up (a paused run polls every
 10 s; a suspended one waits for the worker) before the CLI runs the request itself. Late
-is safe: both take the request's lease (``tasks.request_lease``), so whichever comes
+is safe: both take the request's lease (``engine.request_lease``), so whichever comes
 second waits, then finds the work recorded and does nothing twice."""
 POLL_SECONDS = 0.5
 _UNDECIDED = ("received", "planned", "awaiting_approval")
@@ -36,8 +36,8 @@ _UNDECIDED = ("received", "planned", "awaiting_approval")
 
 def load_signer(ctx: Any, reviewer: str, signing_key: Path) -> Any:
     """The approver's signer for a pre-approval: checked before anything is registered."""
-    from audit.approvals import DecisionRefused, signer_for
     from core.approver_keys import SigningKeyError
+    from state.approvals import DecisionRefused, signer_for
 
     try:
         return signer_for(
@@ -52,9 +52,9 @@ def decide(ctx: Any, request_id: str, reviewer: str, signing_key: Path) -> dict[
 
     Exits (2 or 1, see the module) when the decision is refused; it is then recorded.
     """
-    from audit.approvals import Attempt, DecisionRefused, current_scope
     from core.approver_keys import SigningKeyError, sign_decision
-    from tasks.approval_tasks import take_decision
+    from engine.approval import take_decision
+    from state.approvals import Attempt, DecisionRefused, current_scope
 
     try:
         key = load_signing_key(signing_key)

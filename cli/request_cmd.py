@@ -21,7 +21,6 @@ import typer
 from rich.markup import escape
 
 from audit.ledger import Ledger
-from audit.register import HistoryEntry, RequestRecord, RequestRegister, RequestStatus
 from cli.output import (
     JsonOption,
     console,
@@ -32,6 +31,7 @@ from cli.output import (
     print_table,
 )
 from cli.request_submit import submit_command
+from state.register import HistoryEntry, RequestRecord, RequestRegister, RequestStatus
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -123,8 +123,8 @@ def show_status(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one request: status, due date, days left, history, per-store progress and counts."""
-    from audit.progress import RequestProgress
-    from tasks.request_summary import build_outcome
+    from engine.request_summary import build_outcome
+    from state.progress import RequestProgress
 
     with handled_errors():
         register = open_register()
@@ -202,8 +202,8 @@ def cancel(
     personal data. Flow runs are cancelled through the Prefect API when PREFECT_API_URL is
     set; a run that could not be is named (it can do nothing more: the request is closed).
     """
-    from audit.progress import RequestProgress
     from config.settings import get_settings
+    from state.progress import RequestProgress
     from tasks.cancellation import cancel_request, check_reason, ledger_flow_runs
 
     with handled_errors():

@@ -152,7 +152,7 @@ def submit_command(
     approval = None if reviewer is None or signing_key is None else (reviewer, signing_key)
     handed_to: str | None = None
     with handled_errors():
-        from tasks.request_support import request_context
+        from engine.request_support import request_context
 
         ctx = request_context()
         if resume is not None:
@@ -187,7 +187,7 @@ def _register(
     from cli.request_approval import load_signer
     from config.settings import get_settings
     from core.identity_values import IdentityValueError
-    from tasks.intake import CorrectionError, parse_changes, submit
+    from engine.intake import CorrectionError, parse_changes, submit
 
     if kind is None:
         raise typer.BadParameter("--kind is required (access, rectification or erasure)")
@@ -200,7 +200,7 @@ def _register(
     requested_by = requested_by or get_settings().actor
     signer = None
     if approval is not None:  # checked before anything is registered
-        from tasks.approval_tasks import four_eyes_problem
+        from engine.approval import four_eyes_problem
 
         signer = load_signer(ctx, *approval)
         problem = four_eyes_problem(ctx.config.policy.requests.approval, signer, requested_by)

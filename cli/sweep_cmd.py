@@ -6,7 +6,7 @@ stderr, so stdout carries only the result (a table, or JSON with ``--json``).
 
 One sweep at a time: when another sweep holds the sweep lease, the command says who and
 since when and exits 5 before Prefect starts, or with ``--wait`` waits for it (bounded).
-The flow takes the lease itself (``tasks.sweep_lease``); this early look only saves
+The flow takes the lease itself (``engine.sweep_lease``); this early look only saves
 starting Prefect for nothing.
 """
 
@@ -25,7 +25,7 @@ from cli.request_submit import quiet_prefect
 EXIT_BUSY = 5
 """Another sweep holds the sweep lease (README, "The ``lifecycle`` command")."""
 if TYPE_CHECKING:
-    from audit.leases import LeaseBusy, LeaseHolder
+    from state.leases import LeaseBusy, LeaseHolder
 
 RESULT_COLUMNS = ["target", "action", "planned", "done", "held", "batches", "state"]
 PLAN_COLUMNS = ["target", "action", "rules", "expired", "held", "holds"]
@@ -48,7 +48,7 @@ class _ProgressBar(threading.Thread):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         from audit.database import audit_engine
-        from audit.sweeps import SweepProgress
+        from state.sweeps import SweepProgress
 
         progress = SweepProgress(audit_engine())
         with Progress(
@@ -119,9 +119,9 @@ def sweep(
         load_config()  # invalid configuration: exit 2 with every problem, before Prefect starts
         keyring_from_settings()  # a missing or wrong key: exit 2, nothing changed
         left = 0 if dry_run else _await_other_sweep(wait, wait_minutes, as_json)
-    from audit.leases import LeaseBusy
     from core.errors import LifecycleError
     from flows.retention_sweep import SweepParameters, retention_sweep
+    from state.leases import LeaseBusy
 
     params = SweepParameters(
         dry_run=dry_run, rules=list(rule or []), as_of=as_of, wait_minutes=left
@@ -155,8 +155,8 @@ def _await_other_sweep(wait: bool, wait_minutes: int, as_json: bool) -> int:
     """Exit 5 while another sweep holds the lease, or wait for it with ``--wait``; returns
     the minutes the flow may still wait (it takes the lease itself, and may lose a race)."""
     from audit.database import audit_engine
-    from audit.leases import LeaseBusy, WaitReport, await_lease, current_holder, utc_now
-    from audit.sweeps import SWEEP_LEASE
+    from state.leases import LeaseBusy, WaitReport, await_lease, current_holder, utc_now
+    from state.sweeps import SWEEP_LEASE
 
     engine = audit_engine()
 
@@ -202,7 +202,7 @@ def _busy(error: LeaseBusy, as_json: bool, *, hint: bool) -> NoReturn:
 
 def _last_summary() -> dict[str, Any] | None:
     from audit.database import audit_engine
-    from audit.sweeps import SweepProgress
+    from state.sweeps import SweepProgress
 
     runs = SweepProgress(audit_engine()).recent(limit=1)
     return runs[0].summary if runs else None
@@ -228,7 +228,7 @@ def _report(summary: dict[str, Any] | None, as_json: bool, error: str | None) ->
 
 def _print_plan(sweep_id: str) -> None:
     from audit.database import audit_engine
-    from audit.sweeps import SweepProgress
+    from state.sweeps import SweepProgress
 
     run = SweepProgress(audit_engine()).run(sweep_id)
     if run is None:

@@ -24,8 +24,8 @@ COLUMNS = ["state", "severity", "rule", "store", "resource", "evidence", "safegu
 def _latest_rows() -> tuple[str, list[dict[str, Any]], int]:
     """The newest run's findings compared with the run before it, as the artifact shows them."""
     from audit.database import audit_engine
-    from audit.transfer_checks import TransferChecks
     from flows.transfer_check import outcome_rows
+    from state.transfer_checks import TransferChecks
     from tasks.transfer_tasks import CheckOutcome
     from transfers.findings import Finding, compare
 

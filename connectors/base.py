@@ -231,6 +231,9 @@ class BatchResult:
     intent: int | None = field(default=None, compare=False)
     """For stores whose batches take effect one by one: the index, in what ``on_prepared``
     received, of the intent this result completes."""
+    reference: str | None = field(default=None, compare=False)
+    """The store's own reference for the work (a processor's request id), for the ledger;
+    None for stores that give none. Never personal data."""
 
 
 @dataclass(frozen=True)
@@ -493,4 +496,41 @@ class SubjectScanning(Protocol):
 
     def scan_subjects(self, held: frozenset[str], pseudonymizer: Pseudonymizer) -> SubjectValues:
         """The identities of the subjects in ``held`` (pseudonyms) found in this store."""
+        ...
+
+
+class AwaitingConfirmation(TerminalError):
+    """The store's work needs a person: an operator does it and confirms (a manual processor).
+
+    Raised by ``execute`` after ``on_prepared`` received the intents (``batches``), by
+    ``in_effect`` for such intents (the store cannot tell by itself), and by ``rectify``
+    (its one batch, never run before). A flow that knows it suspends with a form
+    (``instructions``, no identity: the operator reads those from the register) and then
+    passes the operator's answer to ``ManualConfirmation.confirm``; one that does not
+    stops here (terminal), with nothing recorded as done. ``batches`` stay in our own
+    tables: the message names the store, the action and counts only.
+    """
+
+    def __init__(
+        self, store: str, action: str, batches: Sequence[BatchResult], instructions: str
+    ) -> None:
+        super().__init__(
+            f"store '{store}': {action} awaits an operator's confirmation ({instructions})",
+            store=store,
+            action=action,
+            counts={b.target: b.affected for b in batches},
+        )
+        self.store = store
+        self.action = action
+        self.batches = tuple(batches)
+        self.instructions = instructions
+
+
+@runtime_checkable
+class ManualConfirmation(Protocol):
+    """Records an operator's confirmation of work ``AwaitingConfirmation`` asked for."""
+
+    def confirm(self, batches: Sequence[BatchResult], reference: str) -> list[BatchResult]:
+        """The confirmed ``batches`` (from ``AwaitingConfirmation.batches``) as done, with the
+        provider's ``reference`` the operator entered (checked: no free text)."""
         ...

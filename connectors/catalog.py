@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
 
 from config.problems import Reporter, YamlPath
 from config.schema.stores import StoreConfig
+from connectors.processor import config_checks as processor_checks
+from connectors.processor.config import ProcessorStore
 from connectors.s3 import config_checks as s3_checks
 from connectors.s3.config import S3Store
 from connectors.sql import config_checks as sql_checks
@@ -74,6 +76,11 @@ class StoreSpec(Generic[StoreT]):
     """``"package.module:function"``, imported when run (``connectors.hooks``): the
     ``transfers.posture.PostureHook`` reading one store's posture facts for the transfer
     check. None: the check reports the type's stores as having no posture facts."""
+    sweep_targets: str | None = None
+    """``"package.module:Class"``, imported when run (``connectors.hooks``): a class whose
+    instances are ``retention.targets.SweepTargets``, resolving the type's retention
+    sweep targets, the reach of legal holds into them and ``retention explain``'s
+    subjects. None: the type's stores have no sweep targets."""
 
     @property
     def name(self) -> str:
@@ -123,6 +130,7 @@ STORE_TYPES: tuple[StoreSpec[Any], ...] = (
         check_category_rule=sql_checks.check_category_rule,
         doctor="connectors.sql.doctor:doctor_report",
         posture="connectors.sql.posture:gather_posture",
+        sweep_targets="connectors.sql.retention_targets:SqlSweepTargets",
     ),
     StoreSpec(
         S3Store,
@@ -130,6 +138,13 @@ STORE_TYPES: tuple[StoreSpec[Any], ...] = (
         check_stores=s3_checks.check_stores,
         retention_commands="connectors.s3.cli:add_retention_commands",
         posture="connectors.s3.posture:gather_posture",
+        sweep_targets="connectors.s3.retention_targets:S3SweepTargets",
+    ),
+    StoreSpec(
+        ProcessorStore,
+        check_stores=processor_checks.check_stores,
+        doctor="connectors.processor.doctor:doctor_report",
+        posture="connectors.processor.posture:gather_posture",
     ),
 )
 """Every store type, in the order an unknown ``type:`` lists them."""

@@ -15,8 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeGuard, TypeVar
 
-from config.schema import Policy, S3Store, SqlStore
+from config.schema.policy import Policy
+from config.schema.stores import StoreConfig
 from connectors.base import Connector, Unsupported
+from connectors.processor.config import ProcessorStore
+from connectors.s3.config import S3Store
+from connectors.sql.config import SqlStore
 from core.errors import ConfigError
 from core.keys import KeyRing
 
@@ -30,12 +34,12 @@ __all__ = [
     "supports",
 ]
 
-Factory = Callable[[SqlStore | S3Store, Policy, KeyRing], Connector]
+Factory = Callable[[StoreConfig, Policy, KeyRing], Connector]
 
 Cap = TypeVar("Cap")
 
 
-def _sql(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
+def _sql(store: StoreConfig, policy: Policy, keys: KeyRing) -> Connector:
     from connectors.sql.connector import SqlConnector
 
     if not isinstance(store, SqlStore):  # the registry key and the model disagree
@@ -43,7 +47,7 @@ def _sql(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
     return SqlConnector(store, policy, keys=keys)
 
 
-def _s3(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
+def _s3(store: StoreConfig, policy: Policy, keys: KeyRing) -> Connector:
     from connectors.s3.connector import S3Connector
 
     if not isinstance(store, S3Store):  # the registry key and the model disagree
@@ -51,9 +55,18 @@ def _s3(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
     return S3Connector(store, policy, keys=keys)
 
 
+def _processor(store: StoreConfig, policy: Policy, keys: KeyRing) -> Connector:
+    from connectors.processor.connector import ProcessorConnector
+
+    if not isinstance(store, ProcessorStore):  # the registry key and the model disagree
+        raise ConfigError(f"store '{store.name}' is not a processor store")
+    return ProcessorConnector(store, policy, keys=keys)
+
+
 CONNECTORS: dict[str, Factory] = {
     "sql": _sql,
     "s3": _s3,
+    "processor": _processor,
 }
 """Store type -> factory (tests replace entries: the seam for fake connectors)."""
 
@@ -63,7 +76,7 @@ def has(store_type: str) -> bool:
     return store_type in CONNECTORS
 
 
-def connector_for(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
+def connector_for(store: StoreConfig, policy: Policy, keys: KeyRing) -> Connector:
     """A connector for ``store``; ConfigError when its type has no connector."""
     factory = CONNECTORS.get(store.type)
     if factory is None:

@@ -39,8 +39,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import AddConstraint
 
-from config.schema import SqlStore
 from config.schema.inventory import Table as TableDecl
+from connectors.sql.config import SqlStore
 from demo.crm_schema import TABLES, add_foreign_keys, add_indexes, crm_metadata, sync_id_sequences
 
 Progress = Callable[[str], None]

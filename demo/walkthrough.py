@@ -1,6 +1,6 @@
 """The demo's data-subject requests, run the way ``lifecycle request submit`` runs them.
 
-Each request is registered through ``tasks.intake.submit`` (the identity sealed in the
+Each request is registered through ``engine.intake.submit`` (the identity sealed in the
 register) and carried out by the ``subject_request`` flow, which receives the request id
 only. The per-table summary is read back from our own progress tables: counts, actions
 and reasons, never keys or values.
@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from audit.register import RequestRecord
 from core.package import Recipient, X25519Recipient, generate_keypair, load_public_key
-from tasks.request_models import RequestOutcome
+from engine.request_models import RequestOutcome
+from state.register import RequestRecord
 
 OPERATOR = "demo-operator"
 """Who registers the demo's requests (the erasure is auto-approved by the demo policy)."""
@@ -39,8 +39,8 @@ def submit_request(
     kind: str, identity: Mapping[str, str], recipient: Recipient | None = None
 ) -> RequestRecord:
     """Register a request exactly as ``lifecycle request submit`` does; its record."""
-    from tasks.intake import submit
-    from tasks.request_support import request_context
+    from engine.intake import submit
+    from engine.request_support import request_context
 
     return submit(
         request_context(), kind=kind, identity=identity, requested_by=OPERATOR, recipient=recipient
@@ -60,8 +60,8 @@ def request_rows(request_id: str) -> list[dict[str, Any]]:
     ``affected`` and ``left`` (rows that should be gone but were found again) apply to
     erasures; an access request's count is the records exported.
     """
-    from tasks.request_summary import table_rows
-    from tasks.request_support import request_context
+    from engine.request_summary import table_rows
+    from engine.request_support import request_context
 
     ctx = request_context()
     kind = ctx.record(request_id).kind.value

@@ -6,6 +6,11 @@ and the dummy credentials ``demo.s3_server.LocalS3`` uses. Its CRM is a SQLite f
 ``lifecycle demo`` seeds; on a fresh clone it does not exist yet, so it is seeded here
 (never re-seeded: existing data stays).
 
+Its processor store ``newsletter`` is reached at ``LIFECYCLE_NEWSLETTER_ENDPOINT``; unless
+that is set, the served demo runs a local stub provider (``ops.local_provider``) whose
+subscribers are read from that CRM file, and flow runs get its endpoint and the signing
+secret (generated once in the state folder) through ``provider_env``.
+
 The served demo's policy differs from the one-shot ``lifecycle demo``'s in one respect:
 erasures wait for an approver (the README's operator's day), where the one-shot run, with
 nobody there to approve, approves them automatically. ``config/demo/policy.yaml`` is the
@@ -62,6 +67,45 @@ def needs_local_s3(environ: Mapping[str, str]) -> bool:
 
     config = demo_config()
     return config is not None and demo_needs_local_s3(config)
+
+
+def needs_local_provider(environ: Mapping[str, str]) -> bool:
+    """True for the demo configuration (with its provider store and a SQLite CRM file) when
+    no provider endpoint is set: the served demo then runs ``ops.local_provider``."""
+    from demo.provider import ENDPOINT_ENV, provider_store
+
+    if environ.get(ENDPOINT_ENV, "").strip():
+        return False
+    config = demo_config()
+    return config is not None and provider_store(config) is not None and demo_crm_file() is not None
+
+
+def provider_env(endpoint: str, secret: str) -> dict[str, str]:
+    """What flow runs need to use the local provider at ``endpoint``: its URL and the secret,
+    in the variable the demo's provider store names (``secret_env``)."""
+    from demo.provider import provider_env as env_for
+    from demo.provider import provider_store
+
+    config = demo_config()
+    store = None if config is None else provider_store(config)
+    if store is None:
+        raise ConfigError("the demo configuration declares no provider store")
+    return env_for(store, endpoint, secret)
+
+
+def demo_crm_file() -> Path | None:
+    """The demo CRM's SQLite file (it may not exist yet), or None when it is not one."""
+    from core.engines import normalize_url
+    from demo.stores import crm_url
+
+    config = demo_config()
+    url = None if config is None else crm_url(config)
+    if url is None:
+        return None
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
 
 
 def s3_env(endpoint: str, ca_bundle: Path | None = None) -> dict[str, str]:

@@ -25,6 +25,8 @@ from core.errors import ConfigError
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 DEFAULT_S3_PORT = 4566
+DEFAULT_PROVIDER_PORT = 4580
+"""The served demo's stub provider (the demo inventory's endpoint default names it too)."""
 USER = "admin"
 POOL = "lifecycle-local"
 WORKER_NAME = "lifecycle-local-worker"
@@ -34,7 +36,8 @@ SERVE_DIR_NAME = "prefect-serve"
 """The state folder's name in the data folder, when ``LIFECYCLE_SERVE_DIR`` is not set."""
 PORT_ENV = "LIFECYCLE_SERVE_PORT"
 S3_PORT_ENV = "LIFECYCLE_SERVE_S3_PORT"
-_SERVE_ONLY = (SERVE_DIR_ENV, PORT_ENV, S3_PORT_ENV)
+PROVIDER_PORT_ENV = "LIFECYCLE_SERVE_PROVIDER_PORT"
+_SERVE_ONLY = (SERVE_DIR_ENV, PORT_ENV, S3_PORT_ENV, PROVIDER_PORT_ENV)
 HEARTBEAT_SECONDS = 30
 """Flow-run heartbeats of the worker's runs (Prefect's minimum; one small event each)."""
 # Path settings of the product, made absolute: flow runs read the same files wherever they run.
@@ -78,6 +81,11 @@ class ServePaths:
 
     def log_file(self, name: str) -> Path:
         return self.root / f"{name}.log"
+
+    @property
+    def provider_secret(self) -> Path:
+        """The served demo provider's signing secret (mode 0600, made once)."""
+        return self.root / "provider-secret"
 
 
 def serve_paths(environ: Mapping[str, str]) -> ServePaths:

@@ -2,8 +2,9 @@
 
 ``start`` brings up, each only if it is not already running: the Prefect server on
 127.0.0.1 with basic authentication (SQLite in the state folder unless
-``PREFECT_API_DATABASE_CONNECTION_URL`` says otherwise), the demo's local S3 when the demo
-configuration needs one (``ops.demo_setup``), the audit database's migrations, the
+``PREFECT_API_DATABASE_CONNECTION_URL`` says otherwise), the demo's local S3 and its local
+stub provider (``ops.local_provider``, after the demo CRM it reads is seeded) when the demo
+configuration needs them (``ops.demo_setup``), the audit database's migrations, the
 ``lifecycle-local`` process work pool, every deployment in ``prefect.yaml`` (re-deployed on
 each start: cheap, and picks up edits), a process worker and the intake service
 (``ops.intake``: the help-desk webhook and intake page, on 127.0.0.1, with the worker's
@@ -32,7 +33,7 @@ from typing import Any
 
 from config.settings import PROJECT_ROOT, Settings, data_dir_from
 from core.errors import LifecycleError
-from ops import demo_setup, local_s3, procs, unresponsive_runs
+from ops import demo_setup, local_provider, local_s3, procs, unresponsive_runs
 from ops import serve_env as se
 from ops.prefect_api import api_state, deployments, request, worker_online
 
@@ -41,6 +42,7 @@ Say = Callable[[str], None]
 SERVER_START_TIMEOUT_S = 120.0
 WORKER_ONLINE_TIMEOUT_S = 60.0
 S3_START_TIMEOUT_S = 30.0
+PROVIDER_START_TIMEOUT_S = 30.0
 INTAKE_START_TIMEOUT_S = 60.0
 INTAKE_PORT_ENV = "LIFECYCLE_INTAKE_PORT"
 PREFECT_YAML = "prefect.yaml"
@@ -67,9 +69,10 @@ class Proc:
 
 SERVER = Proc("server", "the Prefect server", ("server", "start", "--host", se.HOST), se.PORT_ENV)
 S3 = Proc("s3", "the local S3", ("ops.local_s3",), se.S3_PORT_ENV)
+PROVIDER = Proc("provider", "the local provider", ("ops.local_provider",), se.PROVIDER_PORT_ENV)
 WORKER = Proc("worker", "the worker", ("worker", "start", "--pool", se.POOL))
 INTAKE = Proc("intake", "the intake service", ("ops.intake",), INTAKE_PORT_ENV)
-PROCS = (SERVER, S3, WORKER, INTAKE)  # start order; stop goes the other way
+PROCS = (SERVER, S3, PROVIDER, WORKER, INTAKE)  # start order; stop goes the other way
 
 
 class ServeError(LifecycleError):
@@ -89,6 +92,7 @@ class Instance:
     port: int
     s3_port: int
     intake_port: int = DEFAULT_INTAKE_PORT
+    provider_port: int = se.DEFAULT_PROVIDER_PORT
     repo: Path = PROJECT_ROOT
 
     @property
@@ -107,6 +111,10 @@ class Instance:
     def intake_url(self) -> str:
         return f"http://{se.HOST}:{self.intake_port}"
 
+    @property
+    def provider_endpoint(self) -> str:
+        return local_provider.endpoint(self.provider_port)
+
 
 def instance(environ: Mapping[str, str]) -> Instance:
     return Instance(
@@ -114,6 +122,7 @@ def instance(environ: Mapping[str, str]) -> Instance:
         port=se.port_setting(environ, se.PORT_ENV, se.DEFAULT_PORT),
         s3_port=se.port_setting(environ, se.S3_PORT_ENV, se.DEFAULT_S3_PORT),
         intake_port=se.port_setting(environ, INTAKE_PORT_ENV, DEFAULT_INTAKE_PORT),
+        provider_port=se.port_setting(environ, se.PROVIDER_PORT_ENV, se.DEFAULT_PROVIDER_PORT),
     )
 
 
@@ -128,6 +137,7 @@ class StartReport:
     started: list[str] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
     s3_endpoint: str | None = None
+    provider_endpoint: str | None = None
     webhook_secret: str = ""  # where the intake's webhook secret is: a file or a variable
     new_webhook_secret: bool = False
 
@@ -244,6 +254,38 @@ def _s3(
     return demo_setup.s3_env(inst.s3_endpoint, local_s3.ca_file(tls))
 
 
+def _provider_env(inst: Instance) -> tuple[dict[str, str], str]:
+    """The local provider's variables for flow runs, and its secret (made once, mode 0600)."""
+    secret, created = local_provider.ensure_secret(inst.paths.provider_secret)
+    if created:  # a provider of an earlier start signs with a secret nobody has any more
+        _stop_one(inst, PROVIDER)
+    return demo_setup.provider_env(inst.provider_endpoint, secret), secret
+
+
+def _provider(
+    inst: Instance, environ: Mapping[str, str], secret: str, report: StartReport, say: Say
+) -> None:
+    """Start the local provider: after the demo CRM is seeded, since it reads it at start."""
+    crm = demo_setup.demo_crm_file()
+    if crm is None:
+        raise ServeError("the demo configuration's CRM is not a SQLite file")
+    args = local_provider.command(
+        sys.executable, inst.provider_port, inst.paths.provider_secret, crm
+    )
+    env = {k: v for k, v in environ.items() if not k.startswith("PREFECT_")}
+    launch = (args, env, inst.repo, inst.provider_port)
+    _ensure(
+        inst,
+        PROVIDER,
+        report,
+        say,
+        launch,
+        ready=lambda: local_provider.ready(inst.provider_endpoint, secret),
+        timeout=PROVIDER_START_TIMEOUT_S,
+    )
+    report.provider_endpoint = inst.provider_endpoint
+
+
 def _pool(inst: Instance, creds: se.Credentials, env: dict[str, str], say: Say) -> None:
     status, pool = request(f"{inst.api_url}/work_pools/{se.POOL}", creds.auth_string)
     if status == 200:
@@ -342,8 +384,14 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
             s3_env = _s3(inst, environ, report, say)
         else:  # a local S3 of an earlier start is no longer wanted
             _stop_one(inst, S3)
+        provider_env: dict[str, str] = {}
+        provider_secret = None
+        if demo_setup.needs_local_provider(environ):
+            provider_env, provider_secret = _provider_env(inst)
+        else:  # a local provider of an earlier start is no longer wanted
+            _stop_one(inst, PROVIDER)
         # The demo's served configuration: its policy makes erasures wait for an approver.
-        demo_env = {**s3_env, **demo_setup.served_env(inst.paths.root)}
+        demo_env = {**s3_env, **provider_env, **demo_setup.served_env(inst.paths.root)}
         env = se.client_env(environ, inst.paths, inst.port, creds, demo_env)
         se.write_private(inst.paths.env_file, se.env_file_text(se.shell_env(env, demo_env)))
         migrate = [sys.executable, "-m", "cli.main", "db", "upgrade"]
@@ -351,6 +399,8 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
             " ".join(_run(inst, migrate, env, "db-upgrade", "migrating the audit database").split())
         )
         demo_setup.seed_demo_crm(say)
+        if provider_secret is not None:
+            _provider(inst, environ, provider_secret, report, say)
         _pool(inst, creds, env, say)
         say("deploying everything in prefect.yaml")
         _run(inst, _prefect("--no-prompt", "deploy", "--all"), env, "deploy", "prefect deploy")
@@ -376,7 +426,7 @@ def _stop_one(inst: Instance, proc: Proc) -> int | None:
 
 
 def stop(environ: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Stop every recorded process (intake, worker, S3, server); the pids that were stopped."""
+    """Stop every recorded process (intake, worker, provider, S3, server); the pids stopped."""
     inst = instance(os.environ if environ is None else environ)
     if not inst.paths.root.is_dir():
         return {}

@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from config.schema import S3Store
+from connectors.s3.config import S3Store
 from core.errors import LifecycleError, TerminalError, TransientError
 
 if TYPE_CHECKING:

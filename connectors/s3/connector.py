@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
-from config.schema import Policy, S3Store
+from config.schema import Policy
 from connectors.base import (
     BatchResult,
     Capabilities,
@@ -27,6 +27,7 @@ from connectors.base import (
     Verification,
 )
 from connectors.s3.client import make_client, s3_errors
+from connectors.s3.config import S3Store
 from connectors.s3.export import DEFAULT_MAX_BYTES, export_objects
 from connectors.s3.locate import Locator
 from connectors.s3.planning import plan_erasure

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from config.schema import Bucket, S3Store
+from config.schema import Bucket
 from config.schema.inventory import template_placeholders
 from connectors.base import Findings, Identities, Key, TargetFinding
 from connectors.s3.client import error_code, s3_errors
+from connectors.s3.config import S3Store
 from core.errors import TerminalError
 from core.pseudonym import Pseudonymizer
 

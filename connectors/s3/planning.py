@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
-from config.schema import Bucket, S3Store
+from config.schema import Bucket
 from config.schema.policy import LegalHold
 from connectors.base import Action, Findings, Key, StorePlan, TargetFinding, TargetPlan
 from connectors.s3.client import s3_errors
+from connectors.s3.config import S3Store
 from connectors.s3.locate import REPLICA_VIA
 from connectors.s3.locks import (
     Deferral,

@@ -29,9 +29,9 @@ from functools import cached_property
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from config.schema import S3Store
 from connectors.base import Key, SweepBatch, keys_digest
 from connectors.s3.client import s3_errors
+from connectors.s3.config import S3Store
 from connectors.s3.locate import Version
 from connectors.s3.locks import hold_deferral, lock_deferral, lock_enabled, lock_state, version_tags
 from connectors.s3.purge import MAX_KEYS_PER_CALL, Chunk, ChunkOutcome, Purger

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from config.schema import Policy, SqlStore
+from config.schema import Policy
 from config.schema.inventory import IdentityColumn
 from connectors.base import (
     Action,
@@ -34,6 +34,7 @@ from connectors.base import (
     SubjectValues,
     Verification,
 )
+from connectors.sql.config import SqlStore
 from connectors.sql.doctor import missing_indexes
 from connectors.sql.export import export_rows
 from connectors.sql.locate import locate

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from config.schema import SqlStore
+from connectors.sql.config import SqlStore
 from connectors.sql.edges import Edge, FollowWay
 
 

@@ -5,7 +5,7 @@ identity columns of the store's subject tables are read in keyset pages and each
 pseudonymized; the values that match a held pseudonym become that subject's identities.
 Only the held subjects' values are kept; the scan costs one pass over the identity
 columns, and runs only when a sweep target has a subject hold in force
-(``tasks.sweep_holds``).
+(``engine.sweep_holds``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from config.schema import SqlStore
 from connectors.base import SubjectValues
+from connectors.sql.config import SqlStore
 from connectors.sql.schema import StoreSchema
 from core.pseudonym import Pseudonymizer
 

@@ -34,8 +34,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from config.schema import IdentityColumn, SqlStore
+from config.schema import IdentityColumn
 from connectors.base import Findings, Identities, Key, TargetFinding
+from connectors.sql.config import SqlStore
 from connectors.sql.graph import has_personal_data, holders_edges, target_edges
 from connectors.sql.schema import (
     StoreSchema,

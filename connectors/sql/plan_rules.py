@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import UniqueConstraint
 
-from config.schema import ErasurePolicy, ErasureRule, LegalHold, SqlStore
+from config.schema import ErasurePolicy, ErasureRule, LegalHold
 from connectors.base import Action, Key, MaskSpec
+from connectors.sql.config import SqlStore
 from connectors.sql.edges import Edge
 from connectors.sql.masks import mask_problem
 from connectors.sql.schema import StoreSchema

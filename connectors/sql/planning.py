@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 
-from config.schema import ErasurePolicy, LegalHold, SqlStore
+from config.schema import ErasurePolicy, LegalHold
 from connectors.base import (
     SHARED_REASON,
     WITHHELD_REASON,
@@ -55,6 +55,7 @@ from connectors.base import (
     StorePlan,
     TargetPlan,
 )
+from connectors.sql.config import SqlStore
 from connectors.sql.plan_references import (
     order_tables,
     person_references,

@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.schema import SqlStore
 from connectors.base import Action, BatchResult, Findings, Key, keys_digest
+from connectors.sql.config import SqlStore
 from connectors.sql.execute import translate_error
 from connectors.sql.masks import type_name
 from connectors.sql.planning import sort_key

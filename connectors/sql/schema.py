@@ -32,8 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, MetaData
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.schema import SqlStore, Table
+from config.schema import Table
 from connectors.base import JsonScalar, Key
+from connectors.sql.config import SqlStore
 from connectors.sql.edges import Edge
 from connectors.sql.graph import resolve_follow, subject_tables
 from core.errors import ConfigError, TerminalError, TransientError

@@ -1,6 +1,6 @@
 """The intake service: help desks and operators register requests over HTTP.
 
-Identities arrive here, are sealed in our request register (``tasks.intake.submit``, as
+Identities arrive here, are sealed in our request register (``engine.intake.submit``, as
 the CLI does) and never reach Prefect: the flow run created holds the request id only.
 
 - ``app``: the FastAPI application (webhook, page, health); ``__main__`` serves it.

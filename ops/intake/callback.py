@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from audit.events import EventStatus
 from audit.ledger import Ledger
-from audit.register import RequestRecord, RequestRegister, RequestStatus
 from core.errors import LifecycleError
+from state.register import RequestRecord, RequestRegister, RequestStatus
 
 log = logging.getLogger("lifecycle.intake")
 
@@ -44,7 +44,7 @@ def notify_help_desk(
     request_id: str, *, delays: Sequence[float] = RETRY_DELAYS, timeout: float = TIMEOUT_S
 ) -> None:
     """Send the request's result to its help-desk ticket, if it has one; never raises."""
-    from audit.register_model import check_request_id
+    from state.register_model import check_request_id
 
     try:
         shown = check_request_id(request_id)

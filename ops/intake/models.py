@@ -117,7 +117,7 @@ def parse_json(data: Any) -> IntakeRequest:
 
 def parse_form(fields: Mapping[str, list[str]]) -> IntakeRequest:
     """The request in the page's form fields (blank ones left out)."""
-    from tasks.intake import parse_changes
+    from engine.intake import parse_changes
 
     data: dict[str, Any] = {}
     identity: dict[str, str] = {}
@@ -155,10 +155,10 @@ _FIELD_HINTS = (
 
 
 def submit_problems(error: LifecycleError) -> list[Problem]:
-    """Problems from ``tasks.intake.submit``'s refusals, each naming the field it concerns."""
+    """Problems from ``engine.intake.submit``'s refusals, each naming the field it concerns."""
     from core.free_text import FreeTextRefused
     from core.identity_values import IdentityValueError
-    from tasks.intake import CorrectionError
+    from engine.intake import CorrectionError
 
     if isinstance(error, IdentityValueError):
         if error.correction is not None:

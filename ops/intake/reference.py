@@ -10,10 +10,10 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, select, update
 
 from audit.guard import check_text
-from audit.register_model import check_request_id
-from audit.register_tables import database_errors, requests
 from core.errors import NotFoundError, PersonalDataRefused
 from core.free_text import FreeTextRefused, check_free_text
+from state.register_model import check_request_id
+from state.register_tables import database_errors, requests
 
 FIELD = "ticket"
 

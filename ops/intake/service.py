@@ -1,6 +1,6 @@
 """Registering an intake request exactly as the CLI does, then starting its flow run.
 
-``Intake.register``: the ticket is checked, ``tasks.intake.submit`` checks and registers
+``Intake.register``: the ticket is checked, ``engine.intake.submit`` checks and registers
 the request (the identity sealed in our register; "request.received" in the ledger), the
 ticket is stored as its external reference, and a flow run of
 ``subject-request/subject-request`` is created with the parameters ``{"request_id": ...}``
@@ -24,12 +24,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from audit.events import EventStatus
-from audit.register import RequestRecord
 from core.errors import LifecycleError, TerminalError
 from core.package import PassphraseRecipient, Recipient, X25519Recipient, parse_public_key
+from engine.request_support import RequestContext, request_context
 from ops.intake import reference
 from ops.intake.models import IntakeRefused, IntakeRequest, Problem, submit_problems
-from tasks.request_support import RequestContext, request_context
+from state.register import RequestRecord
 
 log = logging.getLogger("lifecycle.intake")
 
@@ -118,7 +118,7 @@ class Intake:
 
     def register(self, req: IntakeRequest) -> IntakeResult:
         """Check and register ``req``, then start its flow run; IntakeRefused if refused."""
-        from tasks.intake import submit
+        from engine.intake import submit
 
         ctx = self.context()
         try:

@@ -35,7 +35,9 @@ def fake_doctor(store: object) -> DoctorReport | str:
 
 
 def _hooks(monkeypatch: pytest.MonkeyPatch, **doctors: str | None) -> None:
-    """Replace the catalog's doctor hooks: ``sql=None`` takes SQL's away."""
+    """Replace the catalog's doctor hooks: ``sql=None`` takes SQL's away. The processor's
+    is taken away unless given: the demo's provider (store newsletter) does not run here."""
+    doctors = {"processor": None, **doctors}
     specs = tuple(
         dataclasses.replace(spec, doctor=doctors[spec.name]) if spec.name in doctors else spec
         for spec in catalog.STORE_TYPES
@@ -83,6 +85,7 @@ def test_doctor_prints_each_report_and_names_stores_without_checks(
         "    aws s3api put-bucket-versioning",
         "  warning: no lifecycle rules",
         "  note: 3 buckets listed",
+        "newsletter (processor): no checks for this store type",
     ]
 
 
@@ -137,7 +140,9 @@ def test_validate_summary_counts_per_type_and_the_types_checked_live(
     plain = runner.invoke(app, ["config", "validate", "--config", str(DEMO_DIR)])
     live = runner.invoke(app, ["config", "validate", "--live", "--config", str(DEMO_DIR)])
 
-    summary = "2 stores (1 sql, 1 s3), 6 tables, 2 buckets, 4 retention rules, 2 legal holds"
+    summary = (
+        "3 stores (1 sql, 1 s3, 1 processor), 6 tables, 2 buckets, 4 retention rules, 2 legal holds"
+    )
     assert _plain(plain.stdout).splitlines()[0] == f"config OK ({DEMO_DIR}): {summary}"
     assert "next: lifecycle config validate --live" in _plain(plain.stdout)
     assert live.exit_code == 0, live.output

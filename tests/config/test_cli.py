@@ -17,7 +17,9 @@ from tests.config.conftest import DEMO_DIR, MakeConfig, line_of
 runner = CliRunner()
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PASSWORD = "Pa55-w0rd-cli"
-SUMMARY = "2 stores (1 sql, 1 s3), 6 tables, 2 buckets, 4 retention rules, 2 legal holds"
+SUMMARY = (
+    "3 stores (1 sql, 1 s3, 1 processor), 6 tables, 2 buckets, 4 retention rules, 2 legal holds"
+)
 
 
 def _plain(text: str) -> str:

@@ -9,7 +9,10 @@ import pytest
 
 from config.durations import Duration
 from config.loader import load_config
-from config.schema import LifecycleConfig, S3Store, SqlStore
+from config.schema import LifecycleConfig
+from connectors.processor.config import ProcessorStore
+from connectors.s3.config import S3Store
+from connectors.sql.config import SqlStore
 from core.errors import NotFoundError
 from tests.config.conftest import DEMO_DIR
 
@@ -41,9 +44,9 @@ def test_data_dir_defaults_to_settings_when_not_in_the_environment(
 
 
 def test_stores_and_tables(demo: LifecycleConfig) -> None:
-    assert [s.name for s in demo.sql_stores()] == ["crm"]
-    assert [s.name for s in demo.s3_stores()] == ["files"]
-    crm = demo.sql_stores()[0]
+    assert [s.name for s in demo.stores_of(SqlStore)] == ["crm"]
+    assert [s.name for s in demo.stores_of(S3Store)] == ["files"]
+    crm = demo.stores_of(SqlStore)[0]
     assert [t.name for t in crm.tables] == [
         "customers",
         "orders",
@@ -81,6 +84,26 @@ def test_buckets(demo: LifecycleConfig, monkeypatch: pytest.MonkeyPatch) -> None
     files = load_config(DEMO_DIR).store("files")
     assert isinstance(files, S3Store) and files.endpoint_url is not None
     assert files.endpoint_url.get_secret_value() == "http://127.0.0.1:9000"
+
+
+def test_the_demo_declares_one_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIFECYCLE_NEWSLETTER_ENDPOINT", raising=False)
+    (newsletter,) = load_config(DEMO_DIR).stores_of(ProcessorStore)
+    assert (newsletter.name, newsletter.provider, newsletter.mode) == (
+        "newsletter",
+        "Example Mail",
+        "api",
+    )
+    assert newsletter.categories == ("contact",) and newsletter.identities == ("email",)
+    assert newsletter.region == "eu-west-1"  # in the EEA: no transfer finding
+    assert newsletter.agreement is not None and newsletter.agreement.expires > date.today()
+    # Unset: the served demo's local provider (ops.serve_env.DEFAULT_PROVIDER_PORT).
+    assert newsletter.endpoint == "http://127.0.0.1:4580"
+    assert newsletter.secret_env == "LIFECYCLE_NEWSLETTER_SECRET"
+    assert newsletter.poll_interval <= 1  # the stub confirms late: the demo polls briskly
+    monkeypatch.setenv("LIFECYCLE_NEWSLETTER_ENDPOINT", "http://127.0.0.1:9999/")
+    moved = load_config(DEMO_DIR).store("newsletter")
+    assert isinstance(moved, ProcessorStore) and moved.endpoint == "http://127.0.0.1:9999"
 
 
 def test_identities_and_categories(demo: LifecycleConfig) -> None:

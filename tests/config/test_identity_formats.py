@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.loader import load_config
+from connectors.sql.config import SqlStore
 from core.errors import ConfigError
 from tests.config.conftest import MakeConfig, demo_text, line_of
 
@@ -20,7 +21,7 @@ def test_formats_default_from_the_kind_and_can_be_declared(make_config: MakeConf
             NUMBER.replace("}", ", format: text}") + "          - {column: phone, kind: phone}\n",
         )
     )
-    customers = load_config(folder).sql_stores()[0].table("customers")
+    customers = load_config(folder).stores_of(SqlStore)[0].table("customers")
 
     assert {i.kind: i.value_format() for i in customers.identity} == {
         "email": "email",

@@ -13,6 +13,7 @@ import pytest
 
 from config.durations import FORMS
 from config.loader import load_config
+from connectors.sql.config import SqlStore
 from core.errors import ConfigError
 from tests.config.conftest import DEMO_FILES, Edit, MakeConfig, line_of
 
@@ -298,7 +299,9 @@ CASES = [
         ((INV, "type: s3", "type: gcs"),),
         (
             Expected(
-                INV, "- name: files", "stores[1]: unknown type 'gcs' (expected one of 'sql', 's3')"
+                INV,
+                "- name: files",
+                "stores[1]: unknown type 'gcs' (expected one of 'sql', 's3', 'processor')",
             ),
         ),
     ),
@@ -743,4 +746,4 @@ def test_require_tls_accepts_urls_that_enforce_it_or_stay_local(
     config_dir = make_config(
         (INV, TLS_URL, f'url: "{url}"'), (INV, "require_tls: false", "require_tls: true")
     )
-    assert load_config(config_dir).sql_stores()[0].require_tls is True
+    assert load_config(config_dir).stores_of(SqlStore)[0].require_tls is True

@@ -1,7 +1,7 @@
 """The store-type catalog: the inventory's union, its messages and checks come from it.
 
 A new store type is a package under ``connectors/`` plus one ``StoreSpec`` line; these
-tests add a fake third type ("processor") the way that line would and check that the
+tests add a fake fourth type ("webhook") the way that line would and check that the
 union, the problem messages and the cross-reference checks pick it up, and that loading
 the configuration imports no connector implementation (nor boto3).
 """
@@ -26,6 +26,7 @@ from config.schema.inventory import store_union
 from config.schema.stores import StoreConfig
 from connectors import catalog
 from connectors.catalog import InventoryFacts, StoreSpec, owner_of_part, spec_for, type_names
+from connectors.processor.config import ProcessorStore
 from connectors.s3.config import S3Store
 from connectors.sql.config import SqlStore
 from tests.config.conftest import DEMO_DIR
@@ -33,10 +34,10 @@ from tests.config.conftest import DEMO_DIR
 REPO = Path(__file__).resolve().parents[2]
 
 
-class ProcessorStore(StoreConfig):
-    """A third-party processor reached over HTTPS: no tables, no buckets."""
+class WebhookStore(StoreConfig):
+    """A store reached through a webhook: no tables, no buckets."""
 
-    type: Literal["processor"]
+    type: Literal["webhook"]
     endpoint: str
 
 
@@ -47,14 +48,14 @@ SQL = {
     "region": "eu-central-1",
     "tables": [{"name": "customers", "identity": [{"column": "email", "kind": "email"}]}],
 }
-PROCESSOR = {"type": "processor", "name": "mailer", "endpoint": "https://mailer.example.com"}
+WEBHOOK = {"type": "webhook", "name": "mailer", "endpoint": "https://mailer.example.com"}
 
 
-def _with_processor() -> type[BaseModel]:
-    """An inventory model whose union has the catalog's types plus the processor."""
-    union = store_union((*catalog.STORE_TYPES, StoreSpec(ProcessorStore)))
+def _with_webhook() -> type[BaseModel]:
+    """An inventory model whose union has the catalog's types plus the webhook."""
+    union = store_union((*catalog.STORE_TYPES, StoreSpec(WebhookStore)))
     stores: Any = tuple.__class_getitem__((union, ...))  # tuple[union, ...]
-    return create_model("ProcessorInventory", stores=(stores, ...))
+    return create_model("WebhookInventory", stores=(stores, ...))
 
 
 def _problems(model: type[BaseModel], data: dict[str, Any]) -> list[str]:
@@ -65,10 +66,14 @@ def _problems(model: type[BaseModel], data: dict[str, Any]) -> list[str]:
     return [str(p) for p in sink]
 
 
-def test_the_catalog_lists_sql_and_s3_in_order() -> None:
-    assert type_names() == ("sql", "s3")
-    assert [spec.config for spec in catalog.STORE_TYPES] == [SqlStore, S3Store]
-    assert [spec.noun for spec in catalog.STORE_TYPES] == ["a sql store", "an s3 store"]
+def test_the_catalog_lists_sql_s3_and_processor_in_order() -> None:
+    assert type_names() == ("sql", "s3", "processor")
+    assert [spec.config for spec in catalog.STORE_TYPES] == [SqlStore, S3Store, ProcessorStore]
+    assert [spec.noun for spec in catalog.STORE_TYPES] == [
+        "a sql store",
+        "an s3 store",
+        "a processor store",
+    ]
 
 
 def test_every_spec_is_a_store_config_with_a_single_type_literal() -> None:
@@ -91,26 +96,27 @@ def test_policy_parts_have_one_owner() -> None:
 def test_an_unknown_type_lists_the_catalog_types() -> None:
     problems = _problems(Inventory, {"stores": [{"type": "gcs", "name": "x"}]})
     assert problems == [
-        "inventory.yaml:1 stores[0]: unknown type 'gcs' (expected one of 'sql', 's3')"
+        "inventory.yaml:1 stores[0]: unknown type 'gcs' (expected one of 'sql', 's3', 'processor')"
     ]
 
 
-def test_a_third_type_is_one_spec_away() -> None:
-    model = _with_processor()
-    loaded = model.model_validate({"stores": [SQL, PROCESSOR]})
+def test_another_type_is_one_spec_away() -> None:
+    model = _with_webhook()
+    loaded = model.model_validate({"stores": [SQL, WEBHOOK]})
     stores = loaded.model_dump()["stores"]
-    assert [s["type"] for s in stores] == ["sql", "processor"]
+    assert [s["type"] for s in stores] == ["sql", "webhook"]
 
     problems = _problems(model, {"stores": [{"type": "gcs", "name": "x"}]})
     assert problems == [
-        "inventory.yaml:1 stores[0]: unknown type 'gcs' (expected one of 'sql', 's3', 'processor')"
+        "inventory.yaml:1 stores[0]: unknown type 'gcs' "
+        "(expected one of 'sql', 's3', 'processor', 'webhook')"
     ]
     # Problems inside the new type are located and explained like any other's.
-    problems = _problems(model, {"stores": [SQL, {**PROCESSOR, "endpiont": "x"}]})
+    problems = _problems(model, {"stores": [SQL, {**WEBHOOK, "endpiont": "x"}]})
     assert problems == [
         "inventory.yaml:1 stores[1].endpiont: unknown field (did you mean 'endpoint'?)"
     ]
-    assert allowed_keys(model, ("stores", 1, "processor")) == [
+    assert allowed_keys(model, ("stores", 1, "webhook")) == [
         "type",
         "name",
         "description",
@@ -124,20 +130,20 @@ def _report() -> tuple[Reporter, list[Problem]]:
 
 
 def test_crossref_runs_each_types_hooks_with_its_stores(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[list[tuple[YamlPath, ProcessorStore]], InventoryFacts]] = []
+    seen: list[tuple[list[tuple[YamlPath, WebhookStore]], InventoryFacts]] = []
 
     def check_stores(
-        stores: Sequence[tuple[YamlPath, ProcessorStore]], facts: InventoryFacts, report: Reporter
+        stores: Sequence[tuple[YamlPath, WebhookStore]], facts: InventoryFacts, report: Reporter
     ) -> None:
         seen.append((list(stores), facts))
         for path, store in stores:
             if not store.endpoint.startswith("https://"):
                 report.add((*path, "endpoint"), "must be an https URL")
 
-    spec = StoreSpec(ProcessorStore, check_stores=check_stores)
+    spec = StoreSpec(WebhookStore, check_stores=check_stores)
     monkeypatch.setattr(catalog, "STORE_TYPES", (*catalog.STORE_TYPES, spec))
     sql = SqlStore.model_validate(SQL)
-    processor = ProcessorStore.model_validate({**PROCESSOR, "endpoint": "http://mailer"})
+    processor = WebhookStore.model_validate({**WEBHOOK, "endpoint": "http://mailer"})
     # The union was assembled at import; model_construct stands in for a rebuilt one.
     inventory = Inventory.model_construct(stores=cast(Any, (sql, processor)))
     report, sink = _report()
@@ -157,9 +163,9 @@ def test_crossref_runs_each_types_hooks_with_its_stores(monkeypatch: pytest.Monk
 def test_a_policy_naming_a_table_of_another_type_says_which_type_has_tables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(catalog, "STORE_TYPES", (*catalog.STORE_TYPES, StoreSpec(ProcessorStore)))
+    monkeypatch.setattr(catalog, "STORE_TYPES", (*catalog.STORE_TYPES, StoreSpec(WebhookStore)))
     demo = load_config(DEMO_DIR)
-    processor = ProcessorStore.model_validate(PROCESSOR)
+    processor = WebhookStore.model_validate(WEBHOOK)
     inventory = Inventory.model_construct(stores=cast(Any, (*demo.inventory.stores, processor)))
     rule = RetentionRule.model_validate(
         {"id": "r", "store": "mailer", "table": "customers", "age": "30d", "action": "delete"}
@@ -172,7 +178,7 @@ def test_a_policy_naming_a_table_of_another_type_says_which_type_has_tables(
     assert [(p.path, p.message) for p in sink] == [
         (
             ("retention", 0, "table"),
-            "store 'mailer' is a processor store; a table target needs a sql store",
+            "store 'mailer' is a webhook store; a table target needs a sql store",
         )
     ]
 
@@ -184,13 +190,18 @@ def test_stores_answer_the_generic_questions() -> None:
     assert crm.derived_names() == demo.derived_identity_names() == {"customer_id"}
     assert files.identity_columns() == () and files.derived_names() == frozenset()
     assert ("buckets", 0, "categories", 0) in {site.path for site in files.category_sites()}
-    assert crm.part_names("table") == tuple(t.name for t in demo.sql_stores()[0].tables)
+    assert crm.part_names("table") == tuple(t.name for t in demo.stores_of(SqlStore)[0].tables)
     assert files.part_names("table") == ()
 
 
-def test_config_schema_re_exports_the_store_models_lazily() -> None:
-    assert config.schema.SqlStore is SqlStore
-    assert config.schema.S3Store is S3Store
+def test_config_schema_re_exports_no_store_type_model_and_loads_lazily() -> None:
+    """A store type's model is imported from its own package, never from config.schema."""
+    assert config.schema.StoreConfig is StoreConfig
+    for spec in catalog.STORE_TYPES:
+        name = spec.config.__name__
+        assert name not in config.schema.__all__
+        with pytest.raises(AttributeError, match=f"no attribute '{name}'"):
+            getattr(config.schema, name)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = config.schema.Nope
 

@@ -17,7 +17,7 @@ import pytest
 
 from audit.ledger import Ledger
 from config.loader import load_config
-from config.schema import Policy, S3Store, SqlStore
+from config.schema import Policy
 from config.schema.model import LifecycleConfig
 from connectors import registry
 from connectors.base import (
@@ -39,8 +39,10 @@ from connectors.base import (
     Verification,
 )
 from connectors.registry import Unsupported, connector_for, require, supports
+from connectors.s3.config import S3Store
 from connectors.s3.connector import S3Connector
 from connectors.s3.sweep import S3Sweeper
+from connectors.sql.config import SqlStore
 from connectors.sql.connector import SqlConnector
 from connectors.sql.sweep import SqlSweeper
 from core.errors import TerminalError
@@ -242,8 +244,8 @@ def test_a_sweep_skips_the_targets_of_a_store_that_cannot_sweep(
     """The demo's ``files`` store served by a connector without ``Sweeping``: the sweep plans,
     runs and closes the SQL targets, and audits the S3 target as skipped."""
     from demo.seed_sql import seed_crm
-    from tasks.sweep_holds import held_keys_by_target
-    from tasks.sweep_runner import (
+    from engine.sweep_holds import held_keys_by_target
+    from engine.sweep_runner import (
         finish_target,
         plan_sweep,
         run_range,
@@ -285,7 +287,7 @@ def test_a_sweep_skips_the_targets_of_a_store_that_cannot_sweep(
 def test_a_sweep_with_no_store_that_can_sweep_plans_nothing_and_runs_nothing(
     demo_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.sweep_runner import plan_sweep, summarise, sweep_context
+    from engine.sweep_runner import plan_sweep, summarise, sweep_context
 
     monkeypatch.setitem(registry.CONNECTORS, "sql", MinimalConnector.factory)
     monkeypatch.setitem(registry.CONNECTORS, "s3", MinimalConnector.factory)
@@ -304,8 +306,8 @@ def test_subject_holds_are_resolved_only_through_stores_that_scan_and_sweep(
     """Every store without ``SubjectScanning``/``Sweeping``: a subject hold finds nothing to
     resolve and no target keys, rather than failing."""
     from config.schema.policy import LegalHold
+    from engine.sweep_holds import held_keys_by_target
     from retention.targets import SweepTarget
-    from tasks.sweep_holds import held_keys_by_target
 
     hold = LegalHold.model_validate(
         {"id": "H1", "reason": "dispute", "scope": {"subject": "psn_" + "a" * 32},
@@ -315,6 +317,7 @@ def test_subject_holds_are_resolved_only_through_stores_that_scan_and_sweep(
         id="crm.customers:delete",
         kind="sql",
         store="crm",
+        label="crm.customers",
         action="delete",
         conditions=(),
         table="customers",

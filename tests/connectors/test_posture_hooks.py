@@ -21,6 +21,7 @@ def test_every_posture_reference_in_the_catalog_resolves_to_a_function() -> None
     assert refs == {
         "sql": "connectors.sql.posture:gather_posture",
         "s3": "connectors.s3.posture:gather_posture",
+        "processor": "connectors.processor.posture:gather_posture",
     }
     for ref in refs.values():
         assert ref is not None and callable(load_hook(ref))

@@ -11,8 +11,8 @@ from sqlalchemy import func, inspect, select
 
 from audit.keystore import keyring_from_settings
 from config.loader import load_config
-from config.schema.inventory import SqlStore
 from connectors.base import SHARED_REASON, Action
+from connectors.sql.config import SqlStore
 from connectors.sql.connector import SqlConnector
 from core.engines import make_engine
 from demo.bulk_pg import (

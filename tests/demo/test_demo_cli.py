@@ -79,8 +79,8 @@ def _subject_rows(crm: Path, customer_id: int) -> dict[str, int]:
 
 def _earlier_run(data_dir: Path) -> tuple[int, bytes]:
     """State an earlier run leaves: ledger events, an old CRM, the subject's package key."""
-    from audit.register import RequestKind
     from cli.request_cmd import open_register
+    from state.register import RequestKind
 
     register = open_register()
     register.register(RequestKind.ACCESS, {"email": "someone@example.com"}, requested_by="ops")
@@ -103,6 +103,14 @@ def test_demo_end_to_end(isolated_settings: Path, tmp_path: Path) -> None:
     for expected in ("Seeding demo CRM", "Exported records", "Erasure per table"):
         assert expected in result.stdout
     assert "verification: clean" in result.stdout and "intact" in result.stdout
+    # The provider (a stub in the demo's process): the subject's two subscriptions located,
+    # exported, then erased by one signed request it confirmed after two status polls.
+    assert "Seeding demo provider (store 'newsletter'" in result.stdout
+    assert "provider Example Mail: 2 records located by signed request" in result.stdout
+    assert (
+        "provider Example Mail: 2 records erased by signed request "
+        "(REQ-0001 confirmed after 2 status polls, every 0.5 s)" in result.stdout
+    )
 
     ledger = Ledger.open()
     assert ledger.verify().ok

@@ -24,8 +24,9 @@ from botocore.exceptions import ClientError
 from moto.iam.access_control import PermissionResult
 
 from config.loader import load_config
-from config.schema import LifecycleConfig, S3Store
+from config.schema import LifecycleConfig
 from connectors.base import BatchResult
+from connectors.s3.config import S3Store
 from connectors.s3.connector import S3Connector
 from connectors.s3.lifecycle import desired_rules
 from connectors.s3.posture import store_facts

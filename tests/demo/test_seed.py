@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, inspect, select
 
 from config.loader import load_config
-from config.schema.inventory import SqlStore
+from connectors.sql.config import SqlStore
 from core.engines import make_engine
 from demo.crm_schema import TABLES, crm_metadata
 from demo.seed_sql import DemoData, seed_crm

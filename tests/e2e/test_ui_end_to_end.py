@@ -51,9 +51,9 @@ from config.settings import PROJECT_ROOT
 from demo.s3_server import LocalS3
 from demo.seed_s3 import TICKETS_BUCKET, seed_s3
 from demo.seed_sql import DemoData, seed_crm
+from engine.request_summary import artifact_key
 from ops.demo_setup import DEMO_CONFIG_DIR
 from ops.intake.signing import read_secret_file, secret_file, signed_headers
-from tasks.request_summary import artifact_key
 from tests.conftest import TEST_MASTER_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -150,6 +150,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "LIFECYCLE_SERVE_DIR": str(root / "serve"),
             "LIFECYCLE_SERVE_PORT": str(port),
             "LIFECYCLE_INTAKE_PORT": str(intake_port),
+            # The stack's own stub provider (store newsletter), reading the CRM seeded below.
+            "LIFECYCLE_SERVE_PROVIDER_PORT": str(_free_port()),
             **s3_server.env(),
         }
         demo = seed_crm(f"sqlite:///{data_dir / 'crm.db'}", customers=CUSTOMERS)

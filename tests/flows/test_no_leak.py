@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from config.settings import PROJECT_ROOT
 from core.engines import make_engine
+from demo.provider import LocalProvider, provider_store, subscriber_records
 from demo.s3_server import LocalS3
 from flows.subject_request import subject_request
 from tests.flows.support import REQUESTER, SUBJECT_EMAIL, store_rows
@@ -45,24 +46,41 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
     return hits
 
 
+@pytest.fixture
+def demo_provider() -> Iterator[LocalProvider]:
+    """The demo inventory's provider (store newsletter) as a stub; the test adds its records."""
+    from config.loader import load_config
+
+    store = provider_store(load_config(PROJECT_ROOT / "config" / "demo"))
+    assert store is not None
+    with LocalProvider(store, []) as provider:
+        yield provider
+
+
 @pytest.mark.slow
 def test_cli_submit_leaves_no_identity_in_prefect_ledger_or_output(
-    tmp_path: Path, local_s3: LocalS3
+    tmp_path: Path, local_s3: LocalS3, demo_provider: LocalProvider
 ) -> None:
     from demo.seed_sql import seed_crm
 
     data_dir, prefect_home = tmp_path / "data", tmp_path / "prefect-home"
     seed_crm(f"sqlite:///{data_dir / 'crm.db'}", customers=50)
+    records = subscriber_records(f"sqlite:///{data_dir / 'crm.db'}")
+    demo_provider.stub.records.update({r.ref: r for r in records})
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("PREFECT_", "LIFECYCLE_TEST_")) and k != "LIFECYCLE_CONFIG_DIR"
     }
-    env |= local_s3.env() | {  # the S3 store 'files' of the demo inventory
-        "LIFECYCLE_DATA_DIR": str(data_dir),
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
+    env |= (
+        local_s3.env()
+        | demo_provider.env()
+        | {  # the demo's S3 store and provider
+            "LIFECYCLE_DATA_DIR": str(data_dir),
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+    )
 
     done = subprocess.run(
         [
@@ -79,6 +97,7 @@ def test_cli_submit_leaves_no_identity_in_prefect_ledger_or_output(
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["status"] == "completed"
+    assert [(r.records, r.state) for r in demo_provider.taken()] == [(2, "confirmed")]
     needles = [DEMO_EMAIL.encode(), DEMO_NAME.encode()]
     output = (done.stdout + done.stderr).lower()
     assert all(n.decode().lower() not in output for n in needles)
@@ -142,8 +161,8 @@ def test_a_deployment_run_takes_the_request_id_alone_and_is_named_after_it(
     from prefect.flow_engine import run_flow
     from prefect.utilities.callables import parameter_schema
 
-    from tasks.intake import submit
-    from tasks.request_support import request_context
+    from engine.intake import submit
+    from engine.request_support import request_context
 
     configure(auto_approve=True)
     # The form offers one field: nothing in it can hold an identity but a typing mistake.

@@ -25,10 +25,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from config.settings import get_settings
+from engine.request_support import RequestContext, request_context
 from ops.intake.app import IntakeConfig, create_app
 from ops.intake.service import Intake
 from ops.intake.signing import signed_headers
-from tasks.request_support import RequestContext, request_context
 
 SECRET = b"test-webhook-secret-not-a-real-one"
 PAGE_AUTH = "admin:page-password-for-tests"

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from audit.register import RequestStatus
 from config.settings import get_settings
 from ops.intake import signing
 from ops.intake.callback import EVENT, notify_help_desk
 from ops.intake.models import IntakeRequest
 from ops.intake.service import Intake
+from state.register import RequestStatus
 from tests.ops.intake_support import EMAIL, SECRET, FakeRuns, configure, context
 
 NO_WAIT = (0.0, 0.0)  # retry at once: three attempts, no sleeping in tests

@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 
 from config.loader import load_config
-from config.schema import S3Store
+from connectors.s3.config import S3Store
 from connectors.s3.posture import store_facts
 from demo.s3_server import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY
 from demo.seed_s3 import DEMO_BUCKETS, TICKETS_BUCKET, seed_s3, tls_only_policy

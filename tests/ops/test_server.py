@@ -2,8 +2,8 @@
 
 The unit tests cover the pure parts (``ops.serve_env``) and the process primitives
 (``ops.procs``) on short-lived ``python`` children. The integration test starts the real
-thing (Prefect server, local S3, deployments, worker) in an isolated state folder on free
-ports, checks what the issue promises, starts it again, and stops it.
+thing (Prefect server, local S3 and provider, deployments, worker) in an isolated state
+folder on free ports, checks what the issue promises, starts it again, and stops it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 
 from config.settings import PROJECT_ROOT
 from core.errors import ConfigError
+from demo.provider import ping
 from ops import procs, unresponsive_runs
 from ops import serve_env as se
 from ops.prefect_api import request
@@ -319,17 +320,31 @@ def _age_the_automation(api: str, auth: str) -> None:
     assert _automation_windows(api, auth) == [150]
 
 
+def _check_the_demo_provider(state: Path, port: int, output: str) -> None:
+    """The demo's provider: loopback only, its secret owner-only in the state folder and
+    given to flow runs (and the env file), never printed."""
+    assert _listeners(port) == ["0100007F"]
+    secret = (state / "provider-secret").read_text().strip()
+    assert (state / "provider-secret").stat().st_mode & 0o777 == 0o600
+    assert secret not in output
+    env_file = (state / "env").read_text()
+    assert f"LIFECYCLE_NEWSLETTER_ENDPOINT=http://127.0.0.1:{port}" in env_file
+    assert f"LIFECYCLE_NEWSLETTER_SECRET={secret}" in env_file
+    assert ping(f"http://127.0.0.1:{port}", secret)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
 def test_start_twice_then_stop(tmp_path: Path) -> None:
     state = tmp_path / "serve"
-    port, s3_port, intake_port = _free_ports(3)
+    port, s3_port, intake_port, provider_port = _free_ports(4)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
         LIFECYCLE_SERVE_DIR=str(state),
         LIFECYCLE_SERVE_PORT=str(port),
         LIFECYCLE_SERVE_S3_PORT=str(s3_port),
         LIFECYCLE_INTAKE_PORT=str(intake_port),
+        LIFECYCLE_SERVE_PROVIDER_PORT=str(provider_port),
         COLUMNS="200",
     )
     api = f"http://127.0.0.1:{port}/api"
@@ -358,6 +373,7 @@ def test_start_twice_then_stop(tmp_path: Path) -> None:
         # Loopback only: 0100007F is 127.0.0.1; nothing on 0.0.0.0 or IPv6.
         assert _listeners(port) == ["0100007F"]
         assert _listeners(s3_port) == ["0100007F"]
+        _check_the_demo_provider(state, provider_port, first.stdout + first.stderr)
 
         _age_the_automation(api, creds.auth_string)
         second = _lifecycle(env, "start")

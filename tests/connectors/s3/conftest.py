@@ -15,8 +15,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from config.schema import Policy, S3Store
+from config.schema import Policy
 from connectors.base import BatchResult, Key
+from connectors.s3.config import S3Store
 from connectors.s3.connector import S3Connector
 from core.keys import KeyRing
 

@@ -120,7 +120,7 @@ def test_the_registry_builds_an_s3_connector_for_an_s3_store(s3: S3Client) -> No
 
 
 def _sql_store() -> Any:
-    from config.schema import SqlStore
+    from connectors.sql.config import SqlStore
 
     return SqlStore.model_validate(
         {

@@ -34,8 +34,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from config.loader import load_config
-from config.schema import LifecycleConfig, S3Store
+from config.schema import LifecycleConfig
 from connectors.s3.client import make_client
+from connectors.s3.config import S3Store
 from connectors.s3.lifecycle import apply as apply_rules
 from connectors.s3.lifecycle import desired_rules
 from connectors.s3.posture import bucket_facts, store_facts, unclassified_facts

@@ -16,9 +16,9 @@ import moto.s3.models as moto_s3
 import pytest
 from moto.core.utils import utcnow
 
-from config.schema import S3Store
 from config.schema.policy import LegalHold
 from connectors.base import Key, SweepBatch, keys_digest
+from connectors.s3.config import S3Store
 from connectors.s3.purge import MAX_KEYS_PER_CALL, Purger
 from connectors.s3.sweep import S3Sweeper
 from core.errors import TerminalError
@@ -54,6 +54,7 @@ def target(prefix: str | None = None, **kw: Any) -> SweepTarget:
         id=f"files/{BUCKET}/{prefix or ''}",
         kind="s3",
         store="files",
+        label=f"files/{BUCKET}/{prefix or ''}",
         action="delete",
         bucket=BUCKET,
         prefix=prefix,

@@ -32,8 +32,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from config.schema import Policy, SqlStore
+from config.schema import Policy
 from connectors.base import Identities, Key
+from connectors.sql.config import SqlStore
 from core.engines import make_engine
 from tests.conftest import _fresh_database
 

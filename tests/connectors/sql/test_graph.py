@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from config.schema import SqlStore
+from connectors.sql.config import SqlStore
 from connectors.sql.edges import Edge
 from connectors.sql.graph import reach_notes, reachable, resolve_follow
 

@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from config.schema import SqlStore
 from connectors.base import Findings
 from connectors.sql.casefold import case_variants
+from connectors.sql.config import SqlStore
 from connectors.sql.locate import locate
 from connectors.sql.schema import reflect_store
 from core.engines import make_engine

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from cli.doctor_cmd import app as doctor_app
 from cli.main import app as main_app
-from config.schema import SqlStore
 from connectors.base import Action, StorePlan, TargetPlan
+from connectors.sql.config import SqlStore
 from connectors.sql.doctor import check_store
 from connectors.sql.execute import execute_plan
 from connectors.sql.outside_refs import OutsideReference, outside_references

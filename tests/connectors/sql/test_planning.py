@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from config.schema import ErasurePolicy, LegalHold, SqlStore
+from config.schema import ErasurePolicy, LegalHold
 from connectors.base import Action, Findings, Key, MaskSpec, StorePlan, TargetFinding
+from connectors.sql.config import SqlStore
 from connectors.sql.edges import Edge
 from connectors.sql.planning import PlanRefused, plan_erasure
 from connectors.sql.schema import StoreSchema

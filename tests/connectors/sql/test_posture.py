@@ -23,9 +23,9 @@ from moto import mock_aws
 from sqlalchemy.engine import make_url
 
 from config.loader import load_config
-from config.schema import SqlStore
 from config.schema.transfers import TransferPolicy
 from config.settings import PROJECT_ROOT
+from connectors.sql.config import SqlStore
 from connectors.sql.posture import database_facts, rds_facts, server_ssl
 from connectors.sql.posture_facts import DatabaseFacts, ReplicaFact
 from core.engines import make_engine

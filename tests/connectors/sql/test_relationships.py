@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from config.schema import SqlStore
 from connectors.base import (
     Action,
     BatchResult,
@@ -30,6 +29,7 @@ from connectors.base import (
     Verification,
     keys_digest,
 )
+from connectors.sql.config import SqlStore
 from connectors.sql.connector import SqlConnector
 from core.errors import ConfigError, TerminalError
 from core.keys import KeyRing

@@ -26,6 +26,7 @@ from config.crossref import check
 from config.problems import LineMap, Problem, Reporter
 from config.schema import LifecycleConfig
 from connectors.base import Key, SweepBatch, keys_digest
+from connectors.sql.config import SqlStore
 from connectors.sql.connector import SqlConnector
 from connectors.sql.masks import Masker
 from connectors.sql.sweep import SqlSweeper
@@ -265,7 +266,7 @@ class World:
     def sweeper(self, target: SweepTarget, held_keys: frozenset[Key] = frozenset()) -> SqlSweeper:
         """A sweeper from a fresh connector (reflecting the schema), on the shared engine."""
         config = self.config([])
-        [store] = config.sql_stores()
+        [store] = config.stores_of(SqlStore)
         connector = SqlConnector(store, config.policy, keys=KEYS, engine=self.engine)
         return connector.sweeper(target, today=TODAY, held_keys=held_keys)
 
@@ -850,6 +851,7 @@ def _logs_sweeper(
         id="s.logs:delete",
         kind="sql",
         store="s",
+        label="s.logs",
         action="delete",
         table="logs",
         conditions=(Condition("r", "90d", 90, Clock("at"), NAIVE_NOW - timedelta(days=90)),),

@@ -44,7 +44,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from config.schema import Policy, SqlStore
+from config.schema import Policy
+from connectors.sql.config import SqlStore
 from core.engines import make_engine
 
 Row = dict[str, Any]
