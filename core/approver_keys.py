@@ -8,7 +8,7 @@ signing time. ``SignedDecision.token()`` is the one-line form the Prefect UI's f
 takes (printed by ``lifecycle approver sign``); it holds no personal data.
 
 Nothing here knows the policy or the register: checking a signature against the
-policy's approvers, four-eyes and the current plans is ``audit.approvals``' job.
+policy's approvers, four-eyes and the current plans is ``state.approvals``' job.
 """
 
 from __future__ import annotations

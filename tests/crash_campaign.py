@@ -64,13 +64,14 @@ WARM = (
 def _cli(argv: Sequence[str]) -> None:
     """The ``lifecycle`` CLI with the SQL connector batching ``SQL_BATCH`` keys."""
     from cli.main import main
-    from config.schema import Policy, S3Store, SqlStore
+    from config.schema import Policy, StoreConfig
     from connectors import registry
     from connectors.base import Connector
+    from connectors.sql.config import SqlStore
     from connectors.sql.connector import SqlConnector
     from core.keys import KeyRing
 
-    def sql(store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> Connector:
+    def sql(store: StoreConfig, policy: Policy, keys: KeyRing) -> Connector:
         assert isinstance(store, SqlStore)
         return SqlConnector(store, policy, keys=keys, batch_size=SQL_BATCH)
 

@@ -12,20 +12,20 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.approvals import (
+from audit.events import EventStatus, NewEvent
+from audit.keystore import keyring_from_settings
+from audit.ledger import Ledger
+from config.schema.policy import Approval
+from core.approver_keys import PRE_APPROVAL, public_key_text, sign_decision
+from state.approvals import (
     ApprovalBook,
     Attempt,
     DecisionRefused,
     check_attempt,
     decision_row,
 )
-from audit.events import EventStatus, NewEvent
-from audit.keystore import keyring_from_settings
-from audit.ledger import Ledger
-from audit.progress import RequestProgress
-from audit.register import RequestKind, RequestRecord, RequestRegister, RequestStatus
-from config.schema.policy import Approval
-from core.approver_keys import PRE_APPROVAL, public_key_text, sign_decision
+from state.progress import RequestProgress
+from state.register import RequestKind, RequestRecord, RequestRegister, RequestStatus
 
 KEYS = {
     name: Ed25519PrivateKey.from_private_bytes(bytes([n]) * 32)

@@ -21,8 +21,6 @@ from audit.key_tables import audit_keys
 from audit.keystore import keyring_from_settings, load_keyring
 from audit.ledger import Ledger
 from audit.migrate import current
-from audit.progress import RequestProgress
-from audit.register import RequestKind, RequestRegister
 from audit.tables import audit_events, audit_head
 from cli.main import app
 from config.settings import get_settings
@@ -30,6 +28,8 @@ from core.engines import make_engine
 from core.keys import KeyRing, MasterKeyError
 from core.package_keys import PassphraseRecipient
 from core.pseudonym import Pseudonymizer
+from state.progress import RequestProgress
+from state.register import RequestKind, RequestRegister
 from tests.audit.ledger_support import sample
 
 runner = CliRunner()
@@ -415,9 +415,9 @@ def _config_without_s3(folder: Path, hold_subject: str) -> Path:
 def _held_keys() -> dict[str, frozenset[Any]]:
     from datetime import UTC, datetime
 
+    from engine.sweep_holds import held_keys_by_target
+    from engine.sweep_runner import sweep_context
     from retention.targets import resolve_targets
-    from tasks.sweep_holds import held_keys_by_target
-    from tasks.sweep_runner import sweep_context
 
     with sweep_context() as ctx:
         return held_keys_by_target(ctx, resolve_targets(ctx.config, datetime.now(UTC)))

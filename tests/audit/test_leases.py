@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from audit.database import audit_engine, dispose_engines
-from audit.leases import Lease, LeaseBusy, LeaseLost, WaitReport, current_holder
-from audit.sweep_tables import leases
+from state.leases import Lease, LeaseBusy, LeaseLost, WaitReport, current_holder
+from state.sweep_tables import leases
 
 TTL = timedelta(minutes=15)
 START = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)

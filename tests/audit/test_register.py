@@ -16,8 +16,6 @@ from sqlalchemy import Engine, MetaData, select, update
 
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from audit.register import RequestKind, RequestRegister, RequestStatus
-from audit.register_tables import REGISTER_TABLES, requests
 from audit.tables import metadata
 from core.errors import (
     IntegrityError,
@@ -27,6 +25,8 @@ from core.errors import (
     TerminalError,
 )
 from core.pseudonym import Pseudonymizer
+from state.register import RequestKind, RequestRegister, RequestStatus
+from state.register_tables import REGISTER_TABLES, requests
 
 IDENTITY = {"email": "Robin.Quill@Example.com", "name": "Robin Quill"}
 OTHER = {"email": "sam.birch@example.com"}
@@ -91,7 +91,7 @@ def test_register_get_list_and_open_round_trip(reg: RequestRegister) -> None:
 def test_migration_creates_the_modelled_register_tables(reg: RequestRegister) -> None:
     # Every migrated table must be on the metadata, or tables that merely reference the
     # register (request progress) show up as differences when this file runs alone.
-    importlib.import_module("audit.progress_tables")
+    importlib.import_module("state.progress_tables")
     with reg.ledger.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = compare_metadata(context, metadata)

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from audit.identity_box import IdentityBox, Sealed
-from audit.register_model import (
+from core.errors import IntegrityError, NotFoundError, TerminalError
+from core.keys import KeyRing
+from core.pseudonym import Pseudonymizer
+from state.identity_box import IdentityBox, Sealed
+from state.register_model import (
     TERMINAL,
     TRANSITIONS,
     DeadlinePolicy,
@@ -21,9 +24,6 @@ from audit.register_model import (
     new_request_id,
     text_fingerprint,
 )
-from core.errors import IntegrityError, NotFoundError, TerminalError
-from core.keys import KeyRing
-from core.pseudonym import Pseudonymizer
 
 KEYS = KeyRing.from_master(b"r" * 32)
 IDENTITY = {"email": "Jo.Tester@Example.com", "name": "Jo Tester"}

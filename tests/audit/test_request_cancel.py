@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 from audit.events import EventStatus
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from audit.progress import RequestProgress
-from audit.register import RequestKind, RequestRegister, RequestStatus
-from audit.register_tables import requests
 from cli.main import app
 from config.settings import PROJECT_ROOT, get_settings
 from core.errors import TerminalError
+from state.progress import RequestProgress
+from state.register import RequestKind, RequestRegister, RequestStatus
+from state.register_tables import requests
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200"}

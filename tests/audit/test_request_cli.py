@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from audit.register import RequestKind, RequestRegister, RequestStatus
 from cli.main import app
 from config.settings import PROJECT_ROOT, get_settings
+from state.register import RequestKind, RequestRegister, RequestStatus
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200"}  # wide enough that rich never folds an id

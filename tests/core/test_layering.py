@@ -8,7 +8,18 @@ from pathlib import Path
 
 from config.settings import PROJECT_ROOT
 
-ABOVE_CORE = {"audit", "tasks", "flows", "cli", "connectors", "transfers", "retention", "ops"}
+ABOVE_CORE = {
+    "audit",
+    "state",
+    "engine",
+    "tasks",
+    "flows",
+    "cli",
+    "connectors",
+    "transfers",
+    "retention",
+    "ops",
+}
 
 
 def _imported_packages(path: Path) -> set[str]:

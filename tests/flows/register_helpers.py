@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from audit.register import RequestKind, RequestStatus
-from tasks.request_support import RequestContext, request_context
+from engine.request_support import RequestContext, request_context
+from state.register import RequestKind, RequestStatus
 from tests.flows.support import REQUESTER, SUBJECT_EMAIL
 
 FLOW_ACTOR = "flow:subject-request"
