@@ -35,10 +35,35 @@ MYSQL_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_MYSQL_URL", "mysql://root@127.0
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
 
 
+@pytest.fixture(scope="session")
+def demo_provider_env() -> Iterator[dict[str, str]]:
+    """The demo inventory's provider (store ``newsletter``) as a local stub holding nothing.
+
+    The demo configuration (the default one) declares a provider reached over signed HTTPS;
+    every test's requests on it reach this stub, which finds no data for anyone. Tests of
+    the provider itself start their own stub, with records (``demo.provider``).
+    """
+    from config.loader import load_config
+    from config.settings import PROJECT_ROOT
+    from demo.provider import LocalProvider, provider_store
+
+    store = provider_store(load_config(PROJECT_ROOT / "config" / "demo"))
+    if store is None:
+        yield {}
+        return
+    with LocalProvider(store, []) as provider:
+        yield provider.env()
+
+
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test gets its own data folder and a fixed test key; nothing touches var/."""
+def isolated_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_provider_env: dict[str, str]
+) -> Iterator[Path]:
+    """Every test gets its own data folder and a fixed test key; nothing touches var/; the
+    demo's provider variables point at an empty stub (``demo_provider_env``)."""
     data_dir = tmp_path / "data"
+    for name, value in demo_provider_env.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("LIFECYCLE_DATA_DIR", str(data_dir))
     monkeypatch.setenv("LIFECYCLE_MASTER_KEY", TEST_MASTER_KEY)
     monkeypatch.delenv("LIFECYCLE_AUDIT_URL", raising=False)

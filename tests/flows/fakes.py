@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from config.schema import Policy, S3Store, SqlStore
+from config.schema import Policy, StoreConfig
 from config.schema.inventory import IdentityColumn
 from connectors.base import (
     Action,
@@ -44,6 +44,7 @@ from connectors.base import (
     Verification,
     keys_digest,
 )
+from connectors.sql.config import SqlStore
 from connectors.sql.connector import corrected_identities, named_identity_columns, store_changes
 from core.errors import TerminalError, TransientError
 from core.keys import KeyRing
@@ -88,7 +89,7 @@ class FakeConnector:
         self.path = data_file(store)
 
     @classmethod
-    def factory(cls, store: SqlStore | S3Store, policy: Policy, keys: KeyRing) -> FakeConnector:
+    def factory(cls, store: StoreConfig, policy: Policy, keys: KeyRing) -> FakeConnector:
         assert isinstance(store, SqlStore)
         return cls(store, policy)
 
@@ -225,7 +226,7 @@ class FakeConnector:
             for start in range(0, len(step.keys), BATCH):
                 batch = step.keys[start : start + BATCH]
                 results.append(self._apply(rows, step, batch))
-        from tasks.request_support import crash_point  # imports Prefect: only when needed
+        from engine.request_support import crash_point  # the engine: only when needed
 
         if on_prepared is not None:
             on_prepared(results)  # the intents, just before the "commit"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -21,11 +20,11 @@ from uuid import UUID
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.approvals import Signer
 from audit.events import StoredEvent
 from audit.ledger import Ledger
-from config.settings import PROJECT_ROOT
 from core.approver_keys import public_key_text, sign_decision
+from state.approvals import Signer
+from tests import forked_cli
 from tests.flows.fakes import read_store, write_store
 
 if TYPE_CHECKING:
@@ -237,8 +236,8 @@ def signed_token(
 ) -> str:
     """The line ``lifecycle approver sign`` prints: ``name``'s decision on the plans now,
     signed with ``key_of``'s key (default: ``name``'s own; another one forges it)."""
-    from audit.approvals import current_scope
-    from tasks.request_support import request_context
+    from engine.request_support import request_context
+    from state.approvals import current_scope
 
     ctx = request_context()
     scope = current_scope(ctx.record(request_id), ctx.progress)
@@ -344,16 +343,9 @@ def reviewer(*answers: dict[str, str]) -> AbstractContextManager[list[UUID]]:
 def run_cli(
     *args: str, env: dict[str, str], timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
-    """``lifecycle ARGS`` in a subprocess, with fake SQL stores (``tests.flows.crash_runner``)."""
-    return subprocess.run(
-        [sys.executable, "-m", "tests.flows.crash_runner", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """``lifecycle ARGS`` in a process of its own, with fake SQL stores
+    (``tests.flows.crash_runner``), forked from a warm one (``tests.forked_cli``)."""
+    return forked_cli.run("tests.flows.crash_runner", args, env=env, timeout=timeout)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

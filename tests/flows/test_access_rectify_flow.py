@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from audit.register import RequestStatus
 from core.errors import TerminalError
 from core.package import (
     PassphraseRecipient,
@@ -19,9 +18,10 @@ from core.package import (
     load_public_key,
     read_package,
 )
+from engine.intake import submit
+from engine.request_support import request_context
 from flows.subject_request import subject_request
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.register import RequestStatus
 from tests.flows.support import (
     REQUESTER,
     SUBJECT_EMAIL,

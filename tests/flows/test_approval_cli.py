@@ -17,14 +17,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from audit.register import RequestStatus
 from cli.main import app
 from core.approver_keys import parse_token
+from engine.intake import submit
+from engine.request_support import request_context
 from flows import approval_wait
 from flows.subject_request import subject_request
+from state.register import RequestStatus
 from tasks.approval_tasks import record_review
-from tasks.intake import submit
-from tasks.request_support import request_context
 from tests.flows.support import (
     APPROVER,
     REQUESTER,

@@ -12,20 +12,14 @@ from uuid import UUID
 import pytest
 from prefect import flow
 
-from audit.register import RequestStatus
+from engine.approval import APPROVAL_TIMEOUT_SECONDS, Verdict, span, timeout_notice
+from engine.intake import submit
+from engine.request_support import request_context
 from flows import approval_wait
 from flows.subject_request import subject_request
-from tasks.approval_feedback import REFUSED_ARTIFACT, Verdict
-from tasks.approval_tasks import (
-    APPROVAL_TIMEOUT_SECONDS,
-    ApprovalCheck,
-    check_approval,
-    record_review,
-    span,
-    timeout_notice,
-)
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.register import RequestStatus
+from tasks.approval_feedback import REFUSED_ARTIFACT
+from tasks.approval_tasks import ApprovalCheck, check_approval, record_review
 from tests.flows.register_helpers import latest_artifact, register, to_awaiting
 from tests.flows.support import APPROVER, REQUESTER, SUBJECT_EMAIL, reviewer, signed_token
 

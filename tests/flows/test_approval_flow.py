@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from audit.approvals import Signer
-from audit.register import RequestStatus
 from core.errors import TerminalError
+from engine.intake import submit
+from engine.request_support import request_context
 from flows import approval_wait
 from flows.subject_request import subject_request
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.approvals import Signer
+from state.register import RequestStatus
 from tests.flows.support import (
     APPROVER,
     REQUESTER,

@@ -17,12 +17,12 @@ from prefect.client.orchestration import get_client
 from prefect.states import Cancelled, Paused, Scheduled
 from typer.testing import CliRunner
 
-from audit.register import RequestStatus
 from cli.main import app
+from engine.intake import submit
+from engine.request_support import request_context
 from flows.cancel_request import REFUSED, cancel_request_flow
 from flows.subject_request import subject_request
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.register import RequestStatus
 from tests.flows.support import OTHER_EMAIL, REQUESTER, SUBJECT_EMAIL, kinds
 
 Configure = Callable[..., Path]

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from audit.progress_tables import request_progress, request_runs
-from audit.register import RequestStatus
 from core.errors import TerminalError
+from engine.intake import submit
+from engine.request_support import request_context
 from flows.subject_request import subject_request
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.progress_tables import request_progress, request_runs
+from state.register import RequestStatus
 from tests.flows.support import (
     OTHER_EMAIL,
     REQUESTER,

@@ -22,19 +22,21 @@ import pytest
 import sqlalchemy as sa
 
 from audit.events import StoredEvent
-from config.schema import Policy, S3Store, SqlStore
+from config.schema import Policy
 from connectors import registry
 from connectors.base import Connector
+from connectors.s3.config import S3Store
+from connectors.sql.config import SqlStore
 from core.engines import make_engine
 from core.keys import KeyRing
 from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
 from demo.seed_s3 import TICKETS_BUCKET, seed_s3
 from demo.seed_sql import DemoData, seed_crm
+from engine.intake import submit
+from engine.request_support import request_context
 from tasks import erasure_tasks
 from tasks.erasure_tasks import execute_store, plan_store
-from tasks.intake import submit
-from tasks.request_support import request_context
 from tasks.request_tasks import locate_store
 from tests.flows.support import REQUESTER
 

@@ -1,6 +1,6 @@
 """Intake refuses a note holding personal data before anything is registered.
 
-``tasks.intake.submit`` is shared by the CLI and the deployment form; the note it takes
+``engine.intake.submit`` is shared by the CLI and the deployment form; the note it takes
 (a pre-approval's) would be kept verbatim in the register. No flow runs here.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.free_text import FreeTextRefused
-from tasks.intake import submit
-from tasks.request_support import request_context
+from engine.intake import submit
+from engine.request_support import request_context
 from tests.flows.support import APPROVER, REQUESTER, signer
 
 Configure = Callable[..., Path]

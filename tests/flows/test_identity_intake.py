@@ -2,7 +2,7 @@
 
 Through the CLI, a malformed identity or corrected identity is a usage error (exit 2) named
 by its option, without the value, and the request register stays empty; through
-``tasks.intake.submit`` (shared with the deployment form) the value registered is the
+``engine.intake.submit`` (shared with the deployment form) the value registered is the
 normalized one. No flow runs here, so no Prefect server is needed.
 """
 
@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from core.identity_values import IdentityValueError
-from tasks.intake import submit
-from tasks.request_support import request_context
+from engine.intake import submit
+from engine.request_support import request_context
 from tests.flows.support import REQUESTER
 
 Configure = Callable[..., Path]

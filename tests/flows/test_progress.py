@@ -13,18 +13,18 @@ from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import inspect, select
 
-from audit.check_tables import transfer_checks
 from audit.database import dispose_engines
 from audit.ledger import Ledger
 from audit.migrate import alembic_config, current, upgrade
-from audit.progress import BatchRecord, Phase, RequestProgress
-from audit.progress_tables import request_progress, request_runs
-from audit.register import RequestKind, RequestRegister
-from audit.sweep_tables import SWEEP_TABLES
 from audit.tables import metadata
 from core.engines import make_engine
 from core.keys import KeyRing
 from core.package import PassphraseRecipient, X25519Recipient
+from state.check_tables import transfer_checks
+from state.progress import BatchRecord, Phase, RequestProgress
+from state.progress_tables import request_progress, request_runs
+from state.register import RequestKind, RequestRegister
+from state.sweep_tables import SWEEP_TABLES
 
 KEYS = KeyRing.from_master(b"m" * 32)
 PROGRESS_TABLES = {"request_progress", "request_batches", "request_runs"}

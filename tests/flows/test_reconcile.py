@@ -25,17 +25,17 @@ from prefect.states import (
     Suspended,
 )
 
-from audit.approvals import Attempt
-from audit.leases import Lease
-from audit.register import RequestStatus
 from core.approver_keys import parse_token
+from engine.approval import take_decision
+from engine.request_lease import lease_name
+from engine.request_support import request_context
 from flows.request_register import request_register
+from state.approvals import Attempt
+from state.leases import Lease
+from state.register import RequestStatus
 from tasks import register_artifact
-from tasks.approval_tasks import take_decision
 from tasks.reconcile import CANCEL_REASON, RECONCILE_ACTOR, reconcile_waiting
 from tasks.register_artifact import REGISTER_KEY
-from tasks.request_lease import lease_name
-from tasks.request_support import request_context
 from tests.flows import register_helpers
 from tests.flows.register_helpers import latest_artifact, register, state_of, to_awaiting
 from tests.flows.support import APPROVER, SUBJECT_EMAIL, kinds, signed_token

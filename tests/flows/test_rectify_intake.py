@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from audit.keystore import keyring_from_settings
 from cli.main import app
 from config.loader import load_config
-from config.schema import SqlStore
+from connectors.sql.config import SqlStore
 from connectors.sql.connector import SqlConnector
 from demo.seed_sql import DemoData, seed_crm
-from tasks.request_support import request_context
+from engine.request_support import request_context
 
 TOO_LONG = "Q" * 201  # customers.full_name is VARCHAR(200)
 

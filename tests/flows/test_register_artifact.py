@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from audit.register import RequestStatus
 from core.errors import TerminalError
+from engine.intake import submit
+from engine.request_support import request_context
 from flows.request_register import request_register
+from state.register import RequestStatus
 from tasks import register_artifact
 from tasks.cancellation import cancel_request
-from tasks.intake import submit
 from tasks.register_artifact import (
     EVENT_DEADLINE_NEAR,
     EVENT_OVERDUE,
@@ -29,7 +30,6 @@ from tasks.register_artifact import (
     emit_deadline_events,
     publish_register,
 )
-from tasks.request_support import request_context
 from tests.flows.register_helpers import latest_artifact, register, to_awaiting
 from tests.flows.support import APPROVER, OTHER_EMAIL, REQUESTER, SUBJECT_EMAIL, signer
 

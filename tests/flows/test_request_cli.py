@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from core.package import read_package
-from tasks.request_support import request_context
+from engine.request_support import request_context
 from tests.flows.support import (
     APPROVER,
     SUBJECT_EMAIL,

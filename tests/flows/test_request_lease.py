@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from audit.leases import Lease, LeaseBusy, LeaseHolder, WaitReport
-from audit.register import RequestStatus
+from engine import request_lease
+from engine.intake import submit
+from engine.request_support import request_context
 from flows.subject_request import subject_request
-from tasks import request_lease
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.leases import Lease, LeaseBusy, LeaseHolder, WaitReport
+from state.register import RequestStatus
 from tests.flows.support import REQUESTER, SUBJECT_EMAIL, kinds, store_rows
 
 Configure = Callable[..., Path]

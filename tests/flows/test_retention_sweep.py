@@ -12,8 +12,6 @@ from __future__ import annotations
 import random
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +30,7 @@ from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
 from demo.seed_sql import DemoData, seed_crm
 from flows.retention_sweep import SweepParameters, retention_sweep
+from tests import forked_cli
 from tests.flows.support import subprocess_env
 
 CUSTOMERS = 300
@@ -299,9 +298,6 @@ def test_killed_sweep_rerun_ends_as_the_uninterrupted_one(
     if point == "sweep-target-closing":
         crash = f"{point}:crm.login_events:delete"
     args = [
-        sys.executable,
-        "-m",
-        "cli.main",
         "sweep",
         "--batch-size",
         "100",
@@ -315,18 +311,11 @@ def test_killed_sweep_rerun_ends_as_the_uninterrupted_one(
         LIFECYCLE_TEST_HOOKS="1",
         LIFECYCLE_TEST_CRASH_AT=crash,
     )
-    killed = subprocess.run(
-        args, check=False, env=env, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT
-    )
+    # Each run in a process of its own, forked from one that imported the CLI once.
+    killed = forked_cli.run("cli.main", args, env=env, timeout=300)
     assert killed.returncode == 137, killed.stderr[-2000:]
-    rerun = subprocess.run(
-        args,
-        check=False,
-        env=subprocess_env(PREFECT_API_URL=prefect_api_url),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=PROJECT_ROOT,
+    rerun = forked_cli.run(
+        "cli.main", args, env=subprocess_env(PREFECT_API_URL=prefect_api_url), timeout=300
     )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     crashed_end = snapshot(url)
@@ -407,7 +396,7 @@ def test_a_row_that_expires_behind_the_cursor_is_swept_by_a_second_pass(
 ) -> None:
     """The first pass stops at the plan's count; the re-count finds the row that turned old
     behind the cursor, and the second pass (``rescan``) runs to the end and takes it."""
-    from tasks.sweep_runner import plan_sweep, run_range, sweep_context, verify_and_rewind
+    from engine.sweep_runner import plan_sweep, run_range, sweep_context, verify_and_rewind
 
     url, _ = demo()
     t = crm_metadata().tables["login_events"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from audit.register import RequestStatus
 from cli.main import app
 from config.settings import PROJECT_ROOT, get_settings
 from core.engines import make_engine
@@ -28,9 +26,11 @@ from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
 from demo.seed_s3 import ARCHIVE_BUCKET, TICKETS_BUCKET, seed_s3
 from demo.seed_sql import DemoData, DemoSubject, seed_crm
+from engine.intake import submit
+from engine.request_support import request_context
 from flows.subject_request import subject_request
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.register import RequestStatus
+from tests import forked_cli
 from tests.flows.support import kinds, subprocess_env
 
 CUSTOMERS = 60
@@ -265,16 +265,9 @@ def test_crash_after_commit_on_sqlite_resumes_without_repeating(
 
 
 def _lifecycle(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The real ``lifecycle`` command (real connectors) in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    """The real ``lifecycle`` command (real connectors) in a process of its own, forked from
+    one that imported the CLI once (``tests.forked_cli``)."""
+    return forked_cli.run("cli.main", args, env=env, timeout=180)
 
 
 @pytest.mark.service

@@ -21,19 +21,19 @@ import pytest
 from sqlalchemy import delete, func, insert, select
 
 from audit.events import EventStatus
-from audit.progress import Phase
-from audit.register import RequestStatus
 from config.settings import PROJECT_ROOT, get_settings
 from core.engines import make_engine
 from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
 from demo.seed_sql import DemoData, seed_crm
+from engine.intake import submit
+from engine.request_support import request_context
 from flows import approval_wait
 from flows import subject_request as flow_module
 from flows.subject_request import ApprovalNeeded, subject_request
+from state.progress import Phase
+from state.register import RequestStatus
 from tasks.erasure_tasks import plan_store
-from tasks.intake import submit
-from tasks.request_support import request_context
 from tasks.request_tasks import locate_store
 from tests.flows.support import answering_pauses, events, kinds
 

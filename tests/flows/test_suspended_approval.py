@@ -15,11 +15,11 @@ from uuid import UUID
 
 import pytest
 
-from audit.register import RequestStatus
+from engine import request_lease
+from engine.intake import submit
+from engine.request_support import request_context
 from flows.subject_request import subject_request
-from tasks import request_lease
-from tasks.intake import submit
-from tasks.request_support import request_context
+from state.register import RequestStatus
 from tests.flows.support import (
     APPROVER,
     REQUESTER,

@@ -25,14 +25,14 @@ import sqlalchemy as sa
 import yaml
 
 from audit.database import audit_engine
-from audit.leases import Lease, LeaseBusy, current_holder
 from audit.ledger import Ledger
-from audit.sweeps import SWEEP_LEASE, BatchRange, SweepConflict, SweepProgress
 from config.settings import PROJECT_ROOT, get_settings
 from core.engines import make_engine
 from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
 from demo.seed_sql import seed_crm
+from state.leases import Lease, LeaseBusy, current_holder
+from state.sweeps import SWEEP_LEASE, BatchRange, SweepConflict, SweepProgress
 from tests.flows.support import subprocess_env
 from tests.flows.test_retention_sweep import AS_OF, CUSTOMERS, SQL_RULES, expired_keys, write_config
 
@@ -116,13 +116,13 @@ def test_four_concurrent_starts_run_one_sweep(
     """Four starts at once, each as ``lifecycle sweep`` runs it (the flow, in process, not
     waiting): one sweeps, three fail at once naming it; one ``sweep.completed``, whose
     deletions are the rows that left the tables."""
-    import tasks.sweep_runner
+    import engine.sweep_runner
     import tasks.sweep_tasks
 
     before = _row_counts(crm)
     expected = expired_keys(crm, AS_OF)
     losers_done = threading.Event()
-    plan = tasks.sweep_runner.plan_sweep
+    plan = engine.sweep_runner.plan_sweep
 
     def plan_after_the_others_tried(*args: Any, **kwargs: Any) -> Any:
         # Whoever holds the lease plans only once the three others have been turned away,
@@ -175,9 +175,9 @@ def test_four_concurrent_starts_run_one_sweep(
 def test_a_crashed_holders_lease_expires_and_the_next_sweep_resumes_its_sweep(
     crm: str, prefect_server: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from engine.sweep_lease import acquire_lease, sweep_lease
+    from engine.sweep_runner import plan_sweep, run_range, sweep_context
     from flows.retention_sweep import retention_sweep
-    from tasks.sweep_lease import acquire_lease, sweep_lease
-    from tasks.sweep_runner import plan_sweep, run_range, sweep_context
 
     before = _row_counts(crm)
     expected = expired_keys(crm, AS_OF)
@@ -268,7 +268,7 @@ def test_a_second_cli_invocation_exits_5_naming_the_holder_and_since_when(crm: s
 def test_two_processes_closing_the_same_sweep_audit_its_completion_once(crm: str) -> None:
     """No lease here (as if it had been lost): the close is compare-and-set in the
     completion event's transaction, so racing closers append one ``sweep.completed``."""
-    from tasks.sweep_runner import (
+    from engine.sweep_runner import (
         finish_target,
         plan_sweep,
         run_range,

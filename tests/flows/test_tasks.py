@@ -12,10 +12,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from core.errors import TerminalError, TransientError
+from engine.intake import submit
+from engine.request_summary import artifact_key
+from engine.request_support import clean_errors, request_context
 from flows.subject_request import subject_request
-from tasks.intake import submit
-from tasks.request_summary import artifact_key
-from tasks.request_support import clean_errors, request_context, request_task
+from tasks.lifecycle_task import lifecycle_task
 from tests.flows.support import REQUESTER, SUBJECT_EMAIL
 
 Configure = Callable[..., Path]
@@ -24,7 +25,7 @@ Configure = Callable[..., Path]
 def test_only_transient_errors_are_retried(prefect_server: None) -> None:
     calls: list[str] = []
 
-    @request_task("flaky")
+    @lifecycle_task("flaky")
     def flaky(kind: str) -> int:
         calls.append(kind)
         if kind == "terminal":
