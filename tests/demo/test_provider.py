@@ -54,6 +54,10 @@ def test_the_demo_erasure_reaches_the_stub_signed_and_is_confirmed_late(
     config = load_config(DEMO_DIR)
     store = provider_store(config)
     assert store is not None and store.name == "newsletter"
+    # Not the session's empty stub (tests/conftest.py): the run's own variables, restored after.
+    assert store.secret_env is not None
+    monkeypatch.delenv(ENDPOINT_ENV, raising=False)
+    monkeypatch.delenv(store.secret_env, raising=False)
     with LocalProvider(store, subscriber_records(crm_url)) as provider:
         assert provider.held_for(SUBMITTED_EMAIL) == 2
         with provider.applied_env() as env:

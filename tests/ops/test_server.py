@@ -338,7 +338,12 @@ def _check_the_demo_provider(state: Path, port: int, output: str) -> None:
 def test_start_twice_then_stop(tmp_path: Path) -> None:
     state = tmp_path / "serve"
     port, s3_port, intake_port, provider_port = _free_ports(4)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    # Without the session's stub provider (tests/conftest.py): the stack starts its own.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "LIFECYCLE_NEWSLETTER_"))
+    }
     env.update(
         LIFECYCLE_SERVE_DIR=str(state),
         LIFECYCLE_SERVE_PORT=str(port),
