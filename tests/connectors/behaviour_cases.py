@@ -215,7 +215,7 @@ def sql_rows() -> dict[str, list[dict[str, Any]]]:
     """Alice (1, stored in mixed case) and Bob (2); a walk-in invoice belongs to nobody."""
     return {
         "customers": [
-            {"id": 1, "email": "Alice@Example.com", "full_name": "Alice Example",
+            {"id": 1, "email": "ALICE@example.com", "full_name": "Alice Example",
              "created_at": OLD},
             {"id": 2, "email": "bob@example.com", "full_name": "Bob Other", "created_at": OLD},
         ],

@@ -69,7 +69,7 @@ def test_a_processor_loads_with_the_demo_stores(make_config: MakeConfig) -> None
         ),
         (
             "endpoint: https://privacy.example.com/api/",
-            "endpoint: https://user:pw@privacy.example.com/api",
+            "endpoint: https://user:pw@example.com/api",
             "endpoint: https://user",
             "stores[0].endpoint: must hold no credentials, query or fragment (use secret_env)",
         ),
