@@ -28,6 +28,7 @@ from collections.abc import Callable
 from prefect import flow
 
 from config.loader import load_config
+from connectors.base import AwaitingConfirmation
 from core.errors import LifecycleError, TerminalError
 from engine.replan import PlanGrew
 from engine.request_lease import check_lease, hold_request
@@ -184,8 +185,8 @@ def _each(request_id: str, stores: list[str], step: Callable[[str, str], int]) -
         check_lease(request_id)
         try:
             results.append(step(request_id, store))
-        except (PlanGrew, LeaseLost):
-            raise  # not a failure: awaits approval of the grown plan, or another run has it
+        except (PlanGrew, LeaseLost, AwaitingConfirmation):
+            raise  # not a failure: awaits a decision or an operator, or another run has it
         except LifecycleError as e:
             error, message = failure_fields(e)
             record_failure(request_id, store, error, message)
