@@ -11,8 +11,9 @@ and the demo inventory, each round registers ``--requests`` erasure requests (de
    ``lifecycle request submit`` does) and the ticket stored as the external reference;
 2. over HTTP: the intake app served by uvicorn on 127.0.0.1 in a process of its own (as
    ``lifecycle server start`` runs it), each request a webhook POST signed for it (HMAC
-   over timestamp and body) on one keep-alive connection: signature and replay checks,
-   parsing, then the same registration, then the 201 answer;
+   over timestamp and body) on one keep-alive connection: signature check, the
+   delivery and ticket guards (``ops.intake.idempotency``), parsing, then the same
+   registration, then the 201 answer;
 3. for reference (no target): ``submit`` alone, without the ticket.
 
 Flow runs are not created: the registration in this process and the served app (``--serve``,
@@ -119,7 +120,7 @@ def _payload(mode: str, round_: int, i: int) -> dict[str, Any]:
         "kind": "erasure",
         "identity": {"email": f"bench.{mode}.{round_}.{i}@example.com"},
         "requested_by": "help-desk",
-        "ticket": f"ZD-{round_}-{i}",
+        "ticket": f"ZD-{mode}-{round_}-{i}",  # one ticket per request: a re-sent one is 200
     }
 
 

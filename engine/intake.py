@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+
+from sqlalchemy import Connection
 
 from connectors.base import Rectifying
 from connectors.registry import supports
@@ -217,12 +219,15 @@ def submit(
     recipient: Recipient | None = None,
     reviewer: Signer | None = None,
     note: str = "",
+    within: Callable[[Connection, str], None] | None = None,
 ) -> RequestRecord:
     """Check and register a request; record its package recipient and pre-approval.
 
     ``reviewer`` (an approver's signer: name and private key) pre-approves the plans the
     flow will make, signed, under the same four-eyes rule as any approval (an approver
     whose key the policy lists, not the requester).
+    ``within(conn, request_id)`` runs in the transaction that registers the request
+    (``RequestRegister.register``); the intake service records its duplicate guards there.
     """
     try:
         request_kind = RequestKind(kind)
@@ -250,6 +255,7 @@ def submit(
         identity,
         changes=encode_changes(changes) if changes else None,
         requested_by=requested_by,
+        within=within,
     )
     ctx.progress.runs.ensure_run(record.id)
     if recipient is not None:

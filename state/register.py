@@ -17,7 +17,7 @@ appears in the ledger only as its length and SHA-256. Inputs the ledger would re
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,11 +113,15 @@ class RequestRegister:
         changes: Mapping[str, str] | None = None,
         requested_by: str,
         received_at: datetime | None = None,
+        within: Callable[[Connection, str], None] | None = None,
     ) -> RequestRecord:
         """Record a new request; the identity (and rectification values) are sealed.
 
         A rectification needs ``changes`` (the corrected values); other kinds refuse them.
         ``received_at`` defaults to now and may be earlier (a letter opened late).
+        ``within(conn, request_id)`` runs in the registering transaction, after the
+        request's rows: what it writes commits with the request, and an error it raises
+        undoes the registration (the intake's duplicate guards, ``ops.intake.idempotency``).
         """
         try:
             kind = RequestKind(kind)
@@ -163,6 +167,8 @@ class RequestRegister:
                     actor=requested_by,
                 )
             )
+            if within is not None:
+                within(conn, request_id)
         self._ledger.append(
             "request.received",
             status=EventStatus.SUCCEEDED,

@@ -5,6 +5,8 @@ the subject, the sealed identity (nonce and AES-GCM ciphertext, NULL once destro
 deadlines and status. ``subject_request_history`` records every registration, status
 change and extension. Migration ``0002_register`` creates both; keep them in step.
 ``approval_decisions`` holds each approval decision once (request and plans).
+``intake_deliveries`` and ``intake_tickets`` keep the intake webhook from registering a
+request twice (``ops.intake.idempotency``; migration 0012).
 Also here: the translation of database errors into the product's error tree, and the
 maintenance that makes overwritten values physically unrecoverable (``vacuum_tables``).
 """
@@ -127,6 +129,33 @@ decisions = Table(
     **MYSQL_TABLE_ARGS,
 )
 """Approval decisions, inserted once each (``state.approvals``); migration 0008 creates it."""
+
+intake_deliveries = Table(
+    "intake_deliveries",
+    metadata,
+    # One row per accepted webhook delivery (ops.intake.idempotency), inserted in the
+    # transaction that registers its request: the primary key makes a repeat lose. The
+    # digest is SHA-256 of the delivery's keyed signature, never of the body.
+    Column("digest", String(DIGEST_LEN), primary_key=True),
+    Column("request_id", String(ID_LEN), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_intake_deliveries_expires", "expires_at"),
+    **MYSQL_TABLE_ARGS,
+)
+"""Webhook deliveries seen, until their signature is stale; migration 0012 creates it."""
+
+intake_tickets = Table(
+    "intake_tickets",
+    metadata,
+    # The request a help-desk ticket (and request kind) became, keyed by SHA-256 of both:
+    # one open request per ticket and kind (ops.intake.idempotency); a claim whose request
+    # has closed is taken over by the next one.
+    Column("ticket_key", String(DIGEST_LEN), primary_key=True),
+    Column("request_id", String(ID_LEN), nullable=False),
+    Column("claimed_at", UTCDateTime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+"""The open request of each help-desk ticket and kind; migration 0012 creates it."""
 
 REGISTER_TABLES = (requests, history)
 

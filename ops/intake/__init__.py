@@ -4,8 +4,10 @@ Identities arrive here, are sealed in our request register (``engine.intake.subm
 the CLI does) and never reach Prefect: the flow run created holds the request id only.
 
 - ``app``: the FastAPI application (webhook, page, health); ``__main__`` serves it.
-- ``signing`` and ``auth``: HMAC signatures and the shared secret; basic auth, the
-  cross-site check and the replay guard.
+- ``signing`` and ``auth``: HMAC signatures and the shared secret; basic auth and the
+  cross-site check.
+- ``idempotency``: no request registered twice, kept in the audit database: a delivery
+  seen before (409) and a ticket whose request is still open (200, that request).
 - ``models`` and ``page``: what a request carries, its problems (fields, never values),
   the HTML.
 - ``service`` and ``reference``: registering and starting the flow run; the ticket kept

@@ -1,16 +1,23 @@
 """The intake service's HTTP interface (FastAPI), bound to 127.0.0.1 by ``__main__``.
 
 - ``POST /webhook/requests``: a help desk's JSON, signed (``signing``); a missing, stale
-  or forged signature is refused with 401 and logged without the body; a delivery seen
-  before is answered 409 with the request it became, never registered twice.
+  or forged signature is refused with 401 and logged without the body. A delivery seen
+  before is answered 409 with the request it became, never registered twice, also after a
+  restart of the service and when two copies arrive at once: deliveries are remembered in
+  the audit database, in the registering transaction (``idempotency``). A ticket id whose
+  request of the same kind is still open is answered 200 with that request
+  (``already_registered``), registering nothing; once that request is closed, the ticket
+  may start a new one.
 - ``GET /`` and ``POST /requests``: the intake page and its form (or JSON), behind the
   local Prefect server's basic-auth credentials.
 - ``GET /healthz``: liveness, for ``lifecycle server``; says nothing else.
 
 Both ways in register through ``service.Intake`` and answer 201 with the request id, its
-flow run id and status. Refusals are 422 (400 for a body that is not JSON or a form)
-naming each field and what is wrong, never a submitted value; FastAPI's own validation
-handler (which echoes the input) is replaced, and the schema and docs pages are off.
+flow run id and status (200 and the open request, for a ticket already registered).
+Refusals are 422 (400 for a body that is not JSON or a form) naming each field and what
+is wrong, never a submitted value; FastAPI's own validation handler (which echoes the
+input) is replaced, and the schema and docs pages are off. No response carries an
+identity value.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from starlette.concurrency import run_in_threadpool
 
 from core.errors import LifecycleError, TransientError
 from ops.intake import page
-from ops.intake.auth import REALM, ReplayGuard, basic_auth_ok, cross_site
+from ops.intake.auth import REALM, basic_auth_ok, cross_site
+from ops.intake.idempotency import Delivery, RepeatedDelivery
 from ops.intake.models import (
     IntakeRefused,
     IntakeRequest,
@@ -48,6 +56,8 @@ MAX_BODY = 64 * 1024
 FORM = "application/x-www-form-urlencoded"
 JSON_TYPE = "application/json"
 REFUSED = "request refused; nothing was registered"
+ALREADY = "this ticket already has an open request of this kind; nothing new was registered"
+REPEATED = "this delivery was received before"
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,20 @@ def _created(result: IntakeResult, html: bool) -> Response:
     )
 
 
+def _existing(result: IntakeResult, html: bool) -> Response:
+    """The ticket's open request, registered before: 200, and no flow run is started."""
+    if html:
+        text = page.result_page(result.request_id, None, result.status, ALREADY, existing=True)
+        return HTMLResponse(text, 200, headers=page.HEADERS)
+    answer = {
+        "request_id": result.request_id,
+        "status": result.status,
+        "already_registered": True,
+        "message": ALREADY,
+    }
+    return JSONResponse(answer, 200)
+
+
 def _failure(error: Exception, html: bool) -> Response:
     """A failure of ours (not of the input): 503 when it may clear, else 500."""
     if isinstance(error, LifecycleError):
@@ -133,32 +157,43 @@ def _decode(body: bytes, content_type: str) -> IntakeRequest:
 
 
 class _Routes:
-    """The handlers, sharing the configuration, the registering service and replay guard."""
+    """The handlers, sharing the configuration and the registering service."""
 
     def __init__(self, config: IntakeConfig, service: Intake) -> None:
         self.config = config
         self.service = service
-        self.replays = ReplayGuard(window=config.tolerance)
 
-    async def register(self, body: bytes, ctype: str, channel: str) -> tuple[Response, str | None]:
-        """Decode, register and answer; the response and the request id (None: refused)."""
+    async def register(
+        self, body: bytes, ctype: str, channel: str, delivery: Delivery | None = None
+    ) -> Response:
+        """Decode, register and answer (refused, registered, or registered before)."""
         html = ctype == FORM
         values: list[str] = []
         try:
             req = _decode(body, ctype)
             values = req.values()
-            result = await run_in_threadpool(self.service.register, req)
+            result = await run_in_threadpool(self.service.register, req, delivery)
         except IntakeRefused as e:
-            return _refusal(e.problems, e.status, html, values), None
+            return _refusal(e.problems, e.status, html, values)
+        except RepeatedDelivery as e:
+            log.warning("webhook refused: a delivery received before (request %s)", e.request_id)
+            return JSONResponse({"error": REPEATED, "request_id": e.request_id}, 409)
         except Exception as e:
-            return _failure(e, html), None
+            return _failure(e, html)
+        if result.already_registered:
+            log.info(
+                "request %s already open for this ticket (from the %s); nothing registered",
+                result.request_id,
+                channel,
+            )
+            return _existing(result, html)
         log.info(
             "request %s registered from the %s (flow run %s)",
             result.request_id,
             channel,
             result.flow_run_id,
         )
-        return _created(result, html), result.request_id
+        return _created(result, html)
 
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
@@ -189,8 +224,7 @@ class _Routes:
             body = await _body(request)
         except _BodyTooLarge:
             return _refusal([Problem(None, "the body is too large")], 413, ctype == FORM, [])
-        response, _ = await self.register(body, ctype, "page")
-        return response
+        return await self.register(body, ctype, "page")
 
     async def from_webhook(self, request: Request) -> Response:
         try:
@@ -207,17 +241,8 @@ class _Routes:
         except SignatureRefused as e:
             log.warning("webhook refused: %s (%d bytes from %s)", e, len(body), client)
             return JSONResponse({"error": f"signature refused: {e}"}, 401)
-        first, earlier = self.replays.claim(signature)
-        if not first:
-            log.warning("webhook refused: a delivery received before (from %s)", client)
-            answer = {"error": "this delivery was received before", "request_id": earlier}
-            return JSONResponse(answer, 409)
-        request_id = None
-        try:
-            response, request_id = await self.register(body, JSON_TYPE, "webhook")
-        finally:
-            self.replays.settle(signature, request_id)
-        return response
+        delivery = Delivery.of(signature, self.config.tolerance)
+        return await self.register(body, JSON_TYPE, "webhook", delivery)
 
 
 async def _invalid(_request: Request, error: Exception) -> Response:

@@ -86,17 +86,28 @@ def form_page(identity_kinds: Iterable[str]) -> str:
     return _document("New data-subject request", body)
 
 
-def result_page(request_id: str, flow_run_id: str | None, status: str, problem: str | None) -> str:
-    """What a successful post shows: the request id, its flow run and status."""
+def result_page(
+    request_id: str,
+    flow_run_id: str | None,
+    status: str,
+    problem: str | None,
+    *,
+    existing: bool = False,
+) -> str:
+    """What a successful post shows: the request id, its flow run and status.
+
+    ``existing``: the ticket's open request, registered earlier (nothing new was).
+    """
+    run = "named after the request" if existing else "not created"
     rows = [
         ("Request", request_id),
-        ("Flow run", flow_run_id or "not created"),
+        ("Flow run", flow_run_id or run),
         ("Status", status),
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     note = f'<p class="problem">{escape(problem)}</p>' if problem else ""
     body = f'<table>{table}</table>{note}<p><a href="/">Register another request</a></p>'
-    return _document("Request registered", body)
+    return _document("Request already registered" if existing else "Request registered", body)
 
 
 def problems_page(problems: Sequence[Problem], title: str = "Request refused") -> str:

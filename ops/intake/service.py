@@ -1,13 +1,18 @@
 """Registering an intake request exactly as the CLI does, then starting its flow run.
 
 ``Intake.register``: the ticket is checked, ``engine.intake.submit`` checks and registers
-the request (the identity sealed in our register; "request.received" in the ledger), the
-ticket is stored as its external reference, and a flow run of
-``subject-request/subject-request`` is created with the parameters ``{"request_id": ...}``
-only, named after the request. Once the request is
-registered, a later failure does not undo it: the response says so with the request id
-(a retry would register it twice), and an operator starts its run
-(``lifecycle request submit --resume ID``).
+the request (the identity sealed in our register; "request.received" in the ledger), and
+a flow run of ``subject-request/subject-request`` is created with the parameters
+``{"request_id": ...}`` only, named after the request. In the transaction that registers
+the request, the duplicate guards (``idempotency``) record the webhook delivery and claim
+the ticket, and the ticket is stored as the request's external reference: all of it
+commits together or not at all. So a delivery seen before raises ``RepeatedDelivery``
+with the request it became (the app answers 409), and a ticket whose request of the same
+kind is still open gets that request back (``already_registered``; the app answers 200),
+before any check runs and again, race-free, at the commit. Once the request is
+registered, a later failure does not undo it: the response says so with the request id,
+and an operator starts its run (``lifecycle request submit --resume ID``); a retry of the
+delivery is answered with that request, not registered again.
 
 The request context (configuration, keys, ledger) is built once and rebuilt when the
 inventory or policy file changes, so a long-running service follows edits.
@@ -24,10 +29,19 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from audit.events import EventStatus
-from core.errors import LifecycleError, TerminalError
+from core.errors import LifecycleError, TerminalError, TransientError
 from core.package import PassphraseRecipient, Recipient, X25519Recipient, parse_public_key
 from engine.request_support import RequestContext, request_context
 from ops.intake import reference
+from ops.intake.idempotency import (
+    Delivery,
+    Guard,
+    RepeatedDelivery,
+    TicketOpen,
+    earlier_delivery,
+    open_request_of_ticket,
+    purge_expired,
+)
 from ops.intake.models import IntakeRefused, IntakeRequest, Problem, submit_problems
 from state.register import RequestRecord
 
@@ -46,6 +60,8 @@ class IntakeResult(BaseModel):
     flow_run_id: str | None
     status: str
     problem: str | None = None
+    already_registered: bool | None = None
+    """True: the ticket's open request, returned instead of registering another."""
 
 
 def start_flow_run(request_id: str) -> str:
@@ -116,13 +132,29 @@ class Intake:
                 stamp.append(-1)
         return tuple(stamp)
 
-    def register(self, req: IntakeRequest) -> IntakeResult:
-        """Check and register ``req``, then start its flow run; IntakeRefused if refused."""
+    def register(self, req: IntakeRequest, delivery: Delivery | None = None) -> IntakeResult:
+        """Check and register ``req``, then start its flow run; IntakeRefused if refused.
+
+        ``delivery``: the webhook delivery ``req`` came in (RepeatedDelivery if it was
+        accepted before). A ticket whose request of this kind is open returns that request
+        (``already_registered``) and registers nothing.
+        """
         from engine.intake import submit
 
         ctx = self.context()
+        engine = ctx.ledger.engine
         try:
             ticket = None if req.ticket is None else reference.check_ticket(req.ticket)
+            guard = Guard(kind=req.kind, delivery=delivery, ticket=ticket)
+            if delivery is not None:
+                purge_expired(engine)
+                earlier = earlier_delivery(engine, delivery)
+                if earlier is not None:
+                    raise RepeatedDelivery(earlier)
+            if ticket is not None:
+                existing = open_request_of_ticket(engine, req.kind, ticket)
+                if existing is not None:
+                    return self._existing(ctx, existing)
             record = submit(
                 ctx,
                 kind=req.kind,
@@ -131,36 +163,42 @@ class Intake:
                 changes=req.changes or None,
                 recipient=_recipient(req),
                 note=req.note,
+                within=guard.claim,
             )
         except LifecycleError as e:
             if not _usage_error(e):
                 raise
             raise IntakeRefused(submit_problems(e)) from None
-        noted = self._store_ticket(ctx, record, ticket)
+        except RepeatedDelivery as e:  # lost to a concurrent copy at the commit
+            if e.request_id is None and delivery is not None:
+                raise RepeatedDelivery(earlier_delivery(engine, delivery)) from None
+            raise
+        except TicketOpen as e:  # lost to a concurrent request for the ticket
+            found = e.request_id
+            if found is None and ticket is not None:
+                found = open_request_of_ticket(engine, req.kind, ticket)
+            if found is None:  # closed in between: the ticket is free again
+                raise TransientError(
+                    "the ticket's request changed while registering; retry"
+                ) from None
+            return self._existing(ctx, found)
         flow_run_id, problem = self._start(ctx, record)
         return IntakeResult(
             request_id=record.id,
             flow_run_id=flow_run_id,
             status=record.status.value,
-            problem=" ".join(p for p in (noted, problem) if p) or None,
+            problem=problem,
         )
 
-    def _store_ticket(
-        self, ctx: RequestContext, record: RequestRecord, ticket: str | None
-    ) -> str | None:
-        """Store the ticket as the external reference; None, or why it was not stored.
-
-        Done before the flow run exists, so the run (and its callback) finds it. A failure
-        does not undo the registration: it is reported with the request id.
-        """
-        if ticket is None:
-            return None
-        try:
-            reference.set_reference(ctx.ledger.engine, record.id, ticket)
-        except LifecycleError as e:
-            log.error("request %s: ticket not stored (%s)", record.id, e)
-            return f"registered, but the ticket was not stored ({e});"
-        return None
+    def _existing(self, ctx: RequestContext, request_id: str) -> IntakeResult:
+        """The ticket's open request, returned instead of registering another."""
+        record = ctx.register.get(request_id)
+        return IntakeResult(
+            request_id=record.id,
+            flow_run_id=None,
+            status=record.status.value,
+            already_registered=True,
+        )
 
     def _start(self, ctx: RequestContext, record: RequestRecord) -> tuple[str | None, str | None]:
         """The flow run's id, or None and why not (also in the ledger and the log)."""
