@@ -29,11 +29,11 @@ from core.approver_keys import (
     SigningKeyError,
     parse_token,
 )
+from core.crash_points import crash_point
 from core.free_text import FreeTextRefused, check_free_text
 from engine.request_support import (
     FLOW_ACTOR,
     RequestContext,
-    crash_point,
     status_past,
 )
 from state.approvals import (

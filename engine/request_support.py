@@ -6,12 +6,19 @@ ledger events through ``RequestContext.event`` (``engine.events.ledger_event``).
 ``clean_errors`` strips exception chains before they leave a step, since a driver's
 message can quote row values and Prefect stores tracebacks in its logs. Prefect-free:
 the Prefect task decorator lives in ``tasks.lifecycle_task``.
+
+A context is made per task, in the task's thread (a request's stores run concurrently):
+nothing in it is shared between threads but the configuration, frozen models that every
+context reuses while its files and the environment are unchanged (``current_config``),
+and the process's cached, thread-safe audit engine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +28,7 @@ from typing import Any
 from audit.events import EventStatus, NewEvent
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
-from config.loader import load_config
+from config.loader import INVENTORY_FILE, POLICY_FILE, interpolation_env, load_config
 from config.schema.model import LifecycleConfig
 from connectors.base import BatchResult, Connector, Findings, Identities, StorePlan, TargetFinding
 from core.errors import LifecycleError, PersonalDataRefused, TerminalError
@@ -140,9 +147,45 @@ def has_connector(store_type: str) -> bool:
     return has(store_type)
 
 
+_configs: dict[str, LifecycleConfig] = {}
+_configs_lock = threading.Lock()
+_CONFIGS_KEPT = 4
+
+
+def current_config() -> LifecycleConfig:
+    """``load_config()``, reused while the files and the environment it reads are unchanged.
+
+    Loading (YAML, validation, cross-reference checks) takes tens of milliseconds with a
+    few dozen stores, and every task makes a context: concurrent stores' tasks would take
+    turns holding the GIL for it. The configuration's models are frozen, so threads share
+    one; an edited file or a changed variable loads anew, as ``load_config`` always did.
+    """
+    from config.settings import get_settings
+
+    directory = get_settings().config_dir
+    digest = hashlib.sha256(str(directory.resolve()).encode())
+    try:
+        for name in (INVENTORY_FILE, POLICY_FILE):
+            digest.update(b"\0" + (directory / name).read_bytes())
+    except OSError:
+        return load_config()  # missing or unreadable: load_config explains
+    for name, value in sorted(interpolation_env().items()):
+        digest.update(f"\0{name}={value}".encode())
+    key = digest.hexdigest()
+    with _configs_lock:
+        config = _configs.get(key)
+    if config is None:
+        config = load_config()
+        with _configs_lock:
+            while len(_configs) >= _CONFIGS_KEPT:
+                del _configs[next(iter(_configs))]
+            _configs[key] = config
+    return config
+
+
 def request_context() -> RequestContext:
     """The context from settings: the configured policy, keys and audit database."""
-    config = load_config()
+    config = current_config()
     keys = keyring_from_settings()
     ledger = Ledger.open(keys=keys, actor=FLOW_ACTOR)
     policy = config.policy.requests
@@ -259,22 +302,3 @@ def plan_summary(plan: StorePlan) -> list[dict[str, Any]]:
         }
         for s in plan.steps
     ]
-
-
-def crash_point(phase: str, store: str = "request") -> None:
-    """Test hook: die here (exit 137, no cleanup) when LIFECYCLE_TEST_CRASH_AT names this point.
-
-    Honoured only with LIFECYCLE_TEST_HOOKS=1, so a stray variable in production does
-    nothing. Used to prove that a rerun after a crash at any step ends as if uninterrupted;
-    LIFECYCLE_TEST_TRACE names a file that collects every point passed (where a crash
-    campaign can kill a run: ``tests.crash_campaign``).
-    """
-    if os.environ.get("LIFECYCLE_TEST_HOOKS") != "1":
-        return
-    point = f"{phase}:{store}"
-    trace = os.environ.get("LIFECYCLE_TEST_TRACE")
-    if trace:
-        with open(trace, "a", encoding="utf-8") as fh:
-            fh.write(point + "\n")
-    if os.environ.get("LIFECYCLE_TEST_CRASH_AT") == point:
-        os._exit(137)

@@ -50,9 +50,9 @@ from connectors.base import (
     Unsupported,
 )
 from connectors.registry import require, supports
+from core.crash_points import crash_point
 from core.keys import KeyRing
 from engine.events import ledger_event, run_ids
-from engine.request_support import crash_point
 from engine.sweep_holds import held_keys_by_target
 from retention.targets import SweepTarget, resolve_targets, utc_naive
 from state.leases import Lease

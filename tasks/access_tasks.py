@@ -14,12 +14,12 @@ from pathlib import Path
 from audit.events import EventStatus
 from config.settings import get_settings
 from connectors.base import ExportItem
+from core.crash_points import crash_point
 from core.errors import TerminalError
 from core.package import write_package
 from engine.request_support import (
     RequestContext,
     clean_errors,
-    crash_point,
     findings_from_data,
     request_context,
 )

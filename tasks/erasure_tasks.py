@@ -29,13 +29,13 @@ from sqlalchemy import Connection
 
 from audit.events import EventStatus, NewEvent
 from connectors.base import Action, BatchResult, Connector, Findings, Key, StorePlan
+from core.crash_points import crash_point
 from core.errors import TerminalError
 from engine.replan import awaiting_decision, refresh_plan
 from engine.request_support import (
     RequestContext,
     batch_record,
     clean_errors,
-    crash_point,
     findings_from_data,
     plan_summary,
     request_context,

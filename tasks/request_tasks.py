@@ -8,13 +8,13 @@ a rerun after a crash skips what the progress tables say is done.
 from __future__ import annotations
 
 from audit.events import EventStatus
+from core.crash_points import crash_point
 from core.errors import LifecycleError, TerminalError, TransientError
 from engine.request_models import RequestOutcome
 from engine.request_summary import artifact_key, outcome_of, summary_markdown, table_rows
 from engine.request_support import (
     FLOW_ACTOR,
     clean_errors,
-    crash_point,
     findings_data,
     has_connector,
     request_context,

@@ -6,7 +6,8 @@ step with an idempotency key derived from the store and the step's plan digest, 
 after a crash is the same request; ``on_prepared`` receives the intents before anything is
 sent, and ``on_batch`` follows the provider's confirmation (polled until ``confirm_within``),
 with the provider's reference in ``BatchResult.reference``. ``in_effect`` asks the
-provider's status for the same key. Corrections (``Rectifying``) go the same way, for the
+provider's status for the same key, and waits for a request still pending (a resumed run
+polls again, it does not send again). Corrections (``Rectifying``) go the same way, for the
 fields the store declares. No retention sweeps: the provider's retention is the agreement's.
 
 ``mode: manual``: nothing is sent. Locate finds one key standing for "the subject's data
@@ -295,8 +296,13 @@ class ProcessorConnector:
         """Per prepared erasure batch, whether the provider confirmed its request.
 
         Asks the provider's status for the batch's idempotency key (what ``execute``
-        sent it with): confirmed is in effect, anything else is not (a re-run resends the
-        same request). Manual mode cannot tell: ``AwaitingConfirmation``.
+        sent it with): confirmed is in effect; pending (taken, not yet confirmed: a run
+        died while it waited) is waited for as ``execute`` waits, so it ends confirmed,
+        ``ConfirmationPending`` or failed, never "not in effect" (the rerun would then
+        re-locate, and a provider that hides or has just erased the records would leave
+        the erasure unsent, unrecorded and without its reference); anything else is not
+        in effect (a re-run sends the same request). Manual mode cannot tell:
+        ``AwaitingConfirmation``.
         """
         del plan  # each batch's keys determine its idempotency key
         if self.manual and any(b.keys for b in batches):
@@ -305,6 +311,8 @@ class ProcessorConnector:
         for batch in batches:
             key = idempotency_key(self.name, batch.action, batch.target, batch.keys)
             status = ask_status(self.client, key) if batch.keys else Status("unknown", None)
+            if status.state == "pending":
+                status = self._await(key, status, "erasure")
             if status.state == "confirmed":
                 out.append(self._confirmed(replace(batch, affected=len(batch.keys)), status))
             else:

@@ -19,6 +19,7 @@ from typing import Any
 
 from connectors.base import Action, Key, StorePlan, TargetPlan
 from connectors.processor.client import Answer, ProcessorClient, ProviderAnswerInvalid
+from core.crash_points import crash_point
 from core.errors import TerminalError, TransientError
 
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,199}$")
@@ -155,7 +156,8 @@ def await_confirmation(
     """Poll the provider until it confirms the request ``key``; ``first`` is its first answer.
 
     ``ConfirmationPending`` once ``within`` has passed, ``TerminalError`` if the provider
-    reports the request failed.
+    reports the request failed. Each poll answered "pending" passes the crash point
+    ``awaiting-confirmation:<store>`` (tests kill a run there, then resume it).
     """
     deadline = monotonic() + within.total_seconds()
     status = first
@@ -181,3 +183,5 @@ def await_confirmation(
             )
         sleep(min(poll_interval, left))
         status = ask_status(client, key)
+        if status.state == "pending":
+            crash_point("awaiting-confirmation", client.name)  # sent, the provider not done

@@ -226,7 +226,7 @@ class FakeConnector:
             for start in range(0, len(step.keys), BATCH):
                 batch = step.keys[start : start + BATCH]
                 results.append(self._apply(rows, step, batch))
-        from engine.request_support import crash_point  # the engine: only when needed
+        from core.crash_points import crash_point  # only when needed
 
         if on_prepared is not None:
             on_prepared(results)  # the intents, just before the "commit"

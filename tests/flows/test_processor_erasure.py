@@ -7,7 +7,9 @@ is in the processor's ``erasure.batch`` event; the subject's e-mail address is i
 ledger event, log record or Prefect run. When the provider has not confirmed by the
 store's ``confirm_within`` (``ConfirmationPending`` on every task retry, then the run
 fails), a rerun of the same request finishes once it does: the provider took one erasure
-for the idempotency key, and the reference is recorded once.
+for the idempotency key, and the reference is recorded once. So does ``--resume`` after
+``lifecycle request submit`` was killed while it polled (crash point
+``awaiting-confirmation:mailer``): the resumed run polls, it does not send again.
 
 The configuration is the demo's with any processor store of the demo replaced by
 ``mailer`` (so these tests do not depend on the demo's own provider or its secret).
@@ -42,7 +44,8 @@ from engine.request_support import request_context
 from flows.subject_request import subject_request
 from state.register import RequestStatus
 from tasks.erasure_tasks import execute_store
-from tests.flows.support import REQUESTER, events
+from tests import forked_cli
+from tests.flows.support import REQUESTER, events, subprocess_env
 
 CUSTOMERS = 30
 STORE = "mailer"
@@ -58,12 +61,20 @@ class LateProvider(StubProvider):
     def __init__(self, secret: bytes, records: list[StubRecord]) -> None:
         super().__init__(secret, records)
         self.confirmed_at: dict[str, datetime] = {}
+        self.catch_up_on_locate = False  # confirm what is pending just before a locate
 
     def _finish(self, request: StubRequest) -> None:
         super()._finish(request)
         if request.state == "confirmed":
             key = next(k for k, r in self.requests.items() if r is request)
             self.confirmed_at[key] = datetime.now(UTC)
+
+    def answer(self, operation: str, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+        if operation == "locate" and self.catch_up_on_locate:
+            for request in self.requests.values():  # ``self.lock`` is held
+                if request.state == "pending":
+                    self._finish(request)
+        return super().answer(operation, body, key)
 
 
 def _mailer(endpoint: str, confirm_within: str) -> dict[str, Any]:
@@ -297,9 +308,10 @@ def test_a_rerun_after_the_confirmation_wait_ran_out_sends_nothing_twice(
     caplog: pytest.LogCaptureFixture,
     confirmed_before_rerun: bool,
 ) -> None:
-    """The provider does not confirm within ``confirm_within``: every task retry resends
-    the same request and gives up again, the run fails; the rerun finishes once the
-    provider confirms (late: while the rerun polls; meanwhile: before it starts)."""
+    """The provider does not confirm within ``confirm_within``: every task retry polls the
+    request it took again (nothing sent twice) and gives up again, the run fails; the
+    rerun finishes once the provider confirms (late: while the rerun polls; meanwhile:
+    before it starts)."""
     world = make_world("1s")
     data, _, provider = world
     monkeypatch.setattr(execute_store, "retry_delay_seconds", [0.1])  # not 2 s, then 10 s
@@ -312,7 +324,7 @@ def test_a_rerun_after_the_confirmation_wait_ran_out_sends_nothing_twice(
 
     key = _erasure_key(provider)
     sent = [k for op, k in provider.calls if op == "erasures"]
-    assert sent == [key] * 3  # the first attempt and two retries: the same request
+    assert sent == [key]  # the first attempt sent it; two retries polled it again
     assert provider.erased == [] and provider.requests[key].state == "pending"
     assert request_context().register.get(rid).status is RequestStatus.FAILED
     ledger = events(rid)
@@ -334,7 +346,80 @@ def test_a_rerun_after_the_confirmation_wait_ran_out_sends_nothing_twice(
     assert outcome.status == "completed"
     _assert_erased_everywhere(world, rid)
     resent = [k for op, k in provider.calls if op == "erasures"]
-    assert resent == [key] * (3 if confirmed_before_rerun else 4)
+    assert resent == [key]  # the rerun polled it too
     if not confirmed_before_rerun:
         assert provider.calls.count(("status", None)) - polls_before >= 3
     _assert_no_identity(data, rid, caplog)
+
+
+CRASH_AT = f"awaiting-confirmation:{STORE}"
+"""Where the first run dies: the erasure sent, a status poll answered "pending"."""
+
+
+@pytest.mark.parametrize("confirmed", ["on-resume", "while-down", "before-relocate"])
+def test_a_kill_while_awaiting_the_confirmation_then_resume_sends_nothing_twice(
+    make_world: MakeWorld, prefect_api_url: str, confirmed: str
+) -> None:
+    """``lifecycle request submit`` is killed (exit 137) while it polls the provider, which
+    took the erasure but has not confirmed it; ``--resume`` completes the request only once
+    the provider confirms: while the resumed run polls (on-resume), while no process ran
+    (while-down), or between the resumed run's status poll and its fresh locate
+    (before-relocate). The provider (in this process) outlives the killed one; it took
+    one erasure for the idempotency key, and the reference is on record once."""
+    world = make_world("30s")
+    data, _, provider = world
+    provider.knobs.confirm_after_polls = 3  # the killed run sees "pending" on its first poll
+    email = data.subject.email.lower()
+    submit_args = ("request", "submit", "--kind", "erasure", "--identity", f"email={email}")
+    env = subprocess_env(
+        PREFECT_API_URL=prefect_api_url, LIFECYCLE_TEST_HOOKS="1", LIFECYCLE_TEST_CRASH_AT=CRASH_AT
+    )
+
+    crashed = forked_cli.run("cli.main", [*submit_args, "--json"], env=env)
+
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    [record] = request_context().register.list()
+    rid = record.id
+    key = _erasure_key(provider)
+    assert [k for op, k in provider.calls if op == "erasures"] == [key]
+    assert provider.requests[key].state == "pending" and provider.erased == []
+    assert len(request_context().progress.intents(rid, STORE)) == 1  # written before sending
+    ledger = events(rid)
+    assert not [e for e in ledger if e.kind == "erasure.batch" and e.connector == STORE]
+    assert "request.completed" not in {e.kind for e in ledger}
+
+    if confirmed == "while-down":
+        provider.confirm_all()
+    provider.catch_up_on_locate = confirmed == "before-relocate"
+    resumed = forked_cli.run(
+        "cli.main",
+        ["request", "submit", "--resume", rid, "--json"],
+        env=subprocess_env(PREFECT_API_URL=prefect_api_url),
+    )
+
+    assert resumed.returncode == 4, resumed.stderr[-2000:]  # the locked S3 contract deferred
+    assert json.loads(resumed.stdout)["status"] == "completed"
+    batch = _assert_erased_everywhere(world, rid)
+    assert [k for op, k in provider.calls if op == "erasures"] == [key]  # never sent again
+    assert _aware(batch.occurred_at) >= provider.confirmed_at[key]
+    audited = Counter(
+        (e.connector, e.target, e.detail["keys_digest"])
+        for e in events(rid)
+        if e.kind == "erasure.batch"
+    )
+    assert max(audited.values()) == 1, "a batch was audited twice"
+    needles = (email, "@example.com")
+    written = json.dumps([vars(e) for e in events(rid)], default=str).lower()
+    written += json.dumps(_prefect_runs(rid), default=str).lower()
+    written += (crashed.stdout + resumed.stdout).lower()
+    assert not [n for n in needles if n in written]
+
+
+def test_the_providers_crash_point_needs_the_test_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.crash_points import crash_point
+
+    monkeypatch.setenv("LIFECYCLE_TEST_CRASH_AT", CRASH_AT)
+    monkeypatch.delenv("LIFECYCLE_TEST_HOOKS", raising=False)
+    crash_point("awaiting-confirmation", STORE)  # still alive: inert without the switch
+    monkeypatch.setenv("LIFECYCLE_TEST_HOOKS", "1")
+    crash_point("awaiting-confirmation", "crm")  # another point

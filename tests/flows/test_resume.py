@@ -110,7 +110,7 @@ def test_crash_at_each_step_then_resume_ends_as_an_uninterrupted_run(
 
 
 def test_crash_hooks_need_the_test_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.request_support import crash_point
+    from core.crash_points import crash_point
 
     monkeypatch.setenv("LIFECYCLE_TEST_CRASH_AT", "planned:crm")
     monkeypatch.delenv("LIFECYCLE_TEST_HOOKS", raising=False)

@@ -171,9 +171,11 @@ def test_a_deadline_passing_claims_nothing(
     assert "REQ-0001" in message and "same idempotency key" in message
     assert len(calls.prepared) == 1 and calls.done == []
     assert [op for op, _ in provider.calls].count("status") == 4  # 2 s at 0.5 s
-    # Not in effect yet; once the provider confirms, it is.
-    (pending,) = c.in_effect(plan, calls.prepared)
-    assert (pending.affected, pending.keys) == (0, ())
+    # Still pending: a resumed run waits for it again (sends nothing) and gives up the same
+    # way; once the provider confirms, it is in effect.
+    with pytest.raises(ConfirmationPending):
+        c.in_effect(plan, calls.prepared)
+    assert [op for op, _ in provider.calls].count("erasures") == 1
     provider.confirm_all()
     (confirmed,) = c.in_effect(plan, calls.prepared)
     assert (confirmed.affected, confirmed.reference) == (2, "REQ-0001")
