@@ -1,16 +1,20 @@
-"""A throwaway certificate authority and server certificate for the local S3 on 127.0.0.1.
+"""A local CA and server certificate for the local S3 on 127.0.0.1, kept while valid.
 
-``make_tls_files(folder)`` writes, each time it is called:
+``tls_files(folder)`` reuses what an earlier start wrote to ``folder`` while it is still
+good (readable, the certificate signed by the CA, matching its key, for 127.0.0.1, and more
+than ``RENEW_DAYS`` from expiry); otherwise ``make_tls_files(folder)`` writes new ones:
 
-- ``ca.pem``: a fresh CA certificate, what clients trust (``AWS_CA_BUNDLE``, ``verify=``);
-  its private key only ever exists in memory and is discarded once the server certificate
-  is signed, so nothing else can ever be signed by it;
+- ``ca.pem``: a CA certificate, what clients trust (``AWS_CA_BUNDLE``, ``verify=``); its
+  private key only ever exists in memory and is discarded once the server certificate is
+  signed, so nothing else can ever be signed by it (which is why an expiring server
+  certificate brings a new CA with it);
 - ``server.pem`` and ``server.key`` (mode 0600): the server's certificate for ``127.0.0.1``
   and ``localhost``, signed by that CA.
 
-A restarted server gets a new CA, and clients that read ``ca.pem`` when they create their
-S3 client (botocore does) trust the new one. Nothing here is a secret worth keeping: the
-server listens on the loopback address and holds demo data only.
+So a restarted server keeps its CA, and a client holding ``ca.pem`` keeps trusting it; when
+a new CA is made, clients that read ``ca.pem`` when they create their S3 client (botocore
+does) trust the new one. Nothing here is a secret worth keeping: the server listens on the
+loopback address and holds demo data only.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -31,6 +36,7 @@ from core.private_files import private_dir
 
 HOST = "127.0.0.1"
 VALID_DAYS = 365
+RENEW_DAYS = 7  # renewed this close to expiry: a served demo may run for days
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def make_tls_files(folder: Path, now: datetime | None = None) -> TlsFiles:
-    """A new CA and server certificate in ``folder`` (created mode 0700); see the module doc."""
+    """A new CA and server certificate in ``folder`` (created mode 0700), replacing any."""
     now = now or datetime.now(UTC)
     start, end = now - timedelta(minutes=5), now + timedelta(days=VALID_DAYS)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -147,3 +153,29 @@ def make_tls_files(folder: Path, now: datetime | None = None) -> TlsFiles:
     _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), 0o600)
     _write(files.ca, ca.public_bytes(serialization.Encoding.PEM), 0o644)
     return files
+
+
+def tls_files(folder: Path, now: datetime | None = None) -> TlsFiles:
+    """The CA and certificate in ``folder`` if still good, else new ones; see the module doc."""
+    now = now or datetime.now(UTC)
+    files = TlsFiles(folder)
+    return files if _still_good(files, now) else make_tls_files(folder, now)
+
+
+def _still_good(files: TlsFiles, now: datetime) -> bool:
+    """Whether ``files`` hold a CA and a server certificate this server can keep serving."""
+    try:
+        ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+        cert.verify_directly_issued_by(ca)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        files.server_context()  # what the server will load: refused here, not at serving
+    except (OSError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound, ssl.SSLError):
+        return False  # missing, unreadable or not signed by this CA: made anew
+    renew_by = now + timedelta(days=RENEW_DAYS)
+    return (
+        all(c.not_valid_before_utc <= now and c.not_valid_after_utc > renew_by for c in (ca, cert))
+        and key.public_key() == cert.public_key()
+        and ipaddress.ip_address(HOST) in names.get_values_for_type(x509.IPAddress)
+    )

@@ -15,11 +15,16 @@ moto keeps its state in module-level backends shared by everything in the proces
 "a fresh server per demo run" hold in-process: Object Lock's COMPLIANCE retention otherwise
 makes a locked object undeletable until its date, on moto as on AWS.
 
-``LocalS3(tls_dir=folder)`` speaks HTTPS instead, with a throwaway CA and certificate written
-to ``folder`` (``demo.local_tls``; clients trust ``ca.pem``: ``env()`` sets
-``AWS_CA_BUNDLE``, ``client()`` passes it), and judges ``aws:SecureTransport`` in bucket
-policies per request as AWS does (``demo.s3_transport``): a TLS-only bucket policy then
-refuses plain-HTTP requests only, instead of every object call as moto alone does.
+``LocalS3(tls_dir=folder)`` speaks HTTPS instead, with a local CA and certificate in
+``folder`` (``demo.local_tls``: kept from an earlier start while valid; clients trust
+``ca.pem``: ``env()`` sets ``AWS_CA_BUNDLE``, ``client()`` passes it), and judges
+``aws:SecureTransport`` in bucket policies per request as AWS does (``demo.s3_transport``):
+a TLS-only bucket policy then refuses plain-HTTP requests only, instead of every object call
+as moto alone does.
+
+``LocalS3(state_dir=folder)`` keeps moto's S3 state in ``folder`` (``demo.s3_state``):
+restored before serving (instead of ``fresh``'s reset), saved shortly after every change and
+when stopped; ``start`` raises ``StateError`` when the saved state cannot be read.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -46,9 +51,11 @@ from moto.moto_server.werkzeug_app import (
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from demo.local_tls import TlsFiles, make_tls_files
+from demo.local_tls import TlsFiles, tls_files
+from demo.s3_state import S3State
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
     from mypy_boto3_s3 import S3Client
 
 HOST = "127.0.0.1"
@@ -58,15 +65,25 @@ DUMMY_SECRET_KEY = "demo-secret-key"  # a placeholder the local server ignores
 START_TIMEOUT_S = 10.0
 
 
-class _TlsMotoServer(ThreadedMotoServer):
-    """moto's threaded server, its socket wrapped in TLS."""
+class _MotoServer(ThreadedMotoServer):
+    """moto's threaded server, its socket wrapped in TLS (with ``context``) and its WSGI app
+    in ``wrap`` (when given)."""
 
-    def __init__(self, ip_address: str, port: int, context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        ip_address: str,
+        port: int,
+        context: ssl.SSLContext | None,
+        wrap: Callable[[WSGIApplication], WSGIApplication] | None = None,
+    ) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
         self._context = context
+        self._wrap = wrap
 
-    def _server_entry(self) -> None:  # ThreadedMotoServer's, plus ssl_context
-        app = DomainDispatcherApplication(create_backend_app)
+    def _server_entry(self) -> None:  # ThreadedMotoServer's, plus ssl_context and wrap
+        app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
+        if self._wrap is not None:
+            app = self._wrap(app)
         self._server = make_server(
             self._ip_address,
             self._port,
@@ -90,16 +107,21 @@ class LocalS3:
         fresh: bool = True,
         quiet: bool = True,
         tls_dir: Path | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         """``port=0`` picks a free port; ``fresh`` resets moto's in-process state on start;
         ``quiet`` keeps werkzeug's per-request access log off stderr while running;
-        ``tls_dir`` serves HTTPS with a certificate made there (see the module doc)."""
+        ``tls_dir`` serves HTTPS with a certificate kept there; ``state_dir`` keeps the state
+        there (see the module doc)."""
         self.region = region
         self._port = port
         self._fresh = fresh
         self._quiet = quiet
         self._tls_dir = tls_dir
+        self._state_dir = state_dir
         self._tls: TlsFiles | None = None
+        self._state: S3State | None = None
+        self.restored = ""  # with state_dir: what start restored, in words
         self._transport: AbstractContextManager[None] | None = None
         self._server: ThreadedMotoServer | None = None
         self._endpoint: str | None = None
@@ -111,16 +133,19 @@ class LocalS3:
         """Start the server and wait until it answers HTTP(S); returns ``self``."""
         if self._server is not None:
             raise RuntimeError("LocalS3 is already running")
+        wrap = None
+        if self._state_dir is not None:  # restored before the first request can arrive
+            state = S3State(self._state_dir)
+            self.restored = state.restore()  # StateError: nothing started yet
+            self._state, wrap = state, state.wrap
         if self._quiet:
             werkzeug_log = logging.getLogger("werkzeug")
             self._saved_log_level = werkzeug_log.level
             werkzeug_log.setLevel(logging.WARNING)
-        server: ThreadedMotoServer
         if self._tls_dir is not None:
-            self._tls = make_tls_files(self._tls_dir)
-            server = _TlsMotoServer(HOST, self._port, self._tls.server_context())
-        else:
-            server = ThreadedMotoServer(ip_address=HOST, port=self._port, verbose=False)
+            self._tls = tls_files(self._tls_dir)
+        context = self._tls.server_context() if self._tls is not None else None
+        server = _MotoServer(HOST, self._port, context, wrap)
         server.start()
         self._server = server
         host, port = server.get_host_and_port()
@@ -132,7 +157,9 @@ class LocalS3:
                 self._transport = transport_aware_policies()
                 self._transport.__enter__()
             self._wait_until_answering()
-            if self._fresh:
+            if self._state is not None:
+                self._state.start_saving()
+            elif self._fresh:
                 self.reset()
         except BaseException:
             self.stop()
@@ -150,6 +177,9 @@ class LocalS3:
             wsgi_server: Any = getattr(server, "_server", None)
             if wsgi_server is not None:
                 wsgi_server.server_close()
+        state, self._state = self._state, None
+        if state is not None:  # after the server: no request can change it any more
+            state.close()
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.__exit__(None, None, None)

@@ -4,7 +4,8 @@ The demo inventory's S3 store has no endpoint unless ``LIFECYCLE_S3_ENDPOINT`` i
 as a service, its flows then need a local S3 (``ops.local_s3``, over TLS with its own CA)
 and the dummy credentials ``demo.s3_server.LocalS3`` uses. Its CRM is a SQLite file that
 ``lifecycle demo`` seeds; on a fresh clone it does not exist yet, so it is seeded here
-(never re-seeded: existing data stays).
+(never re-seeded: existing data stays), and with it the local S3's demo objects, for the same
+customers as ``lifecycle demo`` (``seed_demo_crm``).
 
 Its processor store ``newsletter`` is reached at ``LIFECYCLE_NEWSLETTER_ENDPOINT``; unless
 that is set, the served demo runs a local stub provider (``ops.local_provider``) whose
@@ -32,6 +33,12 @@ import yaml
 
 from config.settings import PROJECT_ROOT
 from core.errors import ConfigError
+
+DEMO_CUSTOMERS = 2000
+"""Customers in the served demo's CRM: as many as ``lifecycle demo`` seeds."""
+DEMO_S3_CUSTOMERS = 100
+"""Customers with objects in the served demo's S3: a window of ids around the subject, as
+``lifecycle demo`` uploads (``cli.demo_cmd``)."""
 
 if TYPE_CHECKING:
     from config.schema.model import LifecycleConfig
@@ -128,6 +135,12 @@ def s3_env(endpoint: str, ca_bundle: Path | None = None) -> dict[str, str]:
     return values
 
 
+def s3_customer_ids(subject_customer_id: int, customers: int = DEMO_CUSTOMERS) -> list[int]:
+    """The ids (within 1..customers) that get objects: DEMO_S3_CUSTOMERS around the subject."""
+    first = max(1, min(subject_customer_id - DEMO_S3_CUSTOMERS // 2, customers - DEMO_S3_CUSTOMERS))
+    return list(range(first, min(customers, first + DEMO_S3_CUSTOMERS - 1) + 1))
+
+
 # -- the served demo's configuration ---------------------------------------------------------
 
 
@@ -219,9 +232,14 @@ def served_env(state_root: Path) -> dict[str, str]:
     return {"LIFECYCLE_CONFIG_DIR": str(served_config(state_root / "config"))}
 
 
-def seed_demo_crm(say: Callable[[str], None]) -> Path | None:
-    """Seed the demo CRM as ``lifecycle demo`` does when its SQLite file does not exist yet.
+def seed_demo_crm(say: Callable[[str], None], s3: Mapping[str, str] | None = None) -> Path | None:
+    """Seed the demo CRM as ``lifecycle demo`` does when its SQLite file does not exist yet,
+    and first the demo objects in the local S3 that ``s3`` (``s3_env``) reaches, if given.
 
+    The missing CRM file is the one trigger for both, so they stay consistent and neither is
+    ever re-seeded over data an operator has worked on (an erased subject must not come
+    back). S3 goes first: should the CRM seed then fail, the next start seeds both again
+    (``seed_s3`` replaces what it seeded before; locked versions stay, as on AWS).
     Returns the file seeded, or None when there was nothing to do.
     """
     from core.engines import normalize_url
@@ -239,7 +257,43 @@ def seed_demo_crm(say: Callable[[str], None]) -> Path | None:
     path = Path(parsed.database)
     if path.exists():
         return None
+    if s3:
+        seed_demo_s3(s3, say)
     private_dir(path.parent)  # seed_crm creates the file itself, mode 0600 (make_engine)
-    data = seed_crm(url)
+    data = seed_crm(url, customers=DEMO_CUSTOMERS)
     say(f"seeded the demo CRM (it did not exist yet): {data.total:,} rows in {path}")
     return path
+
+
+def seed_demo_s3(s3: Mapping[str, str], say: Callable[[str], None]) -> None:
+    """Upload the demo objects (``demo.seed_s3``) of the customers ``lifecycle demo`` gives
+    objects, around the subject the CRM seed names, to the S3 that ``s3`` reaches."""
+    import boto3
+    from botocore.config import Config
+
+    from demo.seed_s3 import seed_s3
+    from demo.seed_sql import named_subject_ids
+
+    subject = named_subject_ids(DEMO_CUSTOMERS)[0]
+    ids = s3_customer_ids(subject, DEMO_CUSTOMERS)
+    session = boto3.session.Session(
+        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
+        region_name=s3["AWS_DEFAULT_REGION"],
+    )
+    client = session.client(
+        "s3",
+        endpoint_url=s3["AWS_ENDPOINT_URL_S3"],
+        verify=s3.get("AWS_CA_BUNDLE"),
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=16),
+    )
+    try:
+        data = seed_s3(
+            client, customer_ids=ids, subject_customer_id=subject, region=s3["AWS_DEFAULT_REGION"]
+        )
+    finally:
+        client.close()
+    say(
+        f"seeded the demo S3 with the objects of {len(ids)} customers "
+        f"({data.total_versions:,} versions in {len(data.buckets)} buckets)"
+    )

@@ -44,6 +44,9 @@ WORKER_ONLINE_TIMEOUT_S = 60.0
 S3_START_TIMEOUT_S = 30.0
 PROVIDER_START_TIMEOUT_S = 30.0
 INTAKE_START_TIMEOUT_S = 60.0
+READY_POLL_S = 0.1
+"""Between readiness checks of a process being started (each a local request or two): a
+start waits for five processes in turn, and a coarse poll added up to seconds of idling."""
 INTAKE_PORT_ENV = "LIFECYCLE_INTAKE_PORT"
 PREFECT_YAML = "prefect.yaml"
 DEFAULT_INTAKE_PORT: int = Settings.model_fields["intake_port"].default
@@ -190,7 +193,7 @@ def _ensure(
             raise ServeError(
                 f"{proc.label} not ready in {timeout:.0f} s (see {log})", procs.tail(log)
             )
-        time.sleep(0.5)
+        time.sleep(READY_POLL_S)
     report.pids[proc.name] = pid
     return pid
 
@@ -236,9 +239,9 @@ def _s3(
 ) -> dict[str, str]:
     tls = local_s3.tls_dir(inst.paths.root)
     old = procs.live_pid(inst.paths.pid_file(S3.name), S3.marker)
-    if old is not None and not procs.process_alive(old, ("--tls-dir",)):
-        procs.terminate(old)  # a plain-HTTP local S3 of an older start
-    args = local_s3.command(sys.executable, inst.s3_port, tls)
+    if old is not None and not procs.process_alive(old, ("--tls-dir", "--state-dir")):
+        procs.terminate(old)  # a plain-HTTP or in-memory local S3 of an older start
+    args = local_s3.command(sys.executable, inst.s3_port, tls, local_s3.state_dir(inst.paths.root))
     env = {k: v for k, v in environ.items() if not k.startswith("PREFECT_")}
     launch = (args, env, inst.repo, inst.s3_port)
     _ensure(
@@ -398,7 +401,7 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
         say(
             " ".join(_run(inst, migrate, env, "db-upgrade", "migrating the audit database").split())
         )
-        demo_setup.seed_demo_crm(say)
+        demo_setup.seed_demo_crm(say, s3_env)  # and the local S3's objects, once, with it
         if provider_secret is not None:
             _provider(inst, environ, provider_secret, report, say)
         _pool(inst, creds, env, say)

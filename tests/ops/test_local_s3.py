@@ -113,6 +113,14 @@ def test_demo_setup_hands_flow_runs_the_ca(tmp_path: Path) -> None:
     assert env["LIFECYCLE_S3_ENDPOINT"] == env["AWS_ENDPOINT_URL_S3"] == "https://127.0.0.1:4566"
     assert "AWS_CA_BUNDLE" not in demo_setup.s3_env("http://127.0.0.1:4566")
     assert local_s3.command("py", 4566, None) == ["py", "-m", "ops.local_s3", "--port", "4566"]
+    state = local_s3.state_dir(tmp_path)
+    assert state == tmp_path / "s3-state"
+    assert local_s3.command("py", 1, tmp_path, state)[-4:] == [
+        "--tls-dir",
+        str(tmp_path),
+        "--state-dir",
+        str(state),
+    ]
 
 
 def test_listing_the_buckets_is_not_ready_until_their_setup_is_done(tmp_path: Path) -> None:
@@ -129,5 +137,7 @@ def test_listing_the_buckets_is_not_ready_until_their_setup_is_done(tmp_path: Pa
         client.close()
         ca = local_s3.ca_file(folder)
         assert not local_s3.ready(s3.endpoint_url, ca=ca)  # listed, but not set up
-        local_s3.setup_marker(folder).write_text(s3.endpoint_url)
+        local_s3.setup_marker(folder).write_text("https://127.0.0.1:1\n")
+        assert not local_s3.ready(s3.endpoint_url, ca=ca)  # another server's marker
+        local_s3.setup_marker(folder).write_text(s3.endpoint_url + "\n")
         assert local_s3.ready(s3.endpoint_url, ca=ca)
