@@ -371,10 +371,32 @@ def _require_checkout(inst: Instance) -> None:
         )
 
 
+def _without_own_endpoints(environ: Mapping[str, str], inst: Instance) -> dict[str, str]:
+    """``environ`` less the local S3's and local provider's endpoints of this service.
+
+    The sourceable env file sets them; an operator who sourced it and runs ``make stop`` /
+    ``make serve`` in that shell still wants the local S3 and provider started, not taken
+    for external ones that a stopped service no longer answers.
+    """
+    from demo.provider import ENDPOINT_ENV
+
+    own = {"LIFECYCLE_S3_ENDPOINT": inst.s3_endpoint, ENDPOINT_ENV: inst.provider_endpoint}
+    return {
+        k: v
+        for k, v in environ.items()
+        if k not in own or v.strip().rstrip("/") != own[k].rstrip("/")
+    }
+
+
 def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
     """Bring everything up, keeping what already runs; what runs and where."""
     environ = os.environ if environ is None else environ
     inst = instance(environ)
+    kept = _without_own_endpoints(environ, inst)
+    if environ is os.environ:  # the configuration is read from it (``${LIFECYCLE_S3_ENDPOINT}``)
+        for name in set(environ) - set(kept):
+            del os.environ[name]
+    environ = kept
     _require_checkout(inst)
     with procs.locked(inst.paths.lock_file):
         inst.paths.home.mkdir(parents=True, exist_ok=True)
