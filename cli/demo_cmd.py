@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cli.output import console, fail, handled_errors, print_table
+from demo.customers import DEMO_CUSTOMERS, s3_customer_ids
 
 if TYPE_CHECKING:
     from config.schema.model import LifecycleConfig
@@ -56,10 +57,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer()
 
-DEMO_CUSTOMERS = 2000
-DEMO_S3_CUSTOMERS = 100
-"""Customers with objects in the local S3: a window of ids around the subject (uploading
-objects for all 2,000 takes over a minute on moto's single server)."""
 SUBMITTED_EMAIL = "demo.subject@example.com"
 """How the operator types the address; the CRM stores it as Demo.Subject@example.com."""
 
@@ -91,12 +88,6 @@ def _seed_crm(config: LifecycleConfig) -> DemoData:
         "requested in lower case)"
     )
     return data
-
-
-def s3_customer_ids(subject_customer_id: int, customers: int = DEMO_CUSTOMERS) -> list[int]:
-    """The ids (within 1..customers) that get objects: DEMO_S3_CUSTOMERS around the subject."""
-    first = max(1, min(subject_customer_id - DEMO_S3_CUSTOMERS // 2, customers - DEMO_S3_CUSTOMERS))
-    return list(range(first, min(customers, first + DEMO_S3_CUSTOMERS - 1) + 1))
 
 
 def _seed_s3(s3: LocalS3, config: LifecycleConfig, subject_customer_id: int) -> S3DemoData:

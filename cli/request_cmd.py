@@ -5,8 +5,10 @@ the request id reaches Prefect); ``status`` shows one request with its history a
 per-store progress; ``list`` shows deadlines (days left, negative once overdue);
 ``extend`` grants the one extension the policy allows; ``cancel`` ends an open or failed
 request (identity destroyed, its flow runs cancelled); ``keygen`` makes the X25519 key
-pair an access package can be encrypted for. Identities are never printed: the register
-only shows pseudonyms.
+pair an access package can be encrypted for; ``confirm`` and ``identity`` serve stores an
+operator works on by hand (``cli.request_confirm``). Identities are never printed, but by
+``identity`` to the operator of such a store (recorded in the ledger): the register only
+shows pseudonyms.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cli.output import (
     print_json,
     print_table,
 )
+from cli.request_confirm import confirm_command, identity_command
 from cli.request_submit import submit_command
 from state.register import HistoryEntry, RequestRecord, RequestRegister, RequestStatus
 
@@ -255,6 +258,8 @@ def _cancel_flow_runs(request_id: str, known: list[str]) -> tuple[list[dict[str,
 
 
 app.command("submit")(submit_command)
+app.command("confirm")(confirm_command)
+app.command("identity")(identity_command)
 
 
 @app.command("keygen")

@@ -96,6 +96,15 @@ class Settings(BaseSettings):
         description="How long a run of a request waits for another run of the same request "
         "(a CLI --resume beside a deployment run) to finish before it gives up.",
     )
+    store_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="How many stores one subject request works on at once (locate, plan, "
+        "execute, verify): stores that do not depend on each other run in parallel, so a "
+        "request waits for its slowest processor rather than for all of them in turn. "
+        "1: one store after another.",
+    )
     intake_port: int = Field(
         default=4210,
         ge=1,

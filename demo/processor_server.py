@@ -6,7 +6,7 @@
 request's state and erases nothing again) and confirms an erasure after a configurable
 number of status polls. Knobs inject the failures a real provider has: answers delayed
 past the client's timeout, 429/5xx before a real answer, refusals, holds, confirmations
-that never come. Records live in memory.
+that never come, and a latency every answer waits (benchmarks). Records live in memory.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Knobs:
     """Failures to inject, consumed in order (each list entry is used once)."""
 
     delays: list[float] = field(default_factory=list)  # seconds before answering
+    latency: float = 0.0  # seconds before every answer (a provider far away), always
     statuses: list[int] = field(default_factory=list)  # answered instead of the real answer
     refuse: dict[str, int] = field(default_factory=dict)  # operation -> 4xx, always
     confirm_after_polls: int = 0  # status polls before a request is confirmed
@@ -258,8 +259,11 @@ class _Handler(BaseHTTPRequestHandler):
             delay = stub.knobs.delays.pop(0) if stub.knobs.delays else 0.0
             # A delayed call's client has gone: the injected statuses are for later calls.
             injected = stub.knobs.statuses.pop(0) if stub.knobs.statuses and not delay else None
+            latency = stub.knobs.latency
         if delay:
             time.sleep(delay)  # the client has given up by now: its retry comes next
+        if latency:
+            time.sleep(latency)  # outside the lock: concurrent calls wait side by side
         fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= MAX_SKEW_SECONDS
         if not fresh or not verify_signature(stub.secret, timestamp, raw, signature):
             with stub.lock:

@@ -275,21 +275,34 @@ class LocalS3:
 
         Raise ``max_pool_connections`` to at least the number of threads sharing the client.
         """
-        session = boto3.session.Session(
-            aws_access_key_id=DUMMY_ACCESS_KEY,
-            aws_secret_access_key=DUMMY_SECRET_KEY,
-            region_name=region or self.region,
+        return s3_client(
+            self.endpoint_url,
+            region=region or self.region,
+            ca=str(self._tls.ca) if self._tls else None,
+            max_pool_connections=max_pool_connections,
         )
-        return session.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            verify=str(self._tls.ca) if self._tls else None,
-            config=Config(
-                s3={"addressing_style": "path"},
-                max_pool_connections=max_pool_connections,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-        )
+
+
+def s3_client(
+    endpoint: str, *, region: str, ca: str | None = None, max_pool_connections: int = 10
+) -> S3Client:
+    """A boto3 S3 client for a local S3 at ``endpoint`` (dummy credentials, path-style URLs,
+    the server's CA ``ca`` when it speaks TLS)."""
+    session = boto3.session.Session(
+        aws_access_key_id=DUMMY_ACCESS_KEY,
+        aws_secret_access_key=DUMMY_SECRET_KEY,
+        region_name=region,
+    )
+    return session.client(
+        "s3",
+        endpoint_url=endpoint,
+        verify=ca,
+        config=Config(
+            s3={"addressing_style": "path"},
+            max_pool_connections=max_pool_connections,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    )
 
 
 @contextmanager

@@ -4,15 +4,25 @@ The flow takes the id of a request registered beforehand (``lifecycle request su
 the intake service): the identity is sealed in our register and never reaches Prefect,
 in no parameter, run input, artifact or log. Runs are named after the request id.
 
-Steps, one task per store in inventory order: locate (derived identities feed later
-stores) -> plan -> approval -> execute -> verify -> complete. Every task reads its inputs
-from our own tables and records its progress there, so running the flow again with the
-same request id (after a crash, or ``lifecycle request submit --resume``) continues where
-it stopped. Tasks run one after another: no concurrent writes to Prefect's or our SQLite.
+Steps, one task per store: locate (derived identities feed later stores) -> plan ->
+approval -> execute -> verify -> complete. Every task reads its inputs from our own tables
+and records its progress there, so running the flow again with the same request id (after
+a crash, or ``lifecycle request submit --resume``) continues where it stopped.
+Within a step, stores run concurrently (``flows.store_steps``), at most
+``LIFECYCLE_STORE_CONCURRENCY`` at once (1: one after another), so a request waits for its
+slowest processor rather than for each in turn. Locate runs in levels: a store searched
+by an identity that an earlier store derives runs after that store. Concurrent tasks are
+safe to write: ledger appends serialize on the chain head (``BEGIN IMMEDIATE`` on SQLite,
+``FOR UPDATE`` elsewhere) and every task opens its own context and connections. A failed
+store stops the step from starting more stores; every store that failed is audited, and
+the first in inventory order is raised.
 Two runs of one request never overlap: each holds the request's lease
 (``engine.request_lease``) except while waiting for a decision; a second run waits.
 A run of the deployment waiting for approval suspends and frees its process
-(``flows.approval_wait``); the worker runs it again once a reviewer answers.
+(``flows.approval_wait``); the worker runs it again once a reviewer answers. A store whose
+work an operator does by hand (a manual processor) is waited for the same way
+(``flows.confirmation_wait``): the operator confirms with the provider's reference, or
+declines, and the store's intents become its audited batches or are discarded.
 
 Deferrals (legal holds) do not block completion: the request completes for everything
 that could be done, and the deferrals are recorded in the ledger, returned in the
@@ -24,18 +34,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 
 from prefect import flow
 
 from config.loader import load_config
+from config.settings import get_settings
 from connectors.base import AwaitingConfirmation
 from core.errors import LifecycleError, TerminalError
+from engine.confirmation import failure_message
 from engine.replan import PlanGrew
 from engine.request_lease import check_lease, hold_request
 from engine.request_models import RequestOutcome
 from engine.request_support import request_context
-from flows import approval_wait
+from flows import approval_wait, confirmation_wait
 from flows.approval_wait import forget_answer, pause_key, ui_refusals, wait_for_decision
+from flows.confirmation_wait import forget_confirmation, wait_for_confirmation
+from flows.store_steps import StoreOutcome, locate_levels, run_stores
 from ops.intake.callback import notify_help_desk
 from state.leases import LeaseLost
 from state.register import RequestStatus
@@ -46,6 +61,11 @@ from tasks.approval_tasks import (
     record_approval_gave_up,
     record_approval_timeout,
     record_review,
+)
+from tasks.confirmation_tasks import (
+    ask_confirmation,
+    record_confirmation,
+    record_confirmation_gave_up,
 )
 from tasks.erasure_tasks import execute_store, plan_store, verify_store
 from tasks.rectify_tasks import rectify_store, verify_rectified_store
@@ -76,6 +96,11 @@ class RequestFailed(TerminalError):
 
 class ApprovalNeeded(TerminalError):
     """The plans await a decision that no reviewer can give to this run (no Prefect server)."""
+
+
+class ConfirmationNeeded(TerminalError):
+    """A store's manual work awaits an operator's confirmation, and no form of this run can
+    be answered (no Prefect server): confirm from the CLI, then resume."""
 
 
 def _run_name() -> str:
@@ -138,8 +163,9 @@ def _carry_out(request_id: str) -> None:
         if current is RequestStatus.COMPLETED:
             complete_request(request_id)  # records completion if a crash skipped it
         return
-    stores = [store.name for store in load_config().inventory.stores]
-    found = sum(_each(request_id, stores, locate_store))
+    inventory = load_config().inventory
+    stores = [store.name for store in inventory.stores]
+    found = sum(_each(request_id, stores, locate_store, levels=locate_levels(inventory, stores)))
     if not found:
         _nothing_found(request_id)
     elif kind == "erasure":
@@ -178,21 +204,68 @@ def _failure_artifact(request_id: str, store: str | None, message: str | None) -
     )
 
 
-def _each(request_id: str, stores: list[str], step: Callable[[str, str], int]) -> list[int]:
-    """Run ``step`` per store in order; a failure is audited (store, what was done) and raised."""
-    results = []
-    for store in stores:
-        check_lease(request_id)
-        try:
-            results.append(step(request_id, store))
-        except (PlanGrew, LeaseLost, AwaitingConfirmation):
-            raise  # not a failure: awaits a decision or an operator, or another run has it
-        except LifecycleError as e:
-            error, message = failure_fields(e)
-            record_failure(request_id, store, error, message)
-            _failure_artifact(request_id, store, message)
-            raise
-    return results
+_NOT_FAILURES = (PlanGrew, LeaseLost, AwaitingConfirmation)
+"""Not failures: awaits a decision or an operator, or another run has the request."""
+
+
+def _each(
+    request_id: str,
+    stores: list[str],
+    step: Callable[[str, str], int],
+    *,
+    levels: list[list[str]] | None = None,
+) -> list[int]:
+    """Run ``step`` for every store; results in inventory order. A failure is audited
+    (store, what was done) and raised.
+
+    Stores run concurrently (``flows.store_steps``), level by level when ``levels``
+    groups them (locate), all together otherwise; the lease is checked as each store
+    starts.
+    """
+    limit = get_settings().store_concurrency
+    results: dict[str, int] = {}
+    for level in levels if levels is not None else [stores]:
+        outcomes = run_stores(level, partial(_store_step, request_id, step), limit)
+        _raise_first(request_id, outcomes)
+        results.update((o.store, o.result) for o in outcomes if o.result is not None)
+    return [results[store] for store in stores]
+
+
+def _store_step(request_id: str, step: Callable[[str, str], int], store: str) -> int:
+    check_lease(request_id)
+    return step(request_id, store)
+
+
+def _raise_first(request_id: str, outcomes: list[StoreOutcome]) -> None:
+    """Audit every store that failed, then raise what ends the step (inventory order).
+
+    A lost lease comes first and is not audited: another run has the request and will
+    meet any failure itself. Then failures (audited, each with its store) and unexpected
+    errors; a failure outranks a grown plan, since asking a reviewer again while a store
+    is failing helps nobody (the grown plan waits, recorded, for the rerun's approval).
+    Last, a grown plan (the flow asks again), then a store awaiting an operator.
+    """
+    errors = [o.error for o in outcomes if o.error is not None]
+    if not errors:
+        return
+    for error in errors:
+        if isinstance(error, LeaseLost) or not isinstance(error, Exception):
+            raise error  # LeaseLost, or KeyboardInterrupt, SystemExit, Prefect's signals
+    failed = [
+        (o.store, o.error)
+        for o in outcomes
+        if isinstance(o.error, LifecycleError) and not isinstance(o.error, _NOT_FAILURES)
+    ]
+    for store, error in failed:
+        name, message = failure_fields(error)
+        record_failure(request_id, store, name, message)
+    if failed:
+        first_message = failure_fields(failed[0][1])[1]
+        _failure_artifact(request_id, ", ".join(store for store, _ in failed), first_message)
+    raise next(
+        (e for e in errors if not isinstance(e, _NOT_FAILURES)),
+        next((e for e in errors if isinstance(e, PlanGrew)), errors[0]),
+    )
 
 
 def _guarded(request_id: str, step: Callable[[str], int]) -> int:
@@ -295,7 +368,7 @@ def _approve_and_execute(request_id: str, stores: list[str]) -> bool:
             return False
         advance_request(request_id, RequestStatus.EXECUTING.value)
         try:
-            _each(request_id, stores, execute_store)
+            _each_confirmed(request_id, stores, execute_store)
         except PlanGrew:
             if round_ == MAX_APPROVAL_ROUNDS:
                 raise
@@ -319,8 +392,64 @@ def _rectify(request_id: str, stores: list[str]) -> None:
     if not _approved(request_id, "rectification"):
         return
     advance_request(request_id, RequestStatus.EXECUTING.value)
-    _each(request_id, stores, rectify_store)
+    _each_confirmed(request_id, stores, rectify_store)
     advance_request(request_id, RequestStatus.VERIFYING.value)
     lost = sum(_each(request_id, stores, verify_rectified_store))
     _fail_if_left(request_id, lost, "rectified rows are no longer found")
     complete_request(request_id)
+
+
+def _each_confirmed(
+    request_id: str, stores: list[str], step: Callable[[str, str], int]
+) -> list[int]:
+    """``_each``, asking an operator whenever a store's work awaits one (a manual
+    processor), then running the step again: a confirmed store is executed and audited,
+    so the step finds it done and the remaining stores carry on."""
+    for _ in range(len(stores) + 1):
+        try:
+            return _each(request_id, stores, step)
+        except AwaitingConfirmation as awaiting:
+            _confirmed_by_operator(request_id, awaiting)
+    raise TerminalError(
+        f"request {request_id}: its stores still await an operator after every answer",
+        request_id=request_id,
+    )
+
+
+def _confirmed_by_operator(request_id: str, awaiting: AwaitingConfirmation) -> None:
+    """Ask the operator about ``awaiting``'s store until an answer stands: returns once it
+    is confirmed (recorded, its batches audited); RequestFailed when declined or unanswered.
+
+    The question is the store's open intents (our tables): a rerun after Resume asks the
+    same one and gets the answer; an answer the CLI recorded first stands.
+    """
+    store = awaiting.store
+    while True:
+        timeout = confirmation_wait.CONFIRMATION_TIMEOUT_SECONDS
+        question = ask_confirmation(request_id, store, awaiting.instructions, timeout)
+        if question is None:
+            return  # answered meanwhile: the step runs again and finds the store done
+        if question.refused >= MAX_REVIEWS:
+            record_confirmation_gave_up(request_id, store, question.refused)
+        if not _reviewer_reachable():
+            raise ConfirmationNeeded(
+                f"request {request_id}: store '{store}' awaits an operator's confirmation "
+                f"of the {question.action} ({question.items} item(s)) and no one can answer "
+                f"this run (no Prefect server): lifecycle request confirm {request_id} "
+                f"--store {store} --reference REF --reviewer NAME (or --decline), then "
+                f"lifecycle request submit --resume {request_id}; or set PREFECT_API_URL "
+                "and answer in the UI",
+                request_id=request_id,
+            )
+        answer = wait_for_confirmation(request_id, question)
+        given = None if answer == "timed out" else answer
+        outcome = record_confirmation(request_id, store, question.row, given)
+        if given is not None:
+            forget_confirmation(request_id, question.key)  # recorded first: nothing lost
+        if outcome == "confirmed":
+            return
+        if outcome != "refused":
+            message = failure_message(request_id, store, question.action, outcome)
+            record_failure(request_id, store, "ConfirmationDeclined", message)
+            _failure_artifact(request_id, store, message)
+            raise RequestFailed(message, request_id=request_id)

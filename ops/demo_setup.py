@@ -33,12 +33,13 @@ import yaml
 
 from config.settings import PROJECT_ROOT
 from core.errors import ConfigError
+from demo import customers
 
-DEMO_CUSTOMERS = 2000
+DEMO_CUSTOMERS = customers.DEMO_CUSTOMERS
 """Customers in the served demo's CRM: as many as ``lifecycle demo`` seeds."""
-DEMO_S3_CUSTOMERS = 100
+DEMO_S3_CUSTOMERS = customers.DEMO_S3_CUSTOMERS
 """Customers with objects in the served demo's S3: a window of ids around the subject, as
-``lifecycle demo`` uploads (``cli.demo_cmd``)."""
+``lifecycle demo`` uploads."""
 
 if TYPE_CHECKING:
     from config.schema.model import LifecycleConfig
@@ -135,10 +136,9 @@ def s3_env(endpoint: str, ca_bundle: Path | None = None) -> dict[str, str]:
     return values
 
 
-def s3_customer_ids(subject_customer_id: int, customers: int = DEMO_CUSTOMERS) -> list[int]:
-    """The ids (within 1..customers) that get objects: DEMO_S3_CUSTOMERS around the subject."""
-    first = max(1, min(subject_customer_id - DEMO_S3_CUSTOMERS // 2, customers - DEMO_S3_CUSTOMERS))
-    return list(range(first, min(customers, first + DEMO_S3_CUSTOMERS - 1) + 1))
+def s3_customer_ids(subject_customer_id: int) -> list[int]:
+    """The served demo's customers with objects (``demo.customers``)."""
+    return customers.s3_customer_ids(subject_customer_id, DEMO_CUSTOMERS, DEMO_S3_CUSTOMERS)
 
 
 # -- the served demo's configuration ---------------------------------------------------------
@@ -268,24 +268,17 @@ def seed_demo_crm(say: Callable[[str], None], s3: Mapping[str, str] | None = Non
 def seed_demo_s3(s3: Mapping[str, str], say: Callable[[str], None]) -> None:
     """Upload the demo objects (``demo.seed_s3``) of the customers ``lifecycle demo`` gives
     objects, around the subject the CRM seed names, to the S3 that ``s3`` reaches."""
-    import boto3
-    from botocore.config import Config
-
+    from demo.s3_server import s3_client
     from demo.seed_s3 import seed_s3
     from demo.seed_sql import named_subject_ids
 
     subject = named_subject_ids(DEMO_CUSTOMERS)[0]
-    ids = s3_customer_ids(subject, DEMO_CUSTOMERS)
-    session = boto3.session.Session(
-        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
-        region_name=s3["AWS_DEFAULT_REGION"],
-    )
-    client = session.client(
-        "s3",
-        endpoint_url=s3["AWS_ENDPOINT_URL_S3"],
-        verify=s3.get("AWS_CA_BUNDLE"),
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=16),
+    ids = s3_customer_ids(subject)
+    client = s3_client(
+        s3["AWS_ENDPOINT_URL_S3"],
+        region=s3["AWS_DEFAULT_REGION"],
+        ca=s3.get("AWS_CA_BUNDLE"),
+        max_pool_connections=16,
     )
     try:
         data = seed_s3(

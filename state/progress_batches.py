@@ -12,15 +12,15 @@ between leaves intents that a rerun settles from what the store shows
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Row, and_, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, insert, select, update
 
 from state.progress_encoding import keys_json
-from state.progress_phases import executed_stmt
+from state.progress_phases import PhaseTaken, executed_stmt
 from state.progress_tables import request_batches
 from state.register_tables import database_errors
 
@@ -218,6 +218,40 @@ class BatchProgress:
                 )
             if executed:
                 conn.execute(executed_stmt(request_id, store, now))
+
+    def settle_step(
+        self,
+        request_id: str,
+        store: str,
+        outcome: Mapping[int, BatchIntent | None],
+        *,
+        executed: bool,
+    ) -> Callable[[Connection], None]:
+        """``settle_intents`` as a step of another transaction (a ledger append's ``also``),
+        for an operator's answer on a store's intents (a manual processor): ``PhaseTaken``,
+        rolling that transaction back, when any of them is no longer open (another run or
+        the CLI recorded an answer first)."""
+        b = request_batches.c
+
+        def run(conn: Connection) -> None:
+            for row, done in outcome.items():
+                values: dict[str, Any] = {"state": "discarded", "batch_keys": None}
+                if done is not None:
+                    values = _took_effect(done, keys_json(done.keys) if done.keys else None)
+                settled = conn.execute(
+                    update(request_batches)
+                    .where(b.id == row, b.request_id == request_id, b.state == "intent")
+                    .values(**values)
+                )
+                if settled.rowcount != 1:
+                    raise PhaseTaken(
+                        f"request {request_id}: the work awaited in store '{store}' was "
+                        "answered meanwhile"
+                    )
+            if executed:
+                conn.execute(executed_stmt(request_id, store, datetime.now(UTC)))
+
+        return run
 
     def committed_keys(self, request_id: str, store: str) -> set[tuple[Any, ...]]:
         """Keys of the store's committed batches still on record (non-transactional stores)."""

@@ -6,25 +6,28 @@ or fields (``Rectifying.changes_for``). A store whose connector cannot rectify c
 none, and intake refused any correction no store claims. Rectifying is idempotent (it
 sets values), so a store whose progress does not say "executed" is simply rectified
 again after a crash. A store's reference for a batch (a processor's confirmation) is
-recorded with it and named in its ``rectification.batch`` event (``audit_batches``).
+recorded with it and named in its ``rectification.batch`` event (``audit_batches``). A
+store an operator rectifies by hand (a manual processor: ``AwaitingConfirmation``) has its
+batch written down as an intent first, which the operator's answer settles
+(``engine.confirmation``).
 """
 
 from __future__ import annotations
 
 from audit.events import EventStatus
-from connectors.base import BatchResult, Rectifying
+from connectors.base import AwaitingConfirmation, BatchResult, Rectifying
 from connectors.registry import supports
+from core.crash_points import crash_point
 from core.errors import TerminalError
 from engine.intake import decode_changes
 from engine.request_support import (
     RequestContext,
     batch_record,
     clean_errors,
-    crash_point,
     findings_from_data,
     request_context,
 )
-from state.progress import Phase
+from state.progress import BatchIntent, Phase
 from tasks.erasure_tasks import audit_batches
 from tasks.lifecycle_task import lifecycle_task
 
@@ -54,7 +57,11 @@ def _rectify(ctx: RequestContext, request_id: str, store: str) -> None:
             if supports(connector, Rectifying):
                 changes = decode_changes(ctx.register.open_changes(request_id))
                 picked = connector.changes_for(changes)
-                results = connector.rectify(findings, picked) if picked else None
+                try:
+                    results = connector.rectify(findings, picked) if picked else None
+                except AwaitingConfirmation as awaiting:  # a manual processor: its intent first
+                    _record_awaited(ctx, request_id, store, awaiting)
+                    raise
     if results is not None:
         crash_point("rectified", store)  # committed, not recorded: rectified again (idempotent)
         # One transaction per store, reported after its commit: every batch recorded at
@@ -62,6 +69,18 @@ def _rectify(ctx: RequestContext, request_id: str, store: str) -> None:
         records = [batch_record(batch) for batch in results]
         ctx.progress.record_batches(request_id, store, records, committed=True)
     ctx.progress.mark_executed(request_id, store)
+
+
+def _record_awaited(
+    ctx: RequestContext, request_id: str, store: str, awaiting: AwaitingConfirmation
+) -> None:
+    """Write the awaited batches down as the store's intents, once: the operator's answer
+    settles them (``engine.confirmation``); a rerun finds them and asks the same question."""
+    if ctx.progress.intents(request_id, store):
+        return
+    attempt = ctx.progress.begin_attempt(request_id, store) + 1
+    intents = [BatchIntent(batch_record(b), b.keys, n) for n, b in enumerate(awaiting.batches)]
+    ctx.progress.record_intents(request_id, store, attempt, intents)
 
 
 @lifecycle_task("verify-rectified-store")

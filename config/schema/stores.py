@@ -149,3 +149,9 @@ class StoreConfig(Strict):
     def derived_names(self) -> frozenset[str]:
         """The derived identity names (``customer_id``, ...) this store provides."""
         return frozenset(site.derived.name for site in self.derived_sites())
+
+    def searched_by(self) -> frozenset[str] | None:
+        """Every identity kind and derived name this store can be searched by, or None when
+        its configuration does not say them all (then any derived identity may be used:
+        locating it waits for every store before it that derives one)."""
+        return None

@@ -160,6 +160,10 @@ class ProcessorStore(StoreConfig):
         """The declared field ``name``, if any."""
         return next((f for f in self.fields if f.name == name), None)
 
+    def searched_by(self) -> frozenset[str]:
+        """A provider is asked with the identity kinds it declares, nothing else."""
+        return frozenset(self.identities)
+
     def category_sites(self) -> tuple[CategorySite, ...]:
         own = tuple(CategorySite(("categories", k), c) for k, c in enumerate(self.categories))
         return own + tuple(

@@ -111,6 +111,15 @@ class S3Store(StoreConfig):
         """Where ``bucket`` is declared to live (its own region, else the store's)."""
         return bucket.region or self.region
 
+    def searched_by(self) -> frozenset[str]:
+        """An S3 store's keys are found by its key templates' placeholders alone."""
+        return frozenset(
+            name
+            for bucket in self.buckets
+            for template in bucket.key_templates
+            for name in template_placeholders(template)
+        )
+
     def category_sites(self) -> tuple[CategorySite, ...]:
         return tuple(
             CategorySite(("buckets", j, "categories", k), tag)

@@ -41,7 +41,14 @@ CRASH_CHAIN = [
     "verified:crm",  # one store verified
     "closed:request",  # closed, "request.completed" not yet written
 ]
-"""Each rerun dies at the next point: one request crashes eight times, then finishes."""
+"""Each rerun dies at the next point: one request crashes eight times, then finishes.
+
+The runs work on one store at a time (``LIFECYCLE_STORE_CONCURRENCY=1``), so each rerun is
+sure to reach the next point: with stores running concurrently, shop could finish while
+the run dies at ``executed:crm``, and no rerun would pass ``executing:shop`` again.
+Crashes while stores run concurrently: ``tests.flows.test_store_concurrency`` and the
+crash campaign (``tests.crash_campaign``, at the default concurrency).
+"""
 
 
 def _assert_end_state(data_dir: Path, request_id: str) -> None:
@@ -76,7 +83,10 @@ def test_crash_at_each_step_then_resume_ends_as_an_uninterrupted_run(
 
     def crash_at(point: str, *args: str) -> None:
         env = subprocess_env(
-            PREFECT_API_URL=prefect_api_url, LIFECYCLE_TEST_HOOKS="1", LIFECYCLE_TEST_CRASH_AT=point
+            PREFECT_API_URL=prefect_api_url,
+            LIFECYCLE_TEST_HOOKS="1",
+            LIFECYCLE_TEST_CRASH_AT=point,
+            LIFECYCLE_STORE_CONCURRENCY="1",  # the chain's order (see CRASH_CHAIN)
         )
         crashed = run_cli("request", "submit", *args, env=env)
         assert crashed.returncode == 137, f"{point}: {crashed.stderr[-2000:]}"
