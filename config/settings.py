@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         "(a CLI --resume beside a deployment run) to finish before it gives up.",
     )
     store_concurrency: int = Field(
-        default=8,
+        default=20,
         ge=1,
         le=64,
         description="How many stores one subject request works on at once (locate, plan, "
