@@ -18,17 +18,12 @@ run input, so a crash in between loses nothing.
 from __future__ import annotations
 
 from typing import Literal
-from uuid import UUID
 
 from prefect.events import emit_event
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run, suspend_flow_run
-from prefect.runtime import flow_run
 
-from core.errors import TerminalError
 from engine.approval import APPROVAL_TIMEOUT_SECONDS, plans_digest
-from engine.request_lease import released_while_waiting
 from engine.request_support import request_context
+from flows.input_wait import forget_input, wait_for_input
 from tasks.approval_tasks import ApprovalInput
 
 __all__ = [
@@ -55,49 +50,19 @@ def pause_key(request_id: str) -> str:
     return f"approval-{digest[:12]}-{ui_refusals(request_id) + 1}"
 
 
-def suspendable() -> bool:
-    """Whether this run can release its process: it belongs to a deployment."""
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    run = context.flow_run if context is not None else None
-    return run is not None and run.deployment_id is not None
-
-
 def wait_for_decision(
     request_id: str, kind: str, summary: str, key: str
 ) -> ApprovalInput | Literal["timed out"]:
     """The reviewer's answer to the question ``key`` (suspending or pausing until it comes)."""
     form = ApprovalInput.with_initial_data(description=summary)
-    if suspendable():
-        if not _asked_before(key):
-            _announce(request_id, kind)
-        # Raises Pause (the process ends) the first time; returns the answer on the rerun.
-        with released_while_waiting(request_id):
-            return suspend_flow_run(wait_for_input=form, timeout=APPROVAL_TIMEOUT_SECONDS, key=key)
-    _announce(request_id, kind)
-    try:
-        with released_while_waiting(request_id):  # a CLI approval may carry the request on
-            return pause_flow_run(
-                wait_for_input=form,
-                timeout=APPROVAL_TIMEOUT_SECONDS,
-                poll_interval=APPROVAL_POLL_SECONDS,
-                key=key,
-            )
-    except FlowPauseTimeout:
-        return "timed out"
-
-
-def _asked_before(key: str) -> bool:
-    """Whether this run already waited on ``key`` (so this is the rerun after the answer)."""
-    from prefect.client.orchestration import get_client
-
-    run_id = flow_run.get_id()
-    if run_id is None:
-        return False
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(run_id))
-    return key in (run.empirical_policy.pause_keys or set())
+    return wait_for_input(
+        request_id,
+        form,
+        key,
+        timeout=APPROVAL_TIMEOUT_SECONDS,
+        poll_seconds=APPROVAL_POLL_SECONDS,
+        announce=lambda: _announce(request_id, kind),
+    )
 
 
 def _announce(request_id: str, kind: str) -> None:
@@ -117,21 +82,4 @@ def _announce(request_id: str, kind: str) -> None:
 def forget_answer(request_id: str, key: str) -> None:
     """Delete the answer Prefect keeps as this run's input (its note is free text): once
     recorded, it lives on in our register only."""
-    from prefect.client.orchestration import get_client
-    from prefect.input.run_input import keyset_from_base_key
-
-    run_id = flow_run.get_id()
-    if run_id is None:
-        return
-    state = "suspended" if suspendable() else "paused"  # Prefect names inputs by state
-    response = keyset_from_base_key(f"{state}-{key}")["response"]
-    try:
-        with get_client(sync_client=True) as client:
-            client.delete_flow_run_input(UUID(run_id), response)
-    except Exception as e:
-        raise TerminalError(
-            f"the approval answer could not be deleted from flow run {run_id} "
-            f"({type(e).__name__}); the decision is recorded: delete that run input, or "
-            f"cancel the run and run request {request_id} again",
-            request_id=request_id,
-        ) from None
+    forget_input(request_id, key, "approval answer")
