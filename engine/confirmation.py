@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from audit.events import EventStatus, StoredEvent
-from connectors.base import Action, BatchResult, ManualConfirmation
+from connectors.base import BatchResult, ManualConfirmation
 from connectors.registry import require
 from core.errors import TerminalError
 from core.free_text import FreeTextRefused, check_free_text
-from engine.request_support import RequestContext, batch_record
+from engine.request_support import RequestContext, batch_record, intent_batch
 from state.progress import BatchIntent
 from state.progress_phases import PhaseTaken
 from state.register_model import text_fingerprint
@@ -90,26 +90,12 @@ def action_of(ctx: RequestContext, request_id: str) -> str:
     return str(kind)
 
 
-def _as_result(store: str, intent: BatchIntent) -> BatchResult:
-    r = intent.record
-    return BatchResult(
-        store,
-        r.target,
-        Action(r.action),
-        r.affected,
-        r.keys_digest,
-        keys=tuple(tuple(k) for k in intent.keys),
-        intent=intent.intent,
-        reference=r.reference,
-    )
-
-
 def awaited(ctx: RequestContext, request_id: str, store: str) -> Question | None:
     """The store's work awaiting an operator (its open intents), if any."""
     intents = ctx.progress.intents(request_id, store)
     if not intents:
         return None
-    batches = tuple(_as_result(store, i) for i in intents)
+    batches = tuple(intent_batch(store, i) for i in intents)
     items = sum(len(b.keys) or b.affected for b in batches)
     rows = tuple(i.row for i in intents)
     return Question(store, action_of(ctx, request_id), rows[0], items, batches, rows)

@@ -30,12 +30,20 @@ from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from config.loader import INVENTORY_FILE, POLICY_FILE, interpolation_env, load_config
 from config.schema.model import LifecycleConfig
-from connectors.base import BatchResult, Connector, Findings, Identities, StorePlan, TargetFinding
+from connectors.base import (
+    Action,
+    BatchResult,
+    Connector,
+    Findings,
+    Identities,
+    StorePlan,
+    TargetFinding,
+)
 from core.errors import LifecycleError, PersonalDataRefused, TerminalError
 from core.keys import KeyRing
 from core.pseudonym import Pseudonym
 from engine.events import ledger_event, run_ids
-from state.progress import BatchRecord, RequestProgress
+from state.progress import BatchIntent, BatchRecord, RequestProgress
 from state.register import RequestRecord, RequestRegister, RequestStatus
 
 FLOW_ACTOR = "flow:subject-request"
@@ -287,6 +295,21 @@ def batch_record(batch: BatchResult) -> BatchRecord:
         affected=batch.affected,
         keys_digest=batch.keys_digest,
         reference=batch.reference,
+    )
+
+
+def intent_batch(store: str, intent: BatchIntent) -> BatchResult:
+    """A recorded intent as the connector's batch it stands for (keys and reference too)."""
+    r = intent.record
+    return BatchResult(
+        store,
+        r.target,
+        Action(r.action),
+        r.affected,
+        r.keys_digest,
+        keys=tuple(tuple(k) for k in intent.keys),
+        intent=intent.intent,
+        reference=r.reference,
     )
 
 

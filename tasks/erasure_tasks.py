@@ -37,6 +37,7 @@ from engine.request_support import (
     batch_record,
     clean_errors,
     findings_from_data,
+    intent_batch,
     plan_summary,
     request_context,
     today,
@@ -180,20 +181,6 @@ def _unaccounted(planned: StorePlan, kept: StorePlan, accounted: set[Key]) -> in
     )
 
 
-def _as_result(store: str, intent: BatchIntent) -> BatchResult:
-    r = intent.record
-    return BatchResult(
-        store,
-        r.target,
-        Action(r.action),
-        r.affected,
-        r.keys_digest,
-        keys=tuple(tuple(k) for k in intent.keys),
-        intent=intent.intent,
-        reference=r.reference,
-    )
-
-
 def _as_intent(batch: BatchResult, index: int) -> BatchIntent:
     number = batch.intent if batch.intent is not None else index
     return BatchIntent(batch_record(batch), batch.keys, number)
@@ -213,7 +200,7 @@ def _reconcile(
     intents = ctx.progress.intents(request_id, store)
     if not intents:
         return False
-    prepared = [_as_result(store, i) for i in intents]
+    prepared = [intent_batch(store, i) for i in intents]
     effects = connector.in_effect(plan, prepared)
     outcome: dict[int, BatchIntent | None]
     if connector.capabilities.transactional:
