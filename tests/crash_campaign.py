@@ -53,11 +53,27 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WARM = (
     "cli.main",
     "cli.request_submit",
+    "cli.request_approval",
     "cli.sweep_cmd",
     "connectors.sql.connector",
+    "connectors.sql.planning",
+    "connectors.sql.execute",
+    "connectors.sql.verify",
     "flows.retention_sweep",
     "flows.subject_request",
+    "prefect.flow_engine",  # imported by the first flow call (with graphviz, fastapi ...)
+    "prefect.task_engine",
+    "prefect.utilities.visualization",
+    "sqlalchemy.dialects.sqlite",
+    "sqlite3",
     "psycopg",
+    "email_validator",
+    "fastapi",
+    "anyio._backends._asyncio",
+    "opentelemetry.metrics",
+    "connectors.sql.casefold",
+    "ops.intake.reference",
+    "ops.intake.signing",
 )
 
 
@@ -164,17 +180,39 @@ class Campaign:
             args += ["--set", "customers.full_name=Renamed Subject"]
         return args
 
-    def _run(self, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        """One run of the CLI in a forked child of the campaign's server process."""
+    def env(self) -> dict[str, str]:
+        """What every run's environment holds (``world`` adds the run's own stores)."""
+        from tests.crash_world import MASTER_KEY
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LIFECYCLE_", "PREFECT_"))}
+        env.update(
+            LIFECYCLE_CONFIG_DIR=str(self.config),
+            LIFECYCLE_MASTER_KEY=MASTER_KEY,
+            LIFECYCLE_TEST_HOOKS="1",
+            PREFECT_API_URL=self.api_url,
+            PREFECT_HOME=str(self.root / "prefect-home"),
+            PREFECT_LOGGING_LEVEL="ERROR",
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        )
+        return env
+
+    def start_server(self) -> None:
+        """Start the CLI server process (``serve``): its imports take seconds of CPU, done
+        while this process builds the templates."""
         if self.server is None:
             self.server = subprocess.Popen(
                 [sys.executable, "-m", "tests.crash_campaign", "serve"],
-                env=env,
+                env=self.env(),
                 cwd=PROJECT_ROOT,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
+
+    def _run(self, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """One run of the CLI in a forked child of the campaign's server process."""
+        self.start_server()
+        assert self.server is not None
         assert self.server.stdin is not None and self.server.stdout is not None
         folder = Path(env["LIFECYCLE_DATA_DIR"])
         folder.mkdir(parents=True, exist_ok=True)
@@ -191,23 +229,13 @@ class Campaign:
     @contextmanager
     def world(self, backend: str, folder: Path) -> Iterator[tuple[dict[str, str], str, str]]:
         """A fresh store and audit database; the environment a run of the CLI gets."""
-        from tests.crash_world import MASTER_KEY
-
         store = self.templates.copy(backend, "store", folder)
         audit = self.templates.copy(backend, "audit", folder)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LIFECYCLE_", "PREFECT_"))}
-        env.update(
-            LIFECYCLE_DATA_DIR=str(folder),
-            LIFECYCLE_CONFIG_DIR=str(self.config),
-            LIFECYCLE_MASTER_KEY=MASTER_KEY,
-            LIFECYCLE_AUDIT_URL=audit,
-            LIFECYCLE_TEST_HOOKS="1",
-            CAMPAIGN_CRM_URL=store,
-            PREFECT_API_URL=self.api_url,
-            PREFECT_HOME=str(self.root / "prefect-home"),
-            PREFECT_LOGGING_LEVEL="ERROR",
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        )
+        env = self.env() | {
+            "LIFECYCLE_DATA_DIR": str(folder),
+            "LIFECYCLE_AUDIT_URL": audit,
+            "CAMPAIGN_CRM_URL": store,
+        }
         try:
             yield env, store, audit
         finally:
@@ -311,6 +339,7 @@ def run_campaign(
     rng = random.Random(seed)
     results: list[Trial] = []
     try:
+        campaign.start_server()  # its imports overlap the templates' seeding
         campaign.templates.build(list(backends))
         for number in range(1, trials + 1):
             result = campaign.trial(number, rng, cover)

@@ -33,8 +33,6 @@ import re
 import secrets
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +52,7 @@ from demo.seed_sql import DemoData, seed_crm
 from engine.request_summary import artifact_key
 from ops.demo_setup import DEMO_CONFIG_DIR
 from ops.intake.signing import read_secret_file, secret_file, signed_headers
+from tests import forked_cli
 from tests.conftest import TEST_MASTER_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -63,6 +62,9 @@ CUSTOMERS = 200
 REQUESTER = "service-desk"
 REGISTER_KEY = "request-register"
 API_ATTEMPTS = 6
+POLL_S = 0.5
+"""Between two looks at a flow run's state (one local API call each): a run's next state
+is never awaited by more than this."""
 
 
 def _free_port() -> int:
@@ -117,15 +119,9 @@ class Served:
 
 
 def _lifecycle(env: dict[str, str], *args: str, timeout: float = 300) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """``python -m cli.main ARGS``, run in a child forked from a process that imported the
+    CLI once (``tests.forked_cli``): the same run, without seconds of imports each time."""
+    done = forked_cli.run("cli.main", args, env=env, cwd=PROJECT_ROOT, timeout=timeout)
     assert done.returncode == 0, f"lifecycle {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -173,14 +169,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 demo,
             )
         finally:
-            subprocess.run(
-                [sys.executable, "-m", "cli.main", "server", "stop"],
-                env=env,
-                cwd=PROJECT_ROOT,
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
+            forked_cli.run("cli.main", ["server", "stop"], env=env, cwd=PROJECT_ROOT, timeout=120)
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -221,7 +210,7 @@ def _wait_for(
             return run
         assert state not in {"FAILED", "CRASHED", "CANCELLED"}, run["state"]
         assert time.monotonic() < deadline, f"run {run_id} still {state}"
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def _post_webhook(served: Served, payload: dict[str, Any], secret: bytes) -> tuple[int, Any]:
@@ -295,7 +284,7 @@ def _triggered_register_rows(served: Served, request_id: str) -> list[dict[str, 
             rows: list[dict[str, Any]] = json.loads(data) if isinstance(data, str) else data
             if any(r["request"] == request_id for r in rows):
                 return rows
-        time.sleep(1)
+        time.sleep(POLL_S)
     raise AssertionError("no triggered request-register run listed the waiting request")
 
 

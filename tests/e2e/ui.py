@@ -319,7 +319,7 @@ def wait_for_state(
     state: str | Iterable[str],
     *,
     timeout_s: float = 180.0,
-    poll_s: float = 1.0,
+    poll_s: float = 0.5,
 ) -> RunState:
     """Poll the API until the run's state type is ``state`` (e.g. "PAUSED", "COMPLETED").
 
