@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from audit.ledger import Ledger
-from cli.demo_cmd import DEMO_CUSTOMERS
 from cli.main import app
 from core.engines import make_engine
 from demo.crm_schema import crm_metadata
+from demo.customers import DEMO_CUSTOMERS
 from demo.seed_sql import DEMO_PROFILE, named_subject_ids, seed_crm
 from demo.walkthrough import package_recipient
 

@@ -276,10 +276,10 @@ def test_the_served_demo_seeds_its_s3_once_with_its_crm(
 ) -> None:
     """S3 is seeded with the CRM when the CRM file is new, for the subject the CRM names,
     and never again: a later erasure is not undone by the next start."""
-    from cli import demo_cmd
+    from demo import customers  # what `lifecycle demo` seeds
 
-    assert demo_setup.DEMO_CUSTOMERS == demo_cmd.DEMO_CUSTOMERS  # the same as `lifecycle demo`
-    assert demo_setup.s3_customer_ids(1000) == demo_cmd.s3_customer_ids(1000)
+    assert demo_setup.DEMO_CUSTOMERS == customers.DEMO_CUSTOMERS
+    assert demo_setup.s3_customer_ids(1000) == customers.s3_customer_ids(1000)
     monkeypatch.setattr(demo_setup, "DEMO_CUSTOMERS", 12)  # cheap: the same code, fewer rows
     monkeypatch.setattr(demo_setup, "DEMO_S3_CUSTOMERS", 4)
     said: list[str] = []
