@@ -339,7 +339,6 @@ def run(providers: int, latency: float, rounds: int, concurrency: int) -> dict[s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.processors",
         description="One erasure request notifying many processors at once vs one processor.",
     )
     parser.add_argument("--providers", type=int, default=DEFAULT_PROVIDERS)

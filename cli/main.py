@@ -1,64 +1,70 @@
 """Entry point of the ``lifecycle`` command.
 
-Each command group lives in its own module and is registered here. Errors from the
-product's error tree become one line on stderr and a non-zero exit, never a traceback.
+Each command lives in its own module, imported only when it runs (``cli.lazy_group``).
+Errors from the product's error tree become one line on stderr and a non-zero exit, never
+a traceback.
 """
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
+from cli.lazy_group import Lazy, lazy_group
 from cli.output import print_error
 from core.errors import ConfigError, LifecycleError
+
+# Each command's module is imported only when the command runs (``cli.lazy_group``):
+# ``--help`` and usage errors answer at once.
+_COMMANDS = {
+    "config": Lazy(
+        "cli.config_cmd", "app", "Validate and show the policy and inventory configuration."
+    ),
+    "db": Lazy("cli.db_cmd", "app", "Create or upgrade the audit database."),
+    "audit": Lazy("cli.audit_cmd", "app", "Show and verify the audit ledger; export checkpoints."),
+    "request": Lazy("cli.request_cmd", "app", "Register, run and track data-subject requests."),
+    "approver": Lazy(
+        "cli.approver_cmd", "app", "Approvers' signing keys; sign a decision for the UI."
+    ),
+    "doctor": Lazy(
+        "cli.doctor_cmd", "app", "Check SQL stores: reachable, schema as declared, indexes."
+    ),
+    "retention": Lazy(
+        "cli.retention_cmd",
+        "app",
+        "Retention rules: explain what applies, render S3 lifecycle rules.",
+    ),
+    "transfers": Lazy(
+        "cli.transfers_cmd", "app", "Cross-region transfer and security-posture checks."
+    ),
+    "keys": Lazy("cli.keys_cmd", "app", "Show the master key's fingerprint; rotate the key."),
+    "demo": Lazy("cli.demo_cmd", "app", "Run the demo end to end on embedded defaults."),
+    "server": Lazy(
+        "cli.server_cmd",
+        "app",
+        "Start, stop and inspect the local Prefect server, worker and deployments.",
+    ),
+    "sweep": Lazy(
+        "cli.sweep_cmd",
+        "sweep",
+        "Run the retention sweep now (progress bar; --dry-run plans only).",
+    ),
+}
 
 app = typer.Typer(
     name="lifecycle",
     help="Privacy operations: subject requests, retention sweeps, transfer checks and a "
     "tamper-evident audit ledger.",
+    cls=lazy_group(_COMMANDS),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
-# (module, group name, one-line help); a missing module is skipped so the CLI stays usable
-# while a group is being built.
-_GROUPS = [
-    ("cli.config_cmd", "config", "Validate and show the policy and inventory configuration."),
-    ("cli.db_cmd", "db", "Create or upgrade the audit database."),
-    ("cli.audit_cmd", "audit", "Show and verify the audit ledger; export checkpoints."),
-    ("cli.request_cmd", "request", "Register, run and track data-subject requests."),
-    ("cli.approver_cmd", "approver", "Approvers' signing keys; sign a decision for the UI."),
-    ("cli.doctor_cmd", "doctor", "Check SQL stores: reachable, schema as declared, indexes."),
-    (
-        "cli.retention_cmd",
-        "retention",
-        "Retention rules: explain what applies, render S3 lifecycle rules.",
-    ),
-    ("cli.transfers_cmd", "transfers", "Cross-region transfer and security-posture checks."),
-    ("cli.keys_cmd", "keys", "Show the master key's fingerprint; rotate the key."),
-    ("cli.demo_cmd", "demo", "Run the demo end to end on embedded defaults."),
-    (
-        "cli.server_cmd",
-        "server",
-        "Start, stop and inspect the local Prefect server, worker and deployments.",
-    ),
-]
 
-for module_name, group, help_text in _GROUPS:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        continue
-    app.add_typer(module.app, name=group, help=help_text)
-
-# Commands that are a single action rather than a group.
-app.command(name="sweep", help="Run the retention sweep now (progress bar; --dry-run plans only).")(
-    importlib.import_module("cli.sweep_cmd").sweep
-)
+@app.callback()
+def _top() -> None:
+    """Privacy operations: subject requests, retention sweeps, transfer checks and a
+    tamper-evident audit ledger."""
 
 
 def main() -> None:
