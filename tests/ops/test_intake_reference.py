@@ -9,7 +9,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from audit.migrate import alembic_config, upgrade
+from audit.migrate import HEAD, alembic_config, upgrade
 from config.settings import get_settings
 from core.engines import make_engine
 from core.free_text import FreeTextRefused
@@ -26,6 +26,7 @@ def test_the_migrations_have_one_head() -> None:
     finally:
         engine.dispose()
     assert len(heads) == 1, heads
+    assert heads == [HEAD]  # audit.migrate skips Alembic for a database at HEAD
 
 
 def _columns(url: str) -> set[str]:
