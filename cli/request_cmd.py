@@ -17,12 +17,11 @@ import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from audit.ledger import Ledger
 from cli.output import (
     JsonOption,
     console,
@@ -34,7 +33,10 @@ from cli.output import (
 )
 from cli.request_confirm import confirm_command, identity_command
 from cli.request_submit import submit_command
-from state.register import HistoryEntry, RequestRecord, RequestRegister, RequestStatus
+from state.register_model import HistoryEntry, RequestRecord, RequestStatus
+
+if TYPE_CHECKING:
+    from state.register import RequestRegister
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -54,7 +56,9 @@ def open_register() -> RequestRegister:
     """The register on the configured audit database, with the policy's deadlines."""
     # Imported when a command runs, not when the CLI starts: keeps --help fast.
     from audit.keystore import keyring_from_settings
+    from audit.ledger import Ledger
     from config.loader import load_config
+    from state.register import RequestRegister
 
     requests_policy = load_config().policy.requests
     keys = keyring_from_settings()
