@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_NO_PROGRESS := 1
 
-.PHONY: help venv browser demo serve stop test lint typecheck pytest bench lock clean
+.PHONY: help venv browser demo serve stop test quick lint typecheck pytest bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ pytest: $(STAMP) browser ## The test suite only (service tests need local Postgr
 	$(BIN)/pytest
 
 test: lint typecheck pytest ## Lint, type-check and run every test
+
+quick: $(STAMP) ## The tests not marked slow, for the edit loop (CI runs every test: make test)
+	$(BIN)/pytest -m "not slow" -q
 
 bench: $(STAMP) ## Run every benchmark (slow; prints a JSON line per benchmark)
 	@for b in benchmarks/[a-z]*.py; do m=$$(basename $$b .py); [ $$m = common ] && continue; $(BIN)/python -m benchmarks.$$m || exit 1; done

@@ -36,6 +36,8 @@ from flows.subject_request import ConfirmationNeeded, RequestFailed, subject_req
 from state.register import RequestStatus
 from tests.flows.support import REQUESTER, answering_pauses, events
 
+pytestmark = pytest.mark.slow  # whole flows against a temporary Prefect server
+
 CUSTOMERS = 12
 STORE = "mailer"
 REFERENCE = "EM-TICKET-4711"

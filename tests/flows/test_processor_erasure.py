@@ -47,6 +47,8 @@ from tasks.erasure_tasks import execute_store
 from tests import forked_cli
 from tests.flows.support import REQUESTER, events, subprocess_env
 
+pytestmark = pytest.mark.slow  # whole flows against a temporary Prefect server
+
 CUSTOMERS = 30
 STORE = "mailer"
 SECRET = "mailer-test-secret-0123456789abcdef"
