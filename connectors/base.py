@@ -482,6 +482,25 @@ class SweepFinishing(Protocol):
     def finish_sweep(self, target: SweepTarget) -> None: ...
 
 
+@runtime_checkable
+class BatchLocating(Protocol):
+    """Locates many subjects at once, with set-based statements (bulk requests).
+
+    A store without it is searched subject by subject (``Connector.locate`` in a loop);
+    callers ask ``registry.supports(connector, BatchLocating)``.
+    """
+
+    def locate_many(self, subjects: Sequence[Identities]) -> list[Findings]:
+        """Per subject, in order, exactly what ``locate`` finds for it alone.
+
+        ``locate_many(subjects)[i] == locate(subjects[i])``: the same rows, linked and
+        withheld rows, ``via``, derived identities and warnings; a row two subjects reach
+        (a household's address) is in both. The store's statements depend on its schema
+        and on key batches, not on the number of subjects.
+        """
+        ...
+
+
 SubjectValues = dict[str, dict[str, set[str]]]
 """Pseudonym -> identity kind -> the subject's values of that kind."""
 

@@ -94,7 +94,7 @@ class SqlConnector:
     """A SQL store: locate, export, plan, execute, verify and rectify a subject's rows.
 
     Optional capabilities (``connectors.base``): ``Rectifying``, ``Sweeping``,
-    ``SweepFinishing`` and ``SubjectScanning``.
+    ``SweepFinishing``, ``SubjectScanning`` and ``BatchLocating``.
     """
 
     capabilities = Capabilities(
@@ -159,6 +159,16 @@ class SqlConnector:
         with sql_errors(self.name, "locate"):
             return locate(
                 self.engine, schema, self.store, identities, self.batch_size, warnings=warnings
+            )
+
+    def locate_many(self, subjects: Sequence[Identities]) -> list[Findings]:
+        """Per subject, what ``locate`` finds, in set-based statements (``sql.locate_many``)."""
+        from connectors.sql.locate_many import locate_many
+
+        schema, warnings = self.schema, self.index_warnings()
+        with sql_errors(self.name, "locate"):
+            return locate_many(
+                self.engine, schema, self.store, subjects, self.batch_size, warnings=warnings
             )
 
     def export(self, findings: Findings) -> Iterator[ExportItem]:

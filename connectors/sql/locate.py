@@ -37,6 +37,7 @@ from sqlalchemy import Connection, Engine
 from config.schema import IdentityColumn
 from connectors.base import Findings, Identities, Key, TargetFinding
 from connectors.sql.config import SqlStore
+from connectors.sql.edges import Edge
 from connectors.sql.graph import has_personal_data, holders_edges, target_edges
 from connectors.sql.schema import (
     StoreSchema,
@@ -115,12 +116,30 @@ def identity_condition(
     return condition
 
 
+def owner_condition(
+    schema: StoreSchema, holders: Sequence[Edge], table: str
+) -> sa.ColumnElement[bool] | None:
+    """Rows of ``table`` another person owns: an owner reference of theirs is set.
+
+    None when no ``holders`` reference (other than a self-reference) makes its rows owned.
+    """
+    owners = [e for e in holders if e.child == table and e.parent != table]
+    if not owners:
+        return None
+    t = schema.tables[table]
+    return sa.or_(*(sa.and_(*(t.c[c].is_not(None) for c in e.columns)) for e in owners))
+
+
 def _sort_key(key: Key) -> tuple[tuple[str, Any], ...]:
     return tuple((type(v).__name__, "" if v is None else v) for v in key)
 
 
-class _Search:
-    """The state of one locate: owned, linked and withheld keys per table, and how reached."""
+class Search:
+    """The state of one locate: owned, linked and withheld keys per table, and how reached.
+
+    ``connectors.sql.locate_many`` keeps one per subject and feeds it the rows its
+    set-based statements attribute to that subject (``add``, ``note_via``, ``targets``).
+    """
 
     def __init__(
         self, conn: Connection, schema: StoreSchema, store: SqlStore, batch_size: int
@@ -136,11 +155,11 @@ class _Search:
         self.holders = holders_edges(schema.edges, store)
         self.links = target_edges(schema.edges, store)
 
-    def _note_via(self, table: str, via: str) -> None:
+    def note_via(self, table: str, via: str) -> None:
         if via not in self.via.setdefault(table, []):
             self.via[table].append(via)  # every path that matched, not only the first
 
-    def _add(self, table: str, keys: Iterable[Key], via: str) -> list[Key]:
+    def add(self, table: str, keys: Iterable[Key], via: str) -> list[Key]:
         """Record owned ``keys`` of ``table``; return the ones not seen before."""
         seen = self.found.setdefault(table, {})
         matched = [k for k in keys if None not in k]
@@ -148,7 +167,7 @@ class _Search:
         for key in new:
             seen[key] = None
         if matched:
-            self._note_via(table, via)
+            self.note_via(table, via)
         return new
 
     def _select_keys(self, table: str, condition: sa.ColumnElement[bool]) -> list[Key]:
@@ -172,7 +191,7 @@ class _Search:
                     if cond is None:
                         continue
                     keys = self._select_keys(decl.name, cond)
-                    new = self._add(decl.name, keys, f"identity:{ident.kind}")
+                    new = self.add(decl.name, keys, f"identity:{ident.kind}")
                     frontier.setdefault(decl.name, []).extend(new)
         return frontier
 
@@ -196,7 +215,7 @@ class _Search:
                         found = self._select_keys(
                             edge.child, key_clause(child, edge.columns, batch)
                         )
-                        new = self._add(edge.child, found, edge.label)
+                        new = self.add(edge.child, found, edge.label)
                         following.setdefault(edge.child, []).extend(new)
             frontier = {t: k for t, k in following.items() if k}
 
@@ -218,21 +237,18 @@ class _Search:
                 new = [k for k in keys if None not in k and k not in own]
                 linked.update(dict.fromkeys(new))
                 if new:
-                    self._note_via(edge.parent, f"linked from {edge.label}")
+                    self.note_via(edge.parent, f"linked from {edge.label}")
         for table, linked_keys in self.linked.items():
             if linked_keys:
                 self._withhold(table, list(linked_keys))
 
     def _withhold(self, table: str, keys: list[Key]) -> None:
         """Move linked rows that another person owns (their owner reference is set)."""
-        owners = [e for e in self.holders if e.child == table and e.parent != table]
-        if not owners:
+        owned_by_someone = owner_condition(self.schema, self.holders, table)
+        if owned_by_someone is None:
             return
         t = self.schema.tables[table]
         key_cols = self.schema.keys[table]
-        owned_by_someone = sa.or_(
-            *(sa.and_(*(t.c[c].is_not(None) for c in e.columns)) for e in owners)
-        )
         for batch in batches(keys, self.batch_size):
             found = self._select_keys(
                 table, sa.and_(key_clause(t, key_cols, batch), owned_by_someone)
@@ -319,7 +335,7 @@ def locate(
     findings. Identity kinds the store does not use are ignored.
     """
     with engine.connect() as conn:
-        search = _Search(conn, schema, store, batch_size)
+        search = Search(conn, schema, store, batch_size)
         search.traverse(search.seed(identities))
         search.link()
         derived = search.derived()
