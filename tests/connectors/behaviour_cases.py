@@ -244,7 +244,7 @@ def sql_rows() -> dict[str, list[dict[str, Any]]]:
 class SqlCase(Case):
     """A four-table store: rows deleted, invoices masked (billing kept for tax law)."""
 
-    capabilities = frozenset({"rectification", "sweeping"})
+    capabilities = frozenset({"rectification", "sweeping", "batch locating"})
     located = {
         "alice": {"customers": 1, "orders": 2, "invoices": 1, "login_events": 2},
         "bob": {"customers": 1, "orders": 1, "invoices": 1, "login_events": 2},

@@ -27,6 +27,7 @@ from moto import mock_aws
 
 from connectors.base import (
     Action,
+    BatchLocating,
     BatchResult,
     Findings,
     Key,
@@ -49,6 +50,7 @@ from tests.connectors.behaviour_cases import (
     ProcessorCase,
     S3Case,
     SqlCase,
+    Who,
     stub_records,
 )
 from tests.connectors.processor.conftest import SECRET, SECRET_ENV
@@ -58,6 +60,7 @@ TODAY = "2026-03-15"
 CAPABILITIES: list[tuple[Callable[..., object], str]] = [
     (Rectifying, "rectification"),
     (Sweeping, "sweeping"),
+    (BatchLocating, "batch locating"),
 ]
 
 CASES = [
@@ -190,6 +193,19 @@ def test_locate_finds_nothing_for_a_subject_the_store_never_saw(case: Case) -> N
     assert not any(step.keys for step in plan.steps)
     assert case.connector.execute(plan, ignore) == []
     assert case.snapshot() == before  # an erasure of no one erases nothing
+
+
+def test_locate_many_finds_for_each_subject_what_locate_finds_alone(case: Case) -> None:
+    batch = case.connector
+    if not supports(batch, BatchLocating):
+        pytest.skip(f"{case.connector.capabilities.kind} stores locate one subject at a time")
+    who_all: list[Who] = ["alice", "bob", "nobody", "alice"]  # one twice: found twice, the same
+    together = batch.locate_many([case.identities(who) for who in who_all])
+    assert len(together) == len(who_all)
+    for who, found in zip(who_all, together, strict=True):
+        alone = case.connector.locate(case.identities(who))
+        assert located_items(found) == located_items(alone), who
+        assert found.counts() == alone.counts() and found.derived == alone.derived, who
 
 
 def test_export_yields_the_subjects_records_and_no_one_elses(case: Case) -> None:
