@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -14,10 +15,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from core.errors import ConfigError, LifecycleError
+from core.errors import ConfigError, InvalidInput, LifecycleError
 from core.free_text import FreeTextRefused
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+EXIT_CODES = {
+    0: "done",
+    1: "failed or refused: one line says what, where and how to resume (details in the log)",
+    2: "usage or validation error: an option, a value or the configuration; nothing changed",
+    3: "findings stand: a check found something to act on (transfers check, s3-lifecycle "
+    "drift; server status: not running)",
+    4: "completed with deferrals: data kept under a legal hold or lock (request submit)",
+    5: "busy: another run holds the job (sweep)",
+}
+"""Exit codes, the same for every command (``lifecycle --help`` and the README list them)."""
+EXIT_USAGE = 2
 
 console = Console()
 err_console = Console(stderr=True)
@@ -64,6 +77,17 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def print_failure(line: str, log: str | None) -> None:
+    """A failure's one line on stderr and, when its traceback was logged, the log file
+    (shown relative to the working directory when inside it)."""
+    print_error(line)
+    if log:
+        path = Path(log)
+        with suppress(ValueError):
+            path = path.relative_to(Path.cwd())
+        err_console.print(f"details: {escape(str(path))}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear error line on stderr and return the Exit to raise."""
     print_error(message)
@@ -72,13 +96,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 @contextmanager
 def handled_errors() -> Iterator[None]:
-    """Turn product errors into one clear error line and a non-zero exit."""
+    """Turn product errors into one clear error line and a non-zero exit: 2 for invalid
+    configuration or input (``EXIT_CODES``), 1 for the rest."""
     try:
         yield
     except ConfigError as e:
         exits = [fail(problem, 2) for problem in e.problems]
         raise exits[-1] from None
-    except FreeTextRefused as e:  # personal data in a note or reason: a usage error
+    except (FreeTextRefused, InvalidInput) as e:  # personal data in a note; a bad value
         raise fail(e.message, 2) from None
     except LifecycleError as e:
         raise fail(e.message) from None

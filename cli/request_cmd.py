@@ -13,7 +13,6 @@ shows pseudonyms.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +41,6 @@ app = typer.Typer(no_args_is_help=True)
 
 LIST_COLUMNS = ["id", "kind", "status", "received", "due", "days_left", "extended"]
 HISTORY_COLUMNS = ["at", "action", "from", "to", "actor", "note"]
-PROGRESS_COLUMNS = ["store", "phase", "found", "affected", "deferred", "remaining", "note"]
 StatusOption = typer.Option(None, "--status", case_sensitive=False, help="Only this status.")
 
 
@@ -129,8 +127,10 @@ def show_status(
     request_id: str = typer.Argument(..., metavar="ID", help="Request id (req_...)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one request: status, due date, days left, history, per-store progress and counts."""
-    from engine.request_summary import build_outcome
+    """Show one request: status, due date, days left, history, and per store and table what
+    was found, deleted, masked, kept (and why), deferred (and until when) and left."""
+    from cli.request_submit import print_outcome
+    from engine.request_summary import build_outcome, exported_counts
     from state.progress import RequestProgress
 
     with handled_errors():
@@ -138,7 +138,10 @@ def show_status(
         record = register.get(request_id)
         entries = register.history(request_id)
         progress = RequestProgress(register.ledger.engine, _keys())
-        outcome = build_outcome(progress, record, progress.stores(request_id))
+        exported = None
+        if record.kind.value == "access":
+            exported = exported_counts(register.ledger, request_id)
+        outcome = build_outcome(progress, record, progress.stores(request_id), exported)
     detail = _detail(record, as_json)
     rows = [_history_row(e, as_json) for e in entries]
     stores = [
@@ -146,6 +149,7 @@ def show_status(
         for s in outcome.stores
     ]
     extra = {
+        "tables": [t.model_dump() for t in outcome.tables],
         "deferrals": [d.model_dump() for d in outcome.deferrals],
         "kept": [k.model_dump() for k in outcome.kept],
         "package": None if outcome.package is None else outcome.package.model_dump(),
@@ -159,15 +163,9 @@ def show_status(
         title=f"Request {record.id}",
     )
     print_table(rows, HISTORY_COLUMNS, title="History")
-    if stores:
-        print_table(stores, PROGRESS_COLUMNS, title="Progress per store")
-    for d in outcome.deferrals:
-        until = f" until {d.until}" if d.until else ""
-        console.print(f"deferred: {d.store}.{d.target} ({d.count}): {d.reason or ''}{until}")
-    for k in outcome.kept:
-        console.print(f"kept {k.count} {k.store}.{k.target} rows: {k.reason or ''}")
+    print_outcome(outcome)
     if outcome.package is not None:
-        console.print(f"package: {outcome.package.location} (sha256 {outcome.package.sha256})")
+        console.print(f"package sha256: {outcome.package.sha256}", highlight=False)
 
 
 @app.command("extend")
@@ -244,11 +242,14 @@ def cancel(
 
 def _cancel_flow_runs(request_id: str, known: list[str]) -> tuple[list[dict[str, Any]], str | None]:
     """The request's unfinished flow runs cancelled through Prefect (only with a server)."""
-    if not os.environ.get("PREFECT_API_URL"):
+    from ops.api_target import reach_server
+
+    if not reach_server():
         if not known:
             return [], None
         return [], (
-            "Prefect was not asked (PREFECT_API_URL is not set): if flow run "
+            "Prefect was not asked (no Prefect server runs here and PREFECT_API_URL is not "
+            "set): if flow run "
             f"{', '.join(known)} is still paused or running, cancel it in the Prefect UI"
         )
     from core.errors import TerminalError

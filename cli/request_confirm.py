@@ -92,10 +92,10 @@ def confirm_command(
 
 def _hand_over(ctx: Any, request_id: str, answer: Any) -> str | None:
     """Resume the flow run paused for this answer, if one is; its id (None: none waits)."""
-    import os
+    from ops.api_target import reach_server
 
     flow_run_id: str | None = ctx.progress.runs.waiting_run(request_id)
-    if flow_run_id is None or not os.environ.get("PREFECT_API_URL"):
+    if flow_run_id is None or not reach_server():
         return None
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run

@@ -39,6 +39,11 @@ class ConfigError(TerminalError):
         self.problems: list[str] = problems or [message]
 
 
+class InvalidInput(TerminalError):
+    """What was given (an option, an argument, a value) is invalid as given: the CLI exits 2
+    (a usage or validation error) and nothing was changed."""
+
+
 class NotFoundError(TerminalError):
     """A named thing (request, store, table) does not exist."""
 

@@ -50,6 +50,19 @@ def needs_local_s3(config: LifecycleConfig) -> bool:
     return any(s.endpoint_url is None for s in config.inventory.stores if isinstance(s, S3Store))
 
 
+def served_stores(config: LifecycleConfig) -> set[str]:
+    """The demo stores that need a local service running (``lifecycle demo`` runs them for
+    its own run, ``make serve`` for as long as it is up): the S3 stores without an endpoint
+    and the provider reached over HTTP."""
+    from demo.provider import provider_store
+
+    names = {
+        s.name for s in config.inventory.stores if isinstance(s, S3Store) and s.endpoint_url is None
+    }
+    provider = provider_store(config)
+    return names | ({provider.name} if provider is not None else set())
+
+
 def lifecycle_rules(config: LifecycleConfig, now: datetime | None = None) -> BucketRules:
     """The S3 lifecycle rules ``config``'s retention policy renders, per bucket."""
     from connectors.s3.lifecycle import desired_rules

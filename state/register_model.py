@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from audit.guard import check_text
 from audit.tables import LENGTHS
-from core.errors import NotFoundError, TerminalError
+from core.errors import InvalidInput, NotFoundError, TerminalError
 from core.free_text import check_free_text as refuse_personal_data
 from core.pseudonym import Pseudonym
 
@@ -173,12 +173,12 @@ class DeadlinePolicy:
         if record.extended:
             raise TerminalError(f"request {rid} was already extended; only one extension")
         if days <= 0:
-            raise TerminalError("extension days must be positive")
+            raise InvalidInput("extension days must be positive")
         new_due = record.due_at + timedelta(days=days)
         limit = record.received_at + timedelta(days=self.max_deadline_days)
         if new_due > limit:
             allowed = (limit - record.due_at) // _DAY
-            raise TerminalError(
+            raise InvalidInput(
                 f"request {rid} may be extended by at most {allowed} days "
                 f"({self.max_deadline_days} days after receipt in total)"
             )

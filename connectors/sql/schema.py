@@ -377,9 +377,47 @@ def translate(
         isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
     )
     where = f"store '{store}'" + (f", table '{table}'" if table else "")
-    message = f"{where}: {operation} failed ({type(error).__name__}: {driver_code(error)})"
+    code = f"{type(error).__name__}: {driver_code(error)}"
     kind = TransientError if transient else TerminalError
+    why = unreachable(error)
+    if why is not None:
+        return kind(
+            f"store '{store}' is unreachable: {why} ({operation}, {code}); check that the "
+            "database is running and the store's url (host, port, database, user, password)",
+            store=store,
+            table=table,
+            operation=operation,
+            unreachable=True,
+        )
+    message = f"{where}: {operation} failed ({code})"
     return kind(message, store=store, table=table, operation=operation)
+
+
+_UNREACHABLE = {
+    "connection refused": ("Connection refused", "Can't connect to", "Errno 111"),
+    "host not found (DNS)": (
+        "could not translate host name",
+        "Name or service not known",
+        "Unknown MySQL server host",
+        "nodename nor servname",
+    ),
+    "login refused (user or password)": ("password authentication failed", "Access denied"),
+    "no answer (timeout)": ("timeout expired", "timed out"),
+    "the database file cannot be opened": ("unable to open database file",),
+    "the database does not exist": ("does not exist", "Unknown database"),
+}
+
+
+def unreachable(error: SQLAlchemyError) -> str | None:
+    """Why a connection could not be made (refused, DNS, login, timeout), or None.
+
+    Only errors raised while connecting are read (no statement was sent, so the driver's
+    message holds no parameters); the words returned are ours, never the message.
+    """
+    if not isinstance(error, sa.exc.DBAPIError) or error.statement is not None:
+        return None
+    text = str(error.orig)
+    return next((why for why, marks in _UNREACHABLE.items() if any(m in text for m in marks)), None)
 
 
 @contextmanager

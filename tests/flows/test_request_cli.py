@@ -177,7 +177,7 @@ def test_usage_errors_do_not_echo_values(prefect_server: None, configure: Config
     code, _, err = invoke(
         "submit", "--kind", "erasure", "--identity", "nickname=robin.quill@example.com"
     )
-    assert code == 1 and "'nickname'" in err and "robin" not in err
+    assert code == 2 and "'nickname'" in err and "robin" not in err
     code, _, err = invoke("submit", "--resume", "req_00000000000000aa")
     assert code == 1 and "not found" in err
     assert request_context().register.list() == []

@@ -83,20 +83,20 @@ def test_the_flow_publishes_counts_only_artifacts(
     table = by_key[keys[1]].data
     assert isinstance(table, str)  # Prefect stores table artifacts as JSON text
     rows = json.loads(table)
-    assert {
+    by_table = {(r["store"], r["table"]): r for r in rows}  # the per-table outcome
+    assert by_table[("shop", "wishlists")] | {"phase": None} == {
         "store": "shop",
-        "target": "wishlists",
-        "action": "defer",
-        "count": 1,
+        "table": "wishlists",
+        "phase": None,
+        "found": 1,
+        "deleted": 0,
+        "masked": 0,
+        "kept": 0,
         "deferred": 1,
-        "reason": "Litigation hold: wishlist dispute",
-    } in rows
-    assert {
-        "store": "files",
-        "target": "*",
-        "action": "skip",
-        "count": 0,
-        "deferred": 0,
-        "reason": "no connector for store type 's3' yet",
-    } in rows
+        "left": 0,
+        "why": "deferred: Litigation hold: wishlist dispute until 2099-12-31",
+    }
+    assert by_table[("crm", "invoices")]["masked"] == 1
+    assert by_table[("files", "*")]["why"] == "no connector for store type 's3' yet"
+    assert "| crm | invoices |" in markdown  # the markdown's per-table section
     assert "quill" not in (markdown + json.dumps(rows)).lower()
