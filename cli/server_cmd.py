@@ -9,6 +9,8 @@ secret is never printed, only where it is.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.markup import escape
 
@@ -67,20 +69,43 @@ def start(
 
 @app.command("stop")
 def stop() -> None:
-    """Stop what `start` started (by recorded process id); harmless when nothing runs."""
+    """Stop what `start` started (by recorded process id), and the local API that commands
+    start when the service is not up (runs using it fail); harmless when nothing runs."""
+    from ops import local_api
     from ops.server import stop as stop_all
 
     with handled_errors():
         stopped = stop_all()
-    if not stopped:
+        local = local_api.stop()
+    if not stopped and not local:
         _say("nothing was running")
     for name, pid in stopped.items():
         _say(f"{name}: stopped (pid {pid})")
+    for name, pid in local.items():
+        _say(f"local API {name}: stopped (pid {pid})")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _local_line(local: dict[str, Any]) -> str:
+    """The local API commands share (``ops.local_api``): where, pid, idle for, stops in."""
+    if not local["alive"]:
+        where = local["state_dir"]
+        return f"local API: not running (the next command that runs a flow starts it; {where})"
+    line = f"local API {local['url']} (API: {local['api']}; pid {local['pid']})"
+    if local["in_use"]:
+        return f"{line}: in use by a command now"
+    idle, stops = local["idle_for_s"], local["stops_in_s"]
+    idle_text = "never used" if idle is None else f"idle for {_minutes(idle)}"
+    return line + (f", {idle_text}" + ("" if stops is None else f", stops in {_minutes(stops)}"))
 
 
 @app.command("status")
 def status(as_json: bool = JsonOption) -> None:
-    """What runs (pid, alive), the UI address, deployments, worker and intake; exit 3 when down."""
+    """What runs (pid, alive), the UI address, deployments, worker and intake, and the local
+    API commands share (url, pid, idle for, stops in); exit 3 when the service is down."""
     from ops.server import status as get_status
 
     with handled_errors():
@@ -105,5 +130,6 @@ def status(as_json: bool = JsonOption) -> None:
             f"intake {info['intake_url']}/ ({info['intake']}); webhook secret in "
             f"{info['webhook_secret']}"
         )
+        _say(_local_line(info["local_api"]))
     if not info["running"]:
         raise typer.Exit(3)

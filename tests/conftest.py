@@ -66,6 +66,9 @@ def isolated_settings(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LIFECYCLE_DATA_DIR", str(data_dir))
     monkeypatch.setenv("LIFECYCLE_MASTER_KEY", TEST_MASTER_KEY)
+    # No shared local Prefect API (ops.local_api) outliving a test, in it or its subprocesses:
+    # commands without PREFECT_API_URL get Prefect's temporary server, as tests expect.
+    monkeypatch.setenv("LIFECYCLE_LOCAL_API_IDLE_MINUTES", "0")
     monkeypatch.delenv("LIFECYCLE_AUDIT_URL", raising=False)
     monkeypatch.delenv("LIFECYCLE_CONFIG_DIR", raising=False)
     get_settings.cache_clear()

@@ -85,6 +85,8 @@ def _clean_env(home: Path) -> dict[str, str]:
         k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES) and k not in _DROP
     }
     env["PREFECT_HOME"] = str(home)  # the temporary server's database: not ~/.prefect
+    # No shared local API left running after the test (ops.api_target): the temporary one.
+    env["LIFECYCLE_LOCAL_API_IDLE_MINUTES"] = "0"
     return env
 
 
