@@ -22,7 +22,9 @@ After the first failure it starts no further store; those already running finish
 stopping a store in the middle of its transaction or of a provider's request would only
 leave more for the rerun to settle. It returns every store's outcome in the order given;
 what to audit and what to raise is the flow's decision (``flows.subject_request._each``).
-With ``limit`` 1 the stores run one after another in the calling thread.
+With ``limit`` 1 the stores run one after another in the calling thread. Each store's task
+runs are tagged ``store:<name>``: ``LIFECYCLE_SERVE_STORE_LIMIT`` makes ``make serve`` cap
+them per store over every run and worker, so a database is not overrun.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from prefect import tags
+
 from config.schema.inventory import Inventory
+from ops.serve_env import STORE_TAG_PREFIX
 
 __all__ = ["StoreOutcome", "locate_levels", "run_stores"]
 
@@ -85,7 +90,8 @@ def run_stores(stores: Sequence[str], step: Callable[[str], int], limit: int) ->
         if stop.is_set():
             return StoreOutcome(store)
         try:
-            return StoreOutcome(store, result=step(store))
+            with tags(f"{STORE_TAG_PREFIX}{store}"):  # per-store limits (make serve)
+                return StoreOutcome(store, result=step(store))
         except BaseException as e:  # handed to the caller, which decides what to raise
             stop.set()
             return StoreOutcome(store, error=e)

@@ -7,7 +7,13 @@ environments and the sourceable ``env`` file.
 Every Prefect process gets ``PREFECT_HOME`` inside the state folder and no ``PREFECT_*``
 variable from the caller (a stray ``PREFECT_API_URL``, profile or ``PREFECT_API_KEY`` would
 point it elsewhere or make the server answer 401), so the user's ``~/.prefect`` is never
-read or written. The server keeps only its database (and UI API URL) settings from the caller.
+read or written. The server keeps only its database (and UI API URL) settings from the caller,
+the workers only their polling settings.
+
+``LIFECYCLE_SERVE_WORKERS`` says how many process workers run (``worker_count``; each has
+its own name, pid file and log: ``worker_proc``, ``worker_name``), ``LIFECYCLE_SERVE_RUN_LIMIT``
+the work pool's concurrency limit, ``LIFECYCLE_SERVE_DATABASE`` the Prefect server's
+PostgreSQL database (``database_url``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,27 @@ SERVE_DIR_NAME = "prefect-serve"
 PORT_ENV = "LIFECYCLE_SERVE_PORT"
 S3_PORT_ENV = "LIFECYCLE_SERVE_S3_PORT"
 PROVIDER_PORT_ENV = "LIFECYCLE_SERVE_PROVIDER_PORT"
-_SERVE_ONLY = (SERVE_DIR_ENV, PORT_ENV, S3_PORT_ENV, PROVIDER_PORT_ENV)
+WORKERS_ENV = "LIFECYCLE_SERVE_WORKERS"
+MAX_WORKERS = 32
+RUN_LIMIT_ENV = "LIFECYCLE_SERVE_RUN_LIMIT"
+MAX_RUN_LIMIT = 1000
+STORE_LIMIT_ENV = "LIFECYCLE_SERVE_STORE_LIMIT"
+STORE_TAG_PREFIX = "store:"
+"""Every store step's task run is tagged ``store:<name>`` (``flows.store_steps``)."""
+DATABASE_ENV = "LIFECYCLE_SERVE_DATABASE"
+PREFECT_DATABASE_URL = "PREFECT_API_DATABASE_CONNECTION_URL"
+_SERVE_ONLY = (
+    SERVE_DIR_ENV,
+    PORT_ENV,
+    S3_PORT_ENV,
+    PROVIDER_PORT_ENV,
+    WORKERS_ENV,
+    RUN_LIMIT_ENV,
+    STORE_LIMIT_ENV,
+    DATABASE_ENV,
+)
+WORKER_PROC = "worker"
+"""The first worker's pid and log file name (``worker.pid``); the n-th's is ``worker-n``."""
 HEARTBEAT_SECONDS = 30
 """Flow-run heartbeats of the worker's runs (Prefect's minimum; one small event each)."""
 # Path settings of the product, made absolute: flow runs read the same files wherever they run.
@@ -49,6 +75,8 @@ _SERVER_PASSTHROUGH = (
     "PREFECT_UI_API_URL",
     "PREFECT_SERVER_UI_API_URL",
 )
+# What the workers keep from the caller: how often they ask for runs and how far ahead.
+_WORKER_PASSTHROUGH = ("PREFECT_WORKER_QUERY_SECONDS", "PREFECT_WORKER_PREFETCH_SECONDS")
 _LOOPBACK = ("127.0.0.1", "localhost")
 
 
@@ -107,6 +135,92 @@ def port_setting(environ: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
         raise ConfigError(f"{name}={raw!r} is not a TCP port number (1-65535)")
     return int(raw)
+
+
+def _bounded_int(environ: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name}={raw!r} is not a whole number from {low} to {high}")
+    return int(raw)
+
+
+def worker_count(environ: Mapping[str, str]) -> int:
+    """How many process workers ``start`` runs: ``LIFECYCLE_SERVE_WORKERS`` (1-32), else 1."""
+    count = _bounded_int(environ, WORKERS_ENV, 1, MAX_WORKERS)
+    return 1 if count is None else count
+
+
+def run_limit(environ: Mapping[str, str]) -> int | None:
+    """The work pool's concurrency limit: flow runs at once over all its workers, on every
+    machine (``LIFECYCLE_SERVE_RUN_LIMIT``, 1-1000); None, unset, for no limit."""
+    return _bounded_int(environ, RUN_LIMIT_ENV, 1, MAX_RUN_LIMIT)
+
+
+def store_limit(environ: Mapping[str, str]) -> int | None:
+    """Task runs at once per store, over every flow run, worker and machine
+    (``LIFECYCLE_SERVE_STORE_LIMIT``, 1-1000): a Prefect tag limit on ``store:<name>`` for
+    each store of the inventory; None, unset, for none."""
+    return _bounded_int(environ, STORE_LIMIT_ENV, 1, MAX_RUN_LIMIT)
+
+
+def worker_proc(n: int) -> str:
+    """The pid and log file name of worker ``n`` (from 1): ``worker``, ``worker-2``, ..."""
+    return WORKER_PROC if n == 1 else f"{WORKER_PROC}-{n}"
+
+
+def worker_name(n: int) -> str:
+    """The name worker ``n`` (from 1) has in Prefect: ``lifecycle-local-worker``, then
+    ``lifecycle-local-worker-2`` ...: the first keeps the name a single worker always had."""
+    return WORKER_NAME if n == 1 else f"{WORKER_NAME}-{n}"
+
+
+def recorded_workers(paths: ServePaths) -> list[int]:
+    """The numbers of the workers with a pid file in the state folder, in order: what
+    ``stop`` and ``status`` look at, whatever ``LIFECYCLE_SERVE_WORKERS`` says now."""
+    found = []
+    for pid_file in paths.root.glob(f"{WORKER_PROC}*.pid"):
+        _, dash, number = pid_file.stem.partition("-")
+        if pid_file.stem == WORKER_PROC:
+            found.append(1)
+        elif dash and number.isdigit() and worker_proc(int(number)) == pid_file.stem:
+            found.append(int(number))
+    return sorted(found)
+
+
+def database_url(environ: Mapping[str, str]) -> str | None:
+    """The Prefect server's database URL, or None for SQLite in ``home/``.
+
+    ``LIFECYCLE_SERVE_DATABASE=postgresql://[user[:password]@]host[:port]/database`` is the
+    short form of ``PREFECT_API_DATABASE_CONNECTION_URL`` with the asyncpg driver Prefect
+    needs; giving both is refused, as is any other kind of database (Prefect's server runs
+    on SQLite or PostgreSQL only).
+    """
+    short = environ.get(DATABASE_ENV, "").strip()
+    full = environ.get(PREFECT_DATABASE_URL, "").strip()
+    if short and full:
+        raise ConfigError(f"set {DATABASE_ENV} or {PREFECT_DATABASE_URL}, not both")
+    if not short:
+        return full or None
+    scheme, sep, rest = short.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres", "postgresql+asyncpg") or not rest:
+        raise ConfigError(
+            f"{DATABASE_ENV}: expected postgresql://[user@]host[:port]/database "
+            "(the Prefect server's database; unset for SQLite in the state folder)"
+        )
+    return f"postgresql+asyncpg://{rest}"
+
+
+def database_label(environ: Mapping[str, str], paths: ServePaths) -> str:
+    """The Prefect server's database for display: its URL without a password, or the
+    SQLite file. (ConfigError when the variables are invalid.)"""
+    url = database_url(environ)
+    if url is None:
+        return f"sqlite ({paths.home / 'prefect.db'})"
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def api_url(port: int) -> str:
@@ -195,11 +309,17 @@ def server_env(
     """The environment of ``prefect server start``: 127.0.0.1 only, basic auth, quiet logs.
 
     The database is SQLite in ``home/`` unless ``PREFECT_API_DATABASE_CONNECTION_URL`` (or
-    another ``PREFECT_*_DATABASE_*`` setting) is set. ``PREFECT_UI_API_URL`` is always set:
+    another ``PREFECT_*_DATABASE_*`` setting, or ``LIFECYCLE_SERVE_DATABASE``: see
+    ``database_url``) is set. ``PREFECT_UI_API_URL`` is always set:
     the UI otherwise calls the API on the default port whatever port the server listens on.
     """
     env = _without_prefect(environ)
     env.update({k: v for k, v in environ.items() if k.startswith(_SERVER_PASSTHROUGH)})
+    for name in _SERVE_ONLY:
+        env.pop(name, None)
+    database = database_url(environ)
+    if database is not None:
+        env[PREFECT_DATABASE_URL] = database
     if not (env.get("PREFECT_UI_API_URL") or env.get("PREFECT_SERVER_UI_API_URL")):
         env["PREFECT_UI_API_URL"] = api_url(port)
     env.update(
@@ -228,9 +348,11 @@ def client_env(
     starts in another directory uses the same data as the ``lifecycle`` command; ``demo_env``
     is added over them for the demo configuration (``ops.demo_setup``: the local S3's
     endpoint, CA and dummy credentials when it runs, the served demo's
-    ``LIFECYCLE_CONFIG_DIR``).
+    ``LIFECYCLE_CONFIG_DIR``). Of Prefect's settings only the workers' polling ones
+    (``PREFECT_WORKER_QUERY_SECONDS``, ``PREFECT_WORKER_PREFETCH_SECONDS``) pass through.
     """
     env = _without_prefect(environ)
+    env.update({k: v for k, v in environ.items() if k in _WORKER_PASSTHROUGH})
     for name in _SERVE_ONLY:
         env.pop(name, None)
     for name in _PATH_SETTINGS:

@@ -2,11 +2,14 @@
 
 ``start`` brings up, each only if it is not already running: the Prefect server on
 127.0.0.1 with basic authentication (SQLite in the state folder unless
-``PREFECT_API_DATABASE_CONNECTION_URL`` says otherwise), the demo's local S3 and its local
-stub provider (``ops.local_provider``, after the demo CRM it reads is seeded) when the demo
-configuration needs them (``ops.demo_setup``), the audit database's migrations, the
-``lifecycle-local`` process work pool, every deployment in ``prefect.yaml`` (re-deployed on
-each start: cheap, and picks up edits), a process worker and the intake service
+``LIFECYCLE_SERVE_DATABASE`` or ``PREFECT_API_DATABASE_CONNECTION_URL`` names a PostgreSQL
+database), the demo's local S3 and its local stub provider (``ops.local_provider``, after
+the demo CRM it reads is seeded) when the demo configuration needs them
+(``ops.demo_setup``), the audit database's migrations, the ``lifecycle-local`` process
+work pool (its concurrency limit set from ``LIFECYCLE_SERVE_RUN_LIMIT``, none when unset),
+every deployment in ``prefect.yaml`` (re-deployed on each start: cheap, and picks up
+edits), ``LIFECYCLE_SERVE_WORKERS`` process workers (default 1; each its own name, pid file
+and log) and the intake service
 (``ops.intake``: the help-desk webhook and intake page, on 127.0.0.1, with the worker's
 environment; its webhook secret is generated in the data folder when none is set). Their
 pids are recorded in the state folder and ``stop`` ends exactly those process groups
@@ -23,9 +26,10 @@ other commands run installed).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +56,7 @@ PREFECT_YAML = "prefect.yaml"
 DEFAULT_INTAKE_PORT: int = Settings.model_fields["intake_port"].default
 DEPLOYMENTS = (
     "subject-request",
+    "subject-batch",
     "cancel-request",
     "audit-verify",
     "retention-sweep",
@@ -70,12 +75,20 @@ class Proc:
     port_env: str = ""  # the variable that moves its port, named when the port is taken
 
 
+def worker_proc(n: int) -> Proc:
+    """Worker ``n`` (from 1): its pid and log file, and its name in Prefect as the marker."""
+    label = "the worker" if n == 1 else f"worker {n}"
+    marker = ("worker", "start", "--pool", se.POOL, "--name", se.worker_name(n))
+    return Proc(se.worker_proc(n), label, marker)
+
+
 SERVER = Proc("server", "the Prefect server", ("server", "start", "--host", se.HOST), se.PORT_ENV)
 S3 = Proc("s3", "the local S3", ("ops.local_s3",), se.S3_PORT_ENV)
 PROVIDER = Proc("provider", "the local provider", ("ops.local_provider",), se.PROVIDER_PORT_ENV)
-WORKER = Proc("worker", "the worker", ("worker", "start", "--pool", se.POOL))
+WORKER = worker_proc(1)
 INTAKE = Proc("intake", "the intake service", ("ops.intake",), INTAKE_PORT_ENV)
 PROCS = (SERVER, S3, PROVIDER, WORKER, INTAKE)  # start order; stop goes the other way
+"""One of each; ``LIFECYCLE_SERVE_WORKERS`` adds workers 2, 3 ... (``worker_procs``)."""
 
 
 class ServeError(LifecycleError):
@@ -161,30 +174,54 @@ def _run(inst: Instance, args: list[str], env: dict[str, str], name: str, what: 
     return output
 
 
+Launch = tuple[list[str], dict[str, str], Path, int | None]  # argv, env, cwd, port
+
+
+def _launch(
+    inst: Instance, proc: Proc, report: StartReport, say: Say, launch: Launch
+) -> tuple[int, subprocess.Popen[bytes] | None]:
+    """Start ``proc`` unless its recorded pid still runs: its pid, and the child if new."""
+    args, env, cwd, port = launch
+    pid_file, log = inst.paths.pid_file(proc.name), inst.paths.log_file(proc.name)
+    pid = procs.live_pid(pid_file, proc.marker)
+    if pid is not None:
+        return pid, None
+    if port is not None and not procs.port_free(se.HOST, port):
+        raise ServeError(f"port {port} on {se.HOST} is taken: set {proc.port_env} to a free port")
+    say(f"starting {proc.label} ...")
+    child = procs.spawn(args, env, cwd, log, pid_file)
+    report.started.append(proc.name)
+    return child.pid, child
+
+
 def _ensure(
     inst: Instance,
     proc: Proc,
     report: StartReport,
     say: Say,
-    launch: tuple[list[str], dict[str, str], Path, int | None],
+    launch: Launch,
     *,
     ready: Callable[[], bool],
     timeout: float,
 ) -> int:
     """Start ``proc`` unless its recorded pid still runs, then wait until ``ready()``."""
-    args, env, cwd, port = launch
-    pid_file, log = inst.paths.pid_file(proc.name), inst.paths.log_file(proc.name)
-    pid = procs.live_pid(pid_file, proc.marker)
-    child = None
-    if pid is None:
-        if port is not None and not procs.port_free(se.HOST, port):
-            raise ServeError(
-                f"port {port} on {se.HOST} is taken: set {proc.port_env} to a free port"
-            )
-        say(f"starting {proc.label} ...")
-        child = procs.spawn(args, env, cwd, log, pid_file)
-        pid = child.pid
-        report.started.append(proc.name)
+    pid, child = _launch(inst, proc, report, say, launch)
+    _await(inst, proc, child, ready=ready, timeout=timeout)
+    report.pids[proc.name] = pid
+    return pid
+
+
+def _await(
+    inst: Instance,
+    proc: Proc,
+    child: subprocess.Popen[bytes] | None,
+    *,
+    ready: Callable[[], bool],
+    timeout: float,
+) -> None:
+    """Wait until ``ready()``; a ServeError with the log's tail when ``child`` exits first
+    or ``timeout`` passes."""
+    log = inst.paths.log_file(proc.name)
     deadline = time.monotonic() + timeout
     while not ready():
         if child is not None and child.poll() is not None:
@@ -194,8 +231,6 @@ def _ensure(
                 f"{proc.label} not ready in {timeout:.0f} s (see {log})", procs.tail(log)
             )
         time.sleep(READY_POLL_S)
-    report.pids[proc.name] = pid
-    return pid
 
 
 def _server(
@@ -289,29 +324,110 @@ def _provider(
     report.provider_endpoint = inst.provider_endpoint
 
 
-def _pool(inst: Instance, creds: se.Credentials, env: dict[str, str], say: Say) -> None:
-    status, pool = request(f"{inst.api_url}/work_pools/{se.POOL}", creds.auth_string)
+def _pool(
+    inst: Instance, creds: se.Credentials, env: dict[str, str], limit: int | None, say: Say
+) -> None:
+    """Create the process work pool if missing; give it ``limit`` as its concurrency limit
+    (None: none), which the server applies over every worker on every machine."""
+    url = f"{inst.api_url}/work_pools/{se.POOL}"
+    status, pool = request(url, creds.auth_string)
     if status == 200:
         if pool.get("type") != "process":
             raise ServeError(f"work pool {se.POOL} exists with type {pool.get('type')!r}")
-        return
-    say(f"creating the process work pool {se.POOL}")
-    args = _prefect("work-pool", "create", se.POOL, "--type", "process")
-    _run(inst, args, env, "work-pool", "creating the work pool")
+    else:
+        say(f"creating the process work pool {se.POOL}")
+        args = _prefect("work-pool", "create", se.POOL, "--type", "process")
+        _run(inst, args, env, "work-pool", "creating the work pool")
+        pool = {}
+    if pool.get("concurrency_limit") != limit:
+        body = {"concurrency_limit": limit}
+        if request(url, creds.auth_string, body, method="PATCH")[0] != 204:
+            raise ServeError(f"the Prefect server refused the concurrency limit of {se.POOL}")
+        say(
+            f"work pool {se.POOL}: "
+            + (f"at most {limit} flow runs at once" if limit else "no run limit")
+        )
 
 
-def _worker(
-    inst: Instance, creds: se.Credentials, env: dict[str, str], report: StartReport, say: Say
+def _store_limits(inst: Instance, creds: se.Credentials, limit: int | None, say: Say) -> None:
+    """A tag concurrency limit of ``limit`` task runs per inventory store (``store:<name>``),
+    so many runs on many workers do not overrun one database; None removes them."""
+    from config.loader import load_config
+
+    stores = [store.name for store in load_config().inventory.stores]
+    for store in stores:
+        tag = f"{se.STORE_TAG_PREFIX}{store}"
+        if limit is None:
+            request(
+                f"{inst.api_url}/concurrency_limits/tag/{tag}", creds.auth_string, method="DELETE"
+            )
+            continue
+        body = {"tag": tag, "concurrency_limit": limit}
+        if request(f"{inst.api_url}/concurrency_limits/", creds.auth_string, body)[0] not in (
+            200,
+            201,
+        ):
+            raise ServeError(f"the Prefect server refused the concurrency limit of store {store}")
+    if limit is not None:
+        say(f"stores {', '.join(stores)}: at most {limit} task runs at once each")
+
+
+def workers_online(
+    api_url: str, auth: str, names: Collection[str], since: datetime | None = None
+) -> set[str]:
+    """Which of the workers ``names`` the server has ONLINE, with a heartbeat after
+    ``since`` if given (so a record left by a worker just stopped does not count)."""
+    status, workers = request(f"{api_url}/work_pools/{se.POOL}/workers/filter", auth, {})
+    online = set()
+    for worker in workers if status == 200 and workers else []:
+        beat = worker.get("last_heartbeat_time")
+        if worker.get("name") not in names or worker.get("status") != "ONLINE" or not beat:
+            continue
+        when = datetime.fromisoformat(beat.replace("Z", "+00:00"))
+        if since is None or when.replace(tzinfo=when.tzinfo or UTC) >= since:
+            online.add(worker["name"])
+    return online
+
+
+def worker_procs(environ: Mapping[str, str]) -> list[Proc]:
+    """Every worker ``status`` should show: those ``LIFECYCLE_SERVE_WORKERS`` asks for and
+    any other with a pid file (started with a larger count), in order."""
+    inst = instance(environ)
+    wanted = range(1, se.worker_count(environ) + 1)
+    return [worker_proc(n) for n in sorted({*wanted, *se.recorded_workers(inst.paths)})]
+
+
+def _workers(
+    inst: Instance,
+    creds: se.Credentials,
+    env: dict[str, str],
+    report: StartReport,
+    say: Say,
+    *,
+    count: int,
 ) -> None:
-    args = _prefect("worker", "start", "--pool", se.POOL, "--type", "process")
-    launch = ([*args, "--name", se.WORKER_NAME], env, inst.repo, None)
-    running = procs.live_pid(inst.paths.pid_file(WORKER.name), WORKER.marker)
-    since = None if running else datetime.now(UTC) - timedelta(seconds=1)
+    """Run workers 1 to ``count`` (each with its own name, pid file and log) and wait until
+    each is online; workers above ``count`` left from an earlier start are stopped."""
+    for n in se.recorded_workers(inst.paths):
+        if n > count:
+            _stop_one(inst, worker_proc(n))
+    base = _prefect("worker", "start", "--pool", se.POOL, "--type", "process")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    started: list[tuple[Proc, subprocess.Popen[bytes] | None]] = []
+    for n in range(1, count + 1):  # all launched, then awaited: they start side by side
+        proc = worker_proc(n)
+        launch = ([*base, "--name", se.worker_name(n)], env, inst.repo, None)
+        pid, child = _launch(inst, proc, report, say, launch)
+        report.pids[proc.name] = pid
+        started.append((proc, child))
+    for proc, child in started:
+        name = proc.marker[-1]
+        after = None if child is None else since  # a new one: its own heartbeat
 
-    def online() -> bool:  # a new worker: its own heartbeat, not a stopped one's record
-        return worker_online(inst.api_url, creds.auth_string, since)
+        def online(name: str = name, after: datetime | None = after) -> bool:
+            return name in workers_online(inst.api_url, creds.auth_string, {name}, after)
 
-    _ensure(inst, WORKER, report, say, launch, ready=online, timeout=WORKER_ONLINE_TIMEOUT_S)
+        _await(inst, proc, child, ready=online, timeout=WORKER_ONLINE_TIMEOUT_S)
 
 
 def secret_location(environ: Mapping[str, str]) -> tuple[str, Path | None]:
@@ -398,6 +514,10 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
             del os.environ[name]
     environ = kept
     _require_checkout(inst)
+    # Checked before anything starts: a bad value changes nothing.
+    workers, run_limit = se.worker_count(environ), se.run_limit(environ)
+    store_limit = se.store_limit(environ)
+    se.database_url(environ)
     with procs.locked(inst.paths.lock_file):
         inst.paths.home.mkdir(parents=True, exist_ok=True)
         creds, created = se.ensure_credentials(inst.paths.credentials)
@@ -426,14 +546,15 @@ def start(say: Say, environ: Mapping[str, str] | None = None) -> StartReport:
         demo_setup.seed_demo_crm(say, s3_env)  # and the local S3's objects, once, with it
         if provider_secret is not None:
             _provider(inst, environ, provider_secret, report, say)
-        _pool(inst, creds, env, say)
+        _pool(inst, creds, env, run_limit, say)
+        _store_limits(inst, creds, store_limit, say)
         say("deploying everything in prefect.yaml")
         _run(inst, _prefect("--no-prompt", "deploy", "--all"), env, "deploy", "prefect deploy")
         report.deployments = deployments(inst.api_url, creds.auth_string)
         missing = sorted(set(DEPLOYMENTS) - set(report.deployments))
         if missing:
             raise ServeError(f"not deployed by prefect deploy: {', '.join(missing)}")
-        _worker(inst, creds, env, report, say)
+        _workers(inst, creds, env, report, say, count=workers)
         _intake(inst, creds, env, report, say)
     return report
 
@@ -458,9 +579,11 @@ def stop(environ: Mapping[str, str] | None = None) -> dict[str, int]:
     stopped: dict[str, int] = {}
     with procs.locked(inst.paths.lock_file):
         for proc in reversed(PROCS):
-            pid = _stop_one(inst, proc)
-            if pid is not None:
-                stopped[proc.name] = pid
+            every = [worker_proc(n) for n in se.recorded_workers(inst.paths)]
+            for one in every if proc is WORKER else [proc]:
+                pid = _stop_one(inst, one)
+                if pid is not None:
+                    stopped[one.name] = pid
     return stopped
 
 
@@ -500,4 +623,7 @@ def status(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             result["worker_online"] = worker_online(inst.api_url, creds.auth_string)
     worker_up = result["worker_online"] and processes[WORKER.name]["alive"]
     result["running"] = bool(worker_up and result["intake"] == "ok")
+    from ops import local_api  # the API commands share when this service is not up
+
+    result["local_api"] = local_api.status(environ)
     return result
