@@ -25,6 +25,9 @@ and ledger write checks it (``SweepContext.append``, ``SweepProgress.fence_with`
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -350,6 +353,36 @@ def _as_range(batch: SweepBatch) -> BatchRange:
     return BatchRange(batch.lo, batch.hi, batch.count, batch.keys_digest)
 
 
+def _bound(keys: KeyRing, target: SweepTarget, key: Key | None) -> Any:
+    """A batch bound as the ledger holds it: the key, or a keyed hash of a personal one."""
+    if key is None or not target.keys_personal:
+        return None if key is None else list(key)
+    text = json.dumps(list(key), separators=(",", ":"), ensure_ascii=False)
+    mac = hmac.new(keys.pseudonym_hmac, b"sweep-bound\x00" + text.encode(), hashlib.sha256)
+    return "hmac:" + mac.hexdigest()[:32]
+
+
+def batch_detail(
+    keys: KeyRing, target: SweepTarget, seq: int, batch: SweepBatch, *, recovered: bool
+) -> dict[str, Any]:
+    """A ``sweep.batch`` event's detail: the rules and their cut-offs, the batch's key range
+    (``after`` exclusive, null at the start; ``last`` inclusive) and count; in ``keys`` audit
+    mode also the digest of every key. Keys that may be personal data appear as keyed hashes
+    (``hmac:...``), the same for the same key, so ranges still chain from batch to batch."""
+    detail: dict[str, Any] = {
+        "batch": seq,
+        "audit": target.audit,
+        "rules": list(target.rule_ids),
+        "cutoffs": {c.rule_id: c.cutoff.isoformat() for c in target.conditions},
+        "range": {"after": _bound(keys, target, batch.lo), "last": _bound(keys, target, batch.hi)},
+        "keys_read": batch.count,
+        "recovered": recovered,
+    }
+    if batch.keys_digest:  # recorded in keys mode (an intent keeps it across a resume)
+        detail["keys_digest"] = batch.keys_digest
+    return detail
+
+
 def _audit_batch(
     ctx: SweepContext,
     *,
@@ -368,13 +401,7 @@ def _audit_batch(
         connector=target.store,
         target=target.id,
         counts={verb: affected},
-        detail={
-            "batch": seq,
-            "keys_digest": batch.keys_digest,
-            "keys_read": batch.count,
-            "rules": list(target.rule_ids),
-            "recovered": recovered,
-        },
+        detail=batch_detail(ctx.keys, target, seq, batch, recovered=recovered),
     )
     bookkeeping = SweepProgress.audited(
         run.id,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from config.schema import LifecycleConfig
 from config.schema.inventory import Reference
 from config.schema.policy import HoldScope, LegalHold, RetentionRule
+from config.schema.stores import SweepAudit
 from connectors import catalog
 from connectors.hooks import load_hook
 
@@ -87,6 +88,13 @@ class SweepTarget:
     exclude_prefixes: tuple[str, ...] = ()
     holds: tuple[str, ...] = ()  # active holds covering the whole target
     partial_holds: tuple[LegalHold, ...] = field(default=(), compare=False)
+    audit: SweepAudit = "range"
+    """What the ledger records per batch: ``range`` (rules, cut-offs, key range, count) or
+    ``keys`` (also the digest of every key): ``keys`` if the store or any rule asks for it."""
+    keys_personal: bool = False
+    """Whether the target's keys may be personal data (an S3 bucket's
+    ``keys_contain_personal_data``, a SQL key column that is an identity or personal
+    field): the ledger then records the batch's range as keyed hashes, never the keys."""
 
     @property
     def governing(self) -> Condition:
@@ -240,6 +248,14 @@ def with_holds(target: SweepTarget, holds: Sequence[LegalHold], today: date) -> 
     )
 
 
+def audited(target: SweepTarget, store: StoreConfig, rules: Sequence[RetentionRule]) -> SweepTarget:
+    """``target`` with its audit mode: ``keys`` if any of its rules asks for key digests,
+    or none says and its store does; ``range`` otherwise."""
+    own = {c.rule_id for c in target.conditions}
+    modes = {r.audit or store.retention_audit for r in rules if r.id in own}
+    return replace(target, audit="keys" if "keys" in modes else "range")
+
+
 def resolve_targets(
     config: LifecycleConfig, now: datetime, rule_ids: Sequence[str] = ()
 ) -> list[SweepTarget]:
@@ -263,7 +279,7 @@ def resolve_targets(
     for store in config.inventory.stores:
         hook = sweep_targets_of(catalog.spec_for(store))
         if hook is not None:  # a type without the hook has no sweep targets
-            targets.extend(hook.resolve(store, rules, now))
+            targets.extend(audited(t, store, rules) for t in hook.resolve(store, rules, now))
     if rule_ids:
         wanted = set(rule_ids)
         targets = [t for t in targets if wanted & {c.rule_id for c in t.conditions}]

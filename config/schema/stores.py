@@ -90,6 +90,11 @@ class IdentitySite(NamedTuple):
 
 PersonalSource = Literal["an identity column", "a personal field"]
 
+SweepAudit = Literal["range", "keys"]
+"""What a retention sweep's ledger records per batch: the rule, cut-off, key range and count
+(``range``), or also a digest of every key deleted or anonymized (``keys``: reading and
+digesting the keys costs the sweep about half again its time on PostgreSQL)."""
+
 
 class DerivedSite(NamedTuple):
     """Where a store derives an identity, and whether the value it is taken from is personal."""
@@ -118,6 +123,14 @@ class StoreConfig(Strict):
     type: str
     name: Name
     description: str | None = None
+    retention_audit: SweepAudit = Field(
+        default="range",
+        description=(
+            "What a retention sweep's ledger records per batch in this store: 'range' (the "
+            "rule, cut-off, key range and count) or 'keys' (also a digest of every key). A "
+            "rule's own 'audit' overrides it. Subject erasures always digest their keys."
+        ),
+    )
 
     policy_parts: ClassVar[tuple[str, ...]] = ()
     """The keys by which policy.yaml names a part of such a store (``table``, ``bucket``)."""

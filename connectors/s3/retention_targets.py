@@ -78,6 +78,7 @@ class S3SweepTargets:
                         bucket=bucket.name,
                         prefix=prefix,
                         exclude_prefixes=narrower,
+                        keys_personal=bucket.keys_contain_personal_data,
                     )
                 )
         return out

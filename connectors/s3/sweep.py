@@ -2,13 +2,17 @@
 
 A key is expired when its newest entry (current version or delete marker) was written
 before every condition's cut-off; then all of its versions and delete markers go, so
-nothing of it stays recoverable. The listing (``ListObjectVersions``) is read page by
-page and grouped per key, never held whole in memory; a key's versions may span pages.
+nothing of it stays recoverable. The listing (``ListObjectVersions``; ``ListObjectsV2`` on
+a bucket whose versioning was never enabled, which has nothing else: see ``_versioned``)
+is read page by page and grouped per key, never held whole in memory; a key's versions
+may span pages.
 
-Batches mirror the SQL sweep: ``next_batch`` reads whole keys after a cursor and returns
-the range with the count and digest of its versions, recorded before anything changes;
-``apply`` lists that range again, re-checks expiry and holds, and deletes by version id
-with DeleteObjects (at most 1,000 per call). Deleting only listed version ids means a
+Batches mirror the SQL sweep: ``next_batch`` reads whole keys after a cursor, one listed
+page's worth, and returns the range with the count of its versions (and, in ``keys`` audit
+mode, their digest), recorded before anything changes; ``apply`` deletes the versions that
+listing found by version id with DeleteObjects (at most 1,000 per call), so every page is
+listed once. A range applied without that listing (a batch resumed after a crash) is
+listed again, its expiry and holds re-checked. Deleting only listed version ids means a
 version written in between survives, and re-applying a range whose objects are gone
 deletes nothing.
 
@@ -29,8 +33,10 @@ from functools import cached_property
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from connectors.base import Key, SweepBatch, keys_digest
-from connectors.s3.client import s3_errors
+from connectors.s3.client import error_code, s3_errors
 from connectors.s3.config import S3Store
 from connectors.s3.locate import Version
 from connectors.s3.locks import hold_deferral, lock_deferral, lock_enabled, lock_state, version_tags
@@ -140,35 +146,98 @@ class S3Sweeper:
         # alone would hold every subject's objects.
         self._holds = tuple(h for h in target.partial_holds if h.scope.subject is None)
         self._cutoff = min((utc_naive(c.cutoff) for c in target.conditions), default=None)
+        self._listed: tuple[Key | None, Key, list[Key], list[Key]] | None = None
+        """The last ``next_batch``: its range and the versions it listed, for ``apply``."""
+        self._page_end: tuple[_Group | None, dict[str, Any]] = (None, {})
+        self._carried: tuple[str, _Group | None, dict[str, Any]] | None = None
+        """Where the last batch's listing stopped (its last key, the group carried over
+        and the next page's parameters): the next batch after that key goes on from it."""
 
     @cached_property
     def _locked(self) -> bool:
+        """Whether versions may be locked: only then is each version's HeadObject read."""
+        if not self._versioned:
+            return False  # Object Lock needs versioning Enabled, and keeps it so
         with s3_errors(self.store.name, "GetObjectLockConfiguration", self.bucket.name):
             return lock_enabled(self.client, self.bucket.name)
 
+    @cached_property
+    def _versioned(self) -> bool:
+        """Whether the bucket's versioning is or ever was on: it is then listed by versions.
+
+        Versioning cannot be switched off once enabled, only suspended, so a bucket whose
+        GetBucketVersioning answer has no ``Status`` never had it: each of its keys is one
+        object, version id ``"null"``, and it has no delete markers (nor Object Lock, which
+        needs versioning). ``ListObjectsV2`` then lists everything there is, and cheaper
+        than ``ListObjectVersions`` (moto copies the whole bucket for every page of the
+        latter). Asked once per sweeper; deleting by version id keeps this safe if
+        versioning is switched on mid-sweep: versions written since have other ids, and
+        they are newer, so their keys are not expired, and the next sweeper (the
+        verification's) lists versions.
+        """
+        with s3_errors(self.store.name, "GetBucketVersioning", self.bucket.name):
+            try:
+                answer = self.client.get_bucket_versioning(Bucket=self.bucket.name)
+            except ClientError as e:
+                if error_code(e) != "AccessDenied":
+                    raise
+                return True  # cannot tell: list versions, which finds everything
+        return bool(answer.get("Status"))  # "Enabled" or "Suspended"
+
     def _pages(
-        self, after: str | None, prefix: str | None
-    ) -> Iterator[ListObjectVersionsOutputTypeDef]:
-        params: dict[str, Any] = {"Bucket": self.bucket.name, "MaxKeys": self.page_size}
-        if prefix:
-            params["Prefix"] = prefix
-        if after is not None:
-            params["KeyMarker"] = after  # without a version marker: the keys after it
-        while True:
+        self, after: str | None, prefix: str | None, resume: dict[str, Any] | None = None
+    ) -> Iterator[tuple[list[_Row], dict[str, Any] | None]]:
+        """Each page's rows in key order, with the parameters of the next page (None after
+        the last): from the keys after ``after``, or ``resume`` (a listing's continuation)."""
+        params: dict[str, Any] | None = resume
+        if params is None:
+            params = {"Bucket": self.bucket.name, "MaxKeys": self.page_size}
+            if prefix:
+                params["Prefix"] = prefix
+            if after is not None:  # without a version marker: the keys after it
+                params["KeyMarker" if self._versioned else "StartAfter"] = after
+        while params is not None:
+            rows, params = self._list(params)
+            yield rows, params
+
+    def _list(self, params: dict[str, Any]) -> tuple[list[_Row], dict[str, Any] | None]:
+        """One page (ListObjectVersions, or ListObjectsV2 on a never-versioned bucket)."""
+        if self._versioned:
             with s3_errors(self.store.name, "ListObjectVersions", self.bucket.name):
                 page = self.client.list_object_versions(**params)
-            yield page
             if not page.get("IsTruncated"):
-                return
-            params["KeyMarker"] = page.get("NextKeyMarker")
-            params["VersionIdMarker"] = page.get("NextVersionIdMarker")
+                return _rows(page), None
+            following = dict(params)
+            following["KeyMarker"] = page.get("NextKeyMarker")
+            following["VersionIdMarker"] = page.get("NextVersionIdMarker")
+            return _rows(page), following
+        with s3_errors(self.store.name, "ListObjectsV2", self.bucket.name):
+            objects = self.client.list_objects_v2(**params)
+        rows = [
+            (o.get("Key", ""), "null", False, True, o.get("LastModified", datetime.max))
+            for o in objects.get("Contents", [])
+        ]
+        if not objects.get("IsTruncated"):
+            return rows, None
+        following = {k: v for k, v in params.items() if k != "StartAfter"}
+        following["ContinuationToken"] = objects.get("NextContinuationToken")
+        return rows, following
 
-    def _groups(self, after: str | None) -> Iterator[_Group]:
+    def _groups(self, after: str | None) -> Iterator[_Group | None]:
+        """Every key's group after ``after``, and None after each truncated page's complete
+        groups (where a batch may end without listing the next page)."""
         # A key is complete once a later key is seen: its versions may continue on the
         # next page, so the last key of a page is carried over.
         group: _Group | None = None
-        for page in self._pages(after, self.target.prefix):
-            for row in _rows(page):
+        resume: dict[str, Any] | None = None
+        carried, self._carried = self._carried, None
+        if carried is not None and carried[0] == after:
+            # The batch before ended at a page's end: go on where that listing stopped,
+            # with the key it carried over, rather than list from ``after`` again (moto
+            # also drops the first entry after a KeyMarker-only request).
+            _, group, resume = carried
+        for rows, following in self._pages(after, self.target.prefix, resume):
+            for row in rows:
                 if after is not None and row[0] <= after:
                     continue  # AWS starts after the marker key; moto returns part of it
                 if group is not None and group.key != row[0]:
@@ -176,6 +245,9 @@ class S3Sweeper:
                     group = None
                 group = group or _Group(row[0])
                 group.add(row)
+            if following is not None:
+                self._page_end = (group, following)
+                yield None  # the next page is listed only if the caller reads on
         if group is not None:
             yield self._complete(group)
 
@@ -188,19 +260,23 @@ class S3Sweeper:
         if group.latest_seen:
             return group
         whole = _Group(group.key)
-        for page in self._pages(None, group.key):
-            for row in _rows(page):
+        for rows, _following in self._pages(None, group.key):
+            for row in rows:
                 if row[0] == group.key:
                     whole.add(row)
                 elif row[0] > group.key:
                     return whole
         return whole
 
-    def _expired(self, after: str | None, upto: str | None) -> Iterator[_Group]:
-        """Expired keys after ``after`` up to ``upto`` (inclusive), outside excluded prefixes."""
+    def _expired(self, after: str | None, upto: str | None) -> Iterator[_Group | None]:
+        """Expired keys after ``after`` up to ``upto`` (inclusive), outside excluded prefixes;
+        None where a truncated page ends (see ``_groups``)."""
         if self._cutoff is None:
             return  # no condition: nothing can be shown to be expired
         for group in self._groups(after):
+            if group is None:
+                yield None
+                continue
             if upto is not None and group.key > upto:  # code point order is S3's byte order
                 return
             if group.key.startswith(self.target.exclude_prefixes):
@@ -266,6 +342,8 @@ class S3Sweeper:
         """(expired object versions the sweep will delete, expired versions held)."""
         deleting = held = 0
         for group in self._expired(None, None):
+            if group is None:
+                continue
             verdict = self._verdict(group)
             deleting += len(verdict.keys)
             held += verdict.held
@@ -274,35 +352,49 @@ class S3Sweeper:
     def next_batch(self, cursor: Key | None, size: int) -> SweepBatch | None:
         """Whole expired keys after ``cursor`` until ``size`` versions; None when none are left.
 
-        A key is never split: the batch may exceed ``size`` by one key's versions.
+        A key is never split: the batch may exceed ``size`` by one key's versions. A batch
+        also ends where a listed page does, once it holds something, so each page is listed
+        once (the page's last key, whose versions may go on, starts the next batch). In
+        ``keys`` audit mode the batch carries the digest of its versions.
         """
         if self.target.held:
             return None
-        picked: list[Key] = []
+        delete: list[Key] = []
+        bypass: list[Key] = []
         last: str | None = None
         for group in self._expired(None if cursor is None else str(cursor[0]), None):
-            keys = self._verdict(group).keys
-            if keys:
-                picked += keys
+            if group is None:
+                if last is not None:
+                    self._carried = (last, *self._page_end)
+                    break  # a page ends: the batch is what it listed
+                continue
+            verdict = self._verdict(group)
+            if verdict.keys:
+                delete += verdict.delete
+                bypass += verdict.bypass
                 last = group.key
-                if len(picked) >= size:
+                if len(delete) + len(bypass) >= size:
                     break
         if last is None:
             return None
-        return SweepBatch(lo=cursor, hi=(last,), count=len(picked), keys_digest=keys_digest(picked))
+        picked = delete + bypass
+        digest = keys_digest(picked) if self.target.audit == "keys" else ""
+        batch = SweepBatch(lo=cursor, hi=(last,), count=len(picked), keys_digest=digest)
+        self._listed = (batch.lo, batch.hi, delete, bypass)
+        return batch
 
     def apply(self, batch: SweepBatch) -> int:
         """Delete every version of the expired, unheld keys in the range; versions deleted.
 
-        The range is re-read, so keys rewritten or held since ``next_batch`` stay.
+        The batch ``next_batch`` just gave is deleted as it was listed (its version ids:
+        a version written since stays); any other range (a batch resumed after a crash) is
+        listed again, so keys rewritten or held since stay.
         """
-        after = None if batch.lo is None else str(batch.lo[0])
-        delete: list[Key] = []
-        bypass: list[Key] = []
-        for group in self._expired(after, str(batch.hi[0])):
-            verdict = self._verdict(group)
-            delete += verdict.delete
-            bypass += verdict.bypass
+        listed, self._listed = self._listed, None
+        if listed is not None and (listed[0], listed[1]) == (batch.lo, batch.hi):
+            delete, bypass = listed[2], listed[3]
+        else:
+            delete, bypass = self._relist(batch)
         outcomes: list[ChunkOutcome] = [
             self.purger.run_chunk(Chunk(self.bucket.name, part, flag))
             for flag, keys in ((False, delete), (True, bypass))
@@ -313,3 +405,16 @@ class S3Sweeper:
         if problem is not None:
             raise problem
         return sum(len(o.deleted) for o in outcomes)
+
+    def _relist(self, batch: SweepBatch) -> tuple[list[Key], list[Key]]:
+        """The versions to delete (without and with bypass) in ``batch``'s range, listed now."""
+        after = None if batch.lo is None else str(batch.lo[0])
+        delete: list[Key] = []
+        bypass: list[Key] = []
+        for group in self._expired(after, str(batch.hi[0])):
+            if group is None:
+                continue
+            verdict = self._verdict(group)
+            delete += verdict.delete
+            bypass += verdict.bypass
+        return delete, bypass

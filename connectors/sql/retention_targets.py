@@ -83,10 +83,24 @@ def _collect(
     return collected
 
 
+def keys_personal(table: Table) -> bool:
+    """Whether the table's row keys may be personal data (then the ledger hashes them).
+
+    A declared primary key is personal when one of its columns is an identity column or a
+    personal field; an undeclared (reflected) one is taken to be personal in a table with
+    identity columns of its own, whose key may well be one of them.
+    """
+    personal = {i.column for i in table.identity} | set(table.fields)
+    if table.primary_key:
+        return bool(personal & set(table.primary_key))
+    return bool(table.identity)
+
+
 def _table_targets(
     store: SqlStore, table: Table, rules: Sequence[RetentionRule], now: datetime
 ) -> list[SweepTarget]:
     collected = _collect(store, table, rules, now)
+    personal = keys_personal(table)
     base = f"{store.name}.{table.name}"
     out: list[SweepTarget] = []
     if collected.delete:
@@ -99,6 +113,7 @@ def _table_targets(
                 action="delete",
                 conditions=tuple(collected.delete),
                 table=table.name,
+                keys_personal=personal,
             )
         )
     groups: dict[tuple[str, ...], list[str]] = {}
@@ -118,6 +133,7 @@ def _table_targets(
                 conditions=by_rules[ids],
                 table=table.name,
                 fields=tuple(names),
+                keys_personal=personal,
             )
         )
     return out

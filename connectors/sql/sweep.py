@@ -48,6 +48,10 @@ class _Dense(Enum):
     """``SqlSweeper._read_and_delete``: the DELETE did not take every key read; rolled back."""
 
 
+DENSE_SHARE = 4
+"""``range`` mode: a dense window whose DELETE took under 1/DENSE_SHARE of its keys sends the
+next batches to the search window (see ``SqlSweeper._delete_range_next``)."""
+
 MAX_HELD_KEYS = 10_000
 """Held rows are excluded by binding their keys; drivers cap bound values (PostgreSQL at
 65,535), and a subject hold covers one person's rows, far fewer than this."""
@@ -163,6 +167,8 @@ class SqlSweeper:
             done = sa.and_(*(masked_clause(m.mask, self.table.c[m.column]) for m in self.masks))
             expired.append(sa.not_(done))
         self._expired = sa.and_(*expired)
+        self.digests = target.audit == "keys"
+        """``keys`` audit mode: every batch carries ``keys_digest`` (else it is empty)."""
         self._dense_skips = 0  # delete_next: batches to run in the search form first
         self._dense_backoff = 1
 
@@ -222,11 +228,21 @@ class SqlSweeper:
             .order_by(*self.key_columns)
             .limit(size)
         )
+        if not self.digests and len(self.key_columns) == 1:
+            # Range audit: the count and last key, aggregated in the database.
+            window = query.subquery()
+            column = window.c[self.key_columns[0].name]
+            with self._errors("sweep read"), self.engine.connect() as conn:
+                count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(column))).one()
+            if not count:
+                return None
+            return SweepBatch(lo=cursor, hi=json_key((last,)), count=int(count), keys_digest="")
         with self._errors("sweep read"), self.engine.connect() as conn:
             keys = [json_key(row) for row in conn.execute(query)]
         if not keys:
             return None
-        return SweepBatch(lo=cursor, hi=keys[-1], count=len(keys), keys_digest=keys_digest(keys))
+        digest = keys_digest(keys) if self.digests else ""
+        return SweepBatch(lo=cursor, hi=keys[-1], count=len(keys), keys_digest=digest)
 
     @property
     def deletes_in_one_transaction(self) -> bool:
@@ -255,6 +271,8 @@ class SqlSweeper:
         deleted set is exactly the keys read. Otherwise nothing changed, and the *search*
         read finds the next ``size`` expired keys (reading the rows to test them).
         """
+        if not self.digests:
+            return self._delete_range_next(cursor, size, before_commit)
         if self._dense_skips:
             self._dense_skips -= 1
         else:
@@ -273,6 +291,65 @@ class SqlSweeper:
                 table=self.target.table,
             )
         return searched
+
+    def _delete_range_next(
+        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
+    ) -> SweepBatch | None:
+        """``delete_next`` in ``range`` audit mode: no key is read or digested.
+
+        The batch's last key comes from an aggregate over a keyset window; its count is
+        what the range DELETE took. The *dense* window is the next ``size`` keys from the
+        key index alone, expired or not (rows written in time order, or expired rows spread
+        evenly among the rest): its DELETE takes whatever is expired in it. A window where
+        little is expired sends the next batches to the *search* window (the next ``size``
+        expired keys, found by reading rows), trying dense again ever more rarely.
+        """
+        if self._dense_skips:
+            self._dense_skips -= 1
+        else:
+            batch = self._window_delete(cursor, size, before_commit, dense=True)
+            if batch is None:
+                return None  # no key at all after the cursor
+            if batch.count * DENSE_SHARE >= size:
+                self._dense_backoff = 1
+                return batch
+            self._dense_skips = self._dense_backoff
+            self._dense_backoff = min(self._dense_backoff * 2, 64)
+            if batch.count:
+                return batch  # sparse, but deleted: rolling it back would waste the work
+        return self._window_delete(cursor, size, before_commit, dense=False)
+
+    def _window_delete(
+        self,
+        cursor: Key | None,
+        size: int,
+        before_commit: Callable[[SweepBatch], None],
+        *,
+        dense: bool,
+    ) -> SweepBatch | None:
+        """The window's last key, then its range DELETE, in one transaction; None if the
+        window is empty. A dense window with nothing expired is rolled back (count 0)."""
+        key = self.key_columns[0]
+        if dense:
+            where = [key > self._bound(cursor)] if cursor is not None else []
+        else:
+            where = self._range(cursor, None)
+        window = sa.select(key.label("k")).where(*where).order_by(key).limit(size).subquery()
+        read = sa.select(sa.func.max(window.c.k))
+        with self._errors("sweep delete"), self.engine.connect() as conn, conn.begin() as tx:
+            last = conn.execute(read).scalar_one()
+            if last is None:
+                return None
+            hi: Key = (int(last),)
+            deleted = int(
+                conn.execute(sa.delete(self.table).where(*self._range(cursor, hi))).rowcount
+            )
+            batch = SweepBatch(lo=cursor, hi=hi, count=deleted, keys_digest="")
+            if not deleted and dense:
+                tx.rollback()
+                return batch
+            before_commit(batch)
+        return batch
 
     def _read_and_delete(
         self,

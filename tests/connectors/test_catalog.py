@@ -120,6 +120,7 @@ def test_another_type_is_one_spec_away() -> None:
         "type",
         "name",
         "description",
+        "retention_audit",
         "endpoint",
     ]
 

@@ -7,10 +7,11 @@ AWS wrote that many days ago. Writes are kept in time order, as they would be on
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import moto.s3.models as moto_s3
 import pytest
@@ -150,12 +151,12 @@ def test_only_expired_keys_lose_every_version_and_marker(s3: S3Client) -> None:
     before = bodies(s3)
     gone = of(before, *EXPIRED)
     assert len(gone) == 9  # 3 + marker + 1, and 3 + marker
-    sw = sweeper(s3, target("t/"))
+    sw = sweeper(s3, target("t/", audit="keys"))
     tagging, heads = calls(s3, "GetObjectTagging"), calls(s3, "HeadObject")
     assert sw.counts() == (len(gone), 0)
     batches = sweep_all(sw)
     assert [b.count for b in batches] == [len(gone)]
-    assert batches[0].keys_digest == keys_digest(sorted(gone))
+    assert batches[0].keys_digest == keys_digest(sorted(gone))  # audit: keys
     after = bodies(s3)
     assert after == {k: v for k, v in before.items() if k not in gone}  # byte for byte
     assert tagging == [] and heads == []  # no tag hold, no Object Lock: no per-key reads
@@ -278,7 +279,7 @@ def test_batches_hold_whole_keys_and_match_counts(s3: S3Client) -> None:
             s3.delete_object(Bucket=BUCKET, Key=name)  # 4 entries for these keys
     seed(s3, BUCKET, ["t/05"])  # rewritten today: kept whole
     before = listing(s3, BUCKET)
-    sw = sweeper(s3, target("t/"), page_size=5)  # keys' versions span pages
+    sw = sweeper(s3, target("t/", audit="keys"), page_size=5)  # keys' versions span pages
     total, _ = sw.counts()
     assert total == len(before) - len(of(before, "t/05"))
     done: list[str] = []
@@ -349,7 +350,9 @@ def test_a_batch_is_deleted_in_calls_of_at_most_1000_keys(s3: S3Client) -> None:
     with written(40):
         seed(s3, BUCKET, [f"t/{n:04}" for n in range(1050)])  # ~1,050 puts: once
     deletes = calls(s3, "DeleteObjects")
-    sw = sweeper(s3, target("t/"))
+    # A batch ends where a listed page does: a page of 2,000 (moto serves it; AWS caps
+    # MaxKeys at 1,000, where one key's versions can still make a batch pass 1,000).
+    sw = sweeper(s3, target("t/"), page_size=2000)
     batch = sw.next_batch(None, 2000)
     assert batch is not None and batch.count == 1050
     assert sw.apply(batch) == 1050
@@ -374,3 +377,155 @@ def test_keys_left_by_errors_raise_and_a_rerun_finishes(s3: S3Client, personal: 
     assert f"store 'files': bucket '{BUCKET}': 7 keys not deleted (AccessDenied x7)" in message
     assert ("t/" in message) is not personal  # key names only when they are not personal
     assert sw.apply(batch) == 7 and listing(s3, BUCKET) == set()
+
+
+def test_a_sweep_lists_each_page_once_and_records_no_digest_by_default(s3: S3Client) -> None:
+    """Range audit (the default): a batch is one listed page, deleted as listed (no re-list
+    before DeleteObjects), and carries no key digest. Models AWS: MaxKeys counts versions
+    and markers, and a key's versions may continue on the next page."""
+    create_bucket(s3, BUCKET)
+    names = [f"t/{n:03}" for n in range(60)]
+    with written(40):
+        seed(s3, BUCKET, names)
+    sw = sweeper(s3, target("t/"), page_size=20)
+    lists = calls(s3, "ListObjectVersions")
+    batches = sweep_all(sw)
+    swept = [(p.get("KeyMarker"), p.get("VersionIdMarker")) for p in lists]
+    assert sum(b.count for b in batches) == 60 and listing(s3, BUCKET) == set()
+    assert all(b.keys_digest == "" for b in batches)
+    # Three pages of 20, each listed once, and the page after the last that finds nothing
+    # more; a batch ends before its page's last key (whose versions might go on), and the
+    # next batch goes on from that listing rather than listing its page again.
+    assert len(swept) == len(set(swept)) == 4, swept
+    assert [b.count for b in batches] == [19, 20, 21]
+
+
+def api_calls(s3: S3Client) -> Counter[str]:
+    """How many calls of each S3 operation are made from now on (a botocore event hook)."""
+    seen: Counter[str] = Counter()
+    s3.meta.events.register(
+        "provide-client-params.s3", lambda model, **_: seen.update([model.name])
+    )
+    return seen
+
+
+def _unversioned_bucket(s3: S3Client) -> tuple[list[str], list[str]]:
+    """Expired objects among fresh ones (interleaved) in a bucket never versioned."""
+    create_bucket(s3, BUCKET, versioning=None)
+    old = [f"t/{n:02}" for n in range(0, 18) if n % 3]
+    fresh = [f"t/{n:02}" for n in range(0, 18) if not n % 3]
+    with written(40):
+        seed(s3, BUCKET, old)
+    seed(s3, BUCKET, fresh)
+    seed(s3, BUCKET, ["u/outside"])  # expired, outside the target's prefix
+    return old, fresh
+
+
+def test_a_never_versioned_bucket_is_listed_without_versions(s3: S3Client) -> None:
+    """Models AWS: GetBucketVersioning has no Status until versioning is first enabled; such
+    a bucket holds one "null" version per key and no delete markers, so ListObjectsV2
+    lists everything a sweep can find, without ListObjectVersions or per-key reads."""
+    old, fresh = _unversioned_bucket(s3)
+    assert "Status" not in s3.get_bucket_versioning(Bucket=BUCKET)
+    sw = sweeper(s3, target("t/", audit="keys"), page_size=5)
+    made = api_calls(s3)
+    assert sw.counts() == (len(old), 0)
+    # The plan count: one ListObjectsV2 call per page of 5 (19 keys under t/), and the
+    # versioning status asked once per sweeper; no lock configuration (Object Lock needs
+    # versioning), no HEAD or tagging per object.
+    assert made == {"GetBucketVersioning": 1, "ListObjectsV2": 4}
+    made.clear()
+    batches = sweep_all(sw)
+    assert sum(b.count for b in batches) == len(old)
+    first = [(k, "null", False) for k in old if k <= str(batches[0].hi[0])]
+    assert batches[0].keys_digest == keys_digest(first) and batches[0].count == len(first)
+    # Each page listed once (4), and the empty page after the last batch.
+    assert made == {"ListObjectsV2": 5, "DeleteObjects": len(batches)}
+    left = s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+    assert sorted(o["Key"] for o in left) == [*fresh, "u/outside"]  # exactly the expired gone
+    assert listing(s3, BUCKET) == {(k, "null", False) for k in [*fresh, "u/outside"]}
+    made.clear()
+    assert sweeper(s3, target("t/")).counts() == (0, 0)  # the verification
+    assert made == {"GetBucketVersioning": 1, "ListObjectsV2": 1}
+
+
+def test_a_never_versioned_batch_resumed_after_a_crash_is_listed_again(s3: S3Client) -> None:
+    old, fresh = _unversioned_bucket(s3)
+    first = sweeper(s3, target("t/"), page_size=5).next_batch(None, 1000)
+    assert first is not None and first.hi == ("t/02",) and first.count == 2
+    # The run stopped after recording the batch: a new sweeper applies its range.
+    resumed = sweeper(s3, target("t/"), page_size=5)
+    made = api_calls(s3)
+    assert resumed.apply(first) == 2
+    assert made == {"GetBucketVersioning": 1, "ListObjectsV2": 1, "DeleteObjects": 1}
+    assert resumed.apply(first) == 0  # applied again: nothing left in the range
+    # The next run goes on after a cursor whose key is gone (StartAfter a deleted key).
+    rest = sweep_all_from(sweeper(s3, target("t/"), page_size=5), first.hi, 1000)
+    assert sum(b.count for b in rest) == len(old) - 2
+    assert {str(k[0]) for k in listing(s3, BUCKET)} == {*fresh, "u/outside"}
+
+
+def test_versioning_enabled_mid_sweep_keeps_what_was_written_since(s3: S3Client) -> None:
+    """A sweeper that found the bucket never versioned deletes by version id ("null"):
+    a key rewritten or deleted after versioning was switched on is newer than the cut-off,
+    and the next sweeper (the verification's) lists versions and finds nothing expired."""
+    create_bucket(s3, BUCKET, versioning=None)
+    with written(40):
+        seed(s3, BUCKET, ["t/a", "t/b", "t/c"])
+    sw = sweeper(s3, target("t/"))
+    assert sw.counts() == (3, 0)  # found unversioned
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    seed(s3, BUCKET, ["t/b"])  # a new version over the old "null" one
+    s3.delete_object(Bucket=BUCKET, Key="t/c")  # a marker over the old "null" version
+    before = listing(s3, BUCKET)
+    assert sum(b.count for b in sweep_all(sw)) == 1
+    assert listing(s3, BUCKET) == before - {("t/a", "null", False)}
+    verify = sweeper(s3, target("t/"))
+    lists = api_calls(s3)
+    assert verify.counts() == (0, 0) and lists["ListObjectVersions"] == 1
+
+
+@pytest.mark.parametrize("status", ["Enabled", "Suspended"])
+def test_a_versioned_or_suspended_bucket_loses_every_version_and_marker(
+    s3: S3Client, status: Literal["Enabled", "Suspended"]
+) -> None:
+    """Versioning suspended keeps the versions written while it was on (AWS): the bucket
+    is still listed by versions, and expired keys lose all of them and their markers.
+    Suspended: the batch is checked, not applied: moto 5.2.5 deletes every version of a
+    key in a suspended bucket whatever version id is named (and fails on a key with a
+    delete marker), where AWS deletes the version named."""
+    create_bucket(s3, BUCKET)
+    with written(40):
+        seed(s3, BUCKET, ["t/a", "t/b", "t/keep"], versions=2)
+        s3.delete_object(Bucket=BUCKET, Key="t/a")
+    seed(s3, BUCKET, ["t/keep"])
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": status})
+    with written(30):
+        seed(s3, BUCKET, ["t/n"])  # while suspended: a "null" version
+    before = listing(s3, BUCKET)
+    gone = of(before, "t/a", "t/b", "t/n")
+    assert len(gone) == 6 and {k[1] == "null" for k in gone} == {status == "Suspended", False}
+    sw = sweeper(s3, target("t/", audit="keys"))
+    made = api_calls(s3)
+    assert sw.counts() == (len(gone), 0)
+    if status == "Suspended":
+        batch = sw.next_batch(None, 1000)
+        assert batch is not None and batch.keys_digest == keys_digest(sorted(gone))
+    else:
+        sweep_all(sw)
+        assert listing(s3, BUCKET) == before - gone
+    assert made["ListObjectsV2"] == 0 and made["ListObjectVersions"] >= 2
+    assert made["GetBucketVersioning"] == 1 and made["HeadObject"] == 0
+
+
+def test_object_lock_buckets_read_locks_per_version_only_there(s3: S3Client) -> None:
+    """Object Lock (versioning Enabled, as AWS requires): one lock configuration per
+    sweeper and one HeadObject per listed version; none on buckets without Object Lock
+    (see test_only_expired_keys_lose_every_version_and_marker)."""
+    _locked_bucket(s3)
+    versions = [k for k in listing(s3, BUCKET) if not k[2]]
+    made = api_calls(s3)
+    sweeper(s3, target("t/")).counts()
+    assert made["GetObjectLockConfiguration"] == 1
+    assert made["HeadObject"] == len(versions)
+    assert made["ListObjectsV2"] == 0

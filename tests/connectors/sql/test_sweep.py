@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import sqlalchemy as sa
@@ -297,6 +297,11 @@ def world(db_url: str) -> Iterator[World]:
         engine.dispose()
 
 
+def keys_mode(target: SweepTarget) -> SweepTarget:
+    """``target`` with ``audit: keys`` (every batch digests its keys)."""
+    return replace(target, audit="keys")
+
+
 def without(before: Rows, world: World, table: str, gone: set[Key] | frozenset[Key]) -> Rows:
     """``before`` minus the rows of ``table`` whose primary key is in ``gone``."""
     t = world.metadata.tables[table]
@@ -546,7 +551,7 @@ def split_by(batches: Sequence[SweepBatch], keys: Sequence[Key]) -> list[list[Ke
 
 
 def test_batches_are_contiguous_ranges_covering_exactly_the_expired_keys(world: World) -> None:
-    sweeper = world.sweeper(world.target([EVENTS_90D]))
+    sweeper = world.sweeper(keys_mode(world.target([EVENTS_90D])))
     expired = expired_events()
 
     batches = read_batches(sweeper, 7)
@@ -691,7 +696,7 @@ def test_an_expired_hold_no_longer_stops_the_sweep(world: World) -> None:
 
 
 def test_composite_primary_key_is_paged_by_keyset(world: World) -> None:
-    sweeper = world.sweeper(world.target([rule("memberships-1y", "memberships", "1y")]))
+    sweeper = world.sweeper(keys_mode(world.target([rule("memberships-1y", "memberships", "1y")])))
     expired: list[Key] = sorted(
         (org, seq) for org in ORGS for seq in range(1, 13) if membership_expired(org, seq)
     )
@@ -704,7 +709,9 @@ def test_composite_primary_key_is_paged_by_keyset(world: World) -> None:
     assert all(b.count <= 4 for b in planned)
     for batch, part in zip(planned, split_by(planned, expired), strict=True):
         assert batch.keys_digest == keys_digest(part)
-    held_sweeper = world.sweeper(world.target([rule("memberships-1y", "memberships", "1y")]), held)
+    held_sweeper = world.sweeper(
+        keys_mode(world.target([rule("memberships-1y", "memberships", "1y")])), held
+    )
     assert held_sweeper.counts() == (len(expired) - 1, 1)
     done = sweep_all(held_sweeper, 4)
 
@@ -739,7 +746,7 @@ def test_a_delete_blocked_by_a_foreign_key_is_a_terminal_error_without_values(
 @pytest.mark.parametrize("statement", ["SELECT count", "SELECT events.id", "DELETE"])
 def test_driver_operational_errors_become_transient(world: World, statement: str) -> None:
     # Models a lock wait timeout (or a lost connection) raised by the driver mid-sweep.
-    sweeper = world.sweeper(world.target([EVENTS_90D]))
+    sweeper = world.sweeper(keys_mode(world.target([EVENTS_90D])))
     batch = sweeper.next_batch(None, 7)
     assert batch is not None
     dbapi = world.engine.dialect.loaded_dbapi
@@ -830,7 +837,10 @@ def test_postgresql_deletes_a_batch_in_one_transaction_with_the_same_digest(pg_u
 
 
 def _logs_sweeper(
-    engine: Engine, rows: Mapping[int, datetime], held: frozenset[Key] = frozenset()
+    engine: Engine,
+    rows: Mapping[int, datetime],
+    held: frozenset[Key] = frozenset(),
+    audit: Literal["keys", "range"] = "keys",
 ) -> tuple[SqlSweeper, sa.Table]:
     """A PostgreSQL ``logs`` table holding ``rows`` (id -> time) and a 90-day delete target."""
     from connectors.sql.schema import StoreSchema
@@ -848,6 +858,7 @@ def _logs_sweeper(
         conn.execute(sa.insert(logs), [{"id": i, "at": at} for i, at in rows.items()])
     schema = StoreSchema("s", "postgresql", {"logs": logs}, {"logs": ("id",)}, ())
     target = SweepTarget(
+        audit=audit,
         id="s.logs:delete",
         kind="sql",
         store="s",
@@ -900,6 +911,36 @@ def test_postgresql_time_ordered_rows_go_in_dense_batches_with_exact_digests(
     assert _ids(engine, logs) == sorted([50, *(i for i in ids if i > 80)])
     # Dense until the held row's window, which was searched; not the search per batch.
     assert 1 <= len(searched) < len(recorded) / 2
+    engine.dispose()
+
+
+@pytest.mark.service
+@pytest.mark.parametrize("layout", ["time_ordered", "interleaved", "sparse"])
+def test_postgresql_range_audit_deletes_ranges_without_digests(pg_url: str, layout: str) -> None:
+    """``audit: range``: each batch is a key range and the count its DELETE took, with no
+    digest; together they take exactly the expired rows, a held row and the new rows stay."""
+    old, new = NAIVE_NOW - timedelta(days=400), NAIVE_NOW
+    ids = [i for i in range(1, 301) if i % 7]
+
+    def expired_at(i: int) -> bool:
+        if layout == "time_ordered":
+            return i <= 200
+        return i % 2 == 0 if layout == "interleaved" else i % 23 == 0
+
+    rows = {i: old if expired_at(i) else new for i in ids}
+    engine = make_engine(pg_url)
+    sweeper, logs = _logs_sweeper(engine, rows, held=frozenset({(50,)}), audit="range")
+    recorded: list[SweepBatch] = []
+    cursor: Key | None = None
+    while (batch := sweeper.delete_next(cursor, 20, recorded.append)) is not None:
+        assert batch.lo == cursor and batch.keys_digest == ""
+        cursor = batch.hi
+    expired = [(i,) for i in ids if expired_at(i) and i != 50]
+    assert sum(b.count for b in recorded) == len(expired)
+    for b in recorded:
+        part = [k for k in expired if (b.lo is None or k > b.lo) and k <= b.hi]
+        assert b.count == len(part)
+    assert _ids(engine, logs) == sorted(i for i in ids if i == 50 or not expired_at(i))
     engine.dispose()
 
 
