@@ -5,7 +5,8 @@ running our code (cancelled in the UI, or failed at their approval pause timeout
 ``tasks.reconcile``), then publishes the open requests as the ``request-register`` table
 artifact with a summary line (``tasks.register_artifact``), then emits
 ``lifecycle.request.deadline-near`` and ``lifecycle.request.overdue`` events for the
-automations in ``automations/notify-operators.yaml``.
+automations in ``automations/notify-operators.yaml``, and deletes the access packages kept
+past the policy's ``requests.package_retention_days`` (``tasks.package_expiry``).
 
 The deployment runs daily and, through its trigger in ``prefect.yaml``, within seconds of
 a subject-request run suspending for approval (its process is gone, so it cannot publish)
@@ -20,6 +21,7 @@ from typing import Annotated
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from tasks.package_expiry import expire_access_packages
 from tasks.reconcile import reconcile_waiting_runs
 from tasks.register_artifact import (
     DEADLINE_NEAR_DAYS,
@@ -37,6 +39,7 @@ class RegisterOutcome(BaseModel):
     reconciled: list[str] = Field(default_factory=list)
     counts: RegisterCounts | None = None
     deadline_events: dict[str, list[str]] = Field(default_factory=dict)
+    packages_expired: int = 0
 
 
 @flow(name="request-register", persist_result=False, log_prints=False)
@@ -44,7 +47,8 @@ def request_register(
     deadline_events: bool = True,
     deadline_near_days: Annotated[int, Field(ge=1, le=90)] = DEADLINE_NEAR_DAYS,
 ) -> RegisterOutcome:
-    """Reconcile waiting runs, publish the open requests, emit deadline events.
+    """Reconcile waiting runs, publish the open requests, emit deadline events, delete
+    expired access packages.
 
     ``deadline_events``: emit ``lifecycle.request.deadline-near``/``.overdue`` (the daily
     run does; the run triggered by a subject-request run's state does not).
@@ -55,5 +59,11 @@ def request_register(
     reconciling = reconcile_waiting_runs(return_state=True)
     counts = publish_request_register(best_effort=False, within_days=deadline_near_days)
     emitted = emit_request_deadline_events(deadline_near_days) if deadline_events else {}
+    expiring = expire_access_packages(return_state=True)
     reconciled = reconciling.result()  # raises the reconciliation's error, if any
-    return RegisterOutcome(reconciled=reconciled, counts=counts, deadline_events=emitted)
+    return RegisterOutcome(
+        reconciled=reconciled,
+        counts=counts,
+        deadline_events=emitted,
+        packages_expired=expiring.result(),  # raises the expiry's error, if any
+    )

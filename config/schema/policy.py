@@ -23,7 +23,7 @@ from config.schema.common import (
     Strict,
     shaped,
 )
-from config.schema.stores import Reference
+from config.schema.stores import Reference, SweepAudit
 from config.schema.transfers import TransferPolicy
 from core.approver_keys import parse_public_key
 from core.pseudonym import Pseudonym
@@ -129,6 +129,13 @@ class RequestPolicy(Strict):
 
     deadline_days: int = Field(default=30, ge=1)
     max_deadline_days: int = Field(default=MAX_DEADLINE_DAYS, ge=1)
+    package_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days an access package is kept after it is written, for handing to the "
+        "subject; then `lifecycle package expire` and the daily request-register run delete it.",
+    )
     approval: Approval = Approval()
     erasure: ErasurePolicy = ErasurePolicy()
 
@@ -173,6 +180,14 @@ class RetentionRule(Strict):
     action: RetentionAction
     fields: tuple[SqlIdent, ...] = Field(
         default=(), description="Columns to anonymize (action anonymize only)."
+    )
+    audit: SweepAudit | None = Field(
+        default=None,
+        description=(
+            "What the sweep's ledger records per batch: 'range' (the rule, cut-off, key "
+            "range and count) or 'keys' (also a digest of every key). Omitted: the store's "
+            "retention_audit. Data under several rules gets 'keys' if any of them asks."
+        ),
     )
 
     @property
