@@ -2,6 +2,10 @@
 
 Run: ``python -m benchmarks.requests [--customers N] [--rounds N]``.
 
+Bulk requests (1,000 erasures as one batch against the same requests one flow run each)
+are measured by ``benchmarks/request_batch.py``: ``python -m benchmarks.requests --batch
+[its options]`` runs that benchmark instead of this one (``make bench`` runs each once).
+
 On PostgreSQL it builds, server-side (``demo.bulk_pg``, with households), a LARGE demo CRM of
 ``--customers`` customers (default 1,000,000, with about ten related rows each over five
 tables) and a SMALL one 100 times smaller, each in a scratch database dropped at the end.
@@ -516,7 +520,18 @@ def run(customers: int, rounds: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args_given = sys.argv[1:] if argv is None else argv
+    if "--batch" in args_given and not {"-h", "--help"} & set(args_given):
+        from benchmarks.request_batch import main as batch_main
+
+        batch_main([a for a in args_given if a != "--batch"])
+        return
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="run the bulk-request benchmark instead (benchmarks/request_batch.py, its options)",
+    )
     parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="LARGE size")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="subjects per size")
     args = parser.parse_args(argv)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import typer
 
 from cli.lazy_group import Lazy, lazy_group
-from cli.output import print_error
-from core.errors import ConfigError, LifecycleError
+from cli.output import EXIT_CODES, print_error, print_failure
+from core.errors import ConfigError, InvalidInput, LifecycleError
 
 # Each command's module is imported only when the command runs (``cli.lazy_group``):
 # ``--help`` and usage errors answer at once.
@@ -22,6 +22,9 @@ _COMMANDS = {
     "db": Lazy("cli.db_cmd", "app", "Create or upgrade the audit database."),
     "audit": Lazy("cli.audit_cmd", "app", "Show and verify the audit ledger; export checkpoints."),
     "request": Lazy("cli.request_cmd", "app", "Register, run and track data-subject requests."),
+    "package": Lazy(
+        "cli.package_cmd", "app", "Open access packages for the subject; expire old ones."
+    ),
     "approver": Lazy(
         "cli.approver_cmd", "app", "Approvers' signing keys; sign a decision for the UI."
     ),
@@ -56,6 +59,8 @@ app = typer.Typer(
     "tamper-evident audit ledger.",
     cls=lazy_group(_COMMANDS),
     no_args_is_help=True,
+    epilog="Exit codes, the same for every command:\n\n"
+    + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items()),
     pretty_exceptions_enable=False,
     add_completion=False,
 )
@@ -65,18 +70,32 @@ app = typer.Typer(
 def _top() -> None:
     """Privacy operations: subject requests, retention sweeps, transfer checks and a
     tamper-evident audit ledger."""
+    from cli import logfile  # stdlib only: every command's logs go to the log file
+
+    logfile.install()  # here too, for the app run without main() (tests, embedding)
 
 
 def main() -> None:
-    """Run the CLI, turning product errors into one clear line and an exit code."""
+    """Run the CLI, turning product errors into one clear line and an exit code, and
+    anything unexpected into one line naming the log file that holds its traceback."""
+    from cli import logfile  # stdlib only; not imported by ``app`` itself (--help stays light)
+
+    logfile.install()  # Prefect's logs, once imported, go to the file, not the terminal
     try:
         app()
     except ConfigError as e:
         for problem in e.problems:
             print_error(problem)
         raise SystemExit(2) from None
+    except InvalidInput as e:
+        print_error(e.message)
+        raise SystemExit(2) from None
     except LifecycleError as e:
         print_error(e.message)
+        raise SystemExit(1) from None
+    except Exception as e:  # a bug or an error the product does not know: no traceback here
+        log = logfile.log_exception(e, "unexpected error")
+        print_failure(f"unexpected error ({type(e).__name__}); nothing was reported", str(log))
         raise SystemExit(1) from None
 
 

@@ -1,15 +1,17 @@
 """``lifecycle request submit``: register a data-subject request and run its flow here.
 
 The identity is registered (sealed) in the request register; the flow, run in this
-process against Prefect's API (a temporary local server unless ``PREFECT_API_URL`` is
-set), receives only the request id. Prefect's own logging is kept at WARNING unless
-``--verbose``. Exit codes: 0 completed, 1 failed or rejected, 4 completed with
-deferrals (legal holds), 2 invalid configuration or usage.
+process against Prefect's API (``PREFECT_API_URL``, else the local service when it runs,
+else the local API commands share: ``ops.api_target``), receives only the request id.
+Prefect's own logging is kept at WARNING unless ``--verbose``. Exit codes: 0 completed,
+1 failed or rejected, 4 completed with deferrals (legal holds), 2 invalid configuration or
+usage.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,14 +19,13 @@ import typer
 
 from cli.output import (
     console,
+    err_console,
     fail,
     handled_errors,
-    print_error,
+    print_failure,
     print_json,
     print_table,
 )
-
-OUTCOME_COLUMNS = ["store", "phase", "found", "affected", "deferred", "remaining", "note"]
 
 KindOpt = Annotated[
     str | None,
@@ -69,12 +70,40 @@ ResumeOpt = Annotated[
     str | None,
     typer.Option("--resume", metavar="ID", help="Continue request ID from where it stopped."),
 ]
+BatchOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--batch",
+        metavar="FILE",
+        help="Many requests: a CSV (kind,identity,requested_by) or JSON-lines file, one "
+        "request per line; each is registered on its own, then one run carries them out.",
+    ),
+]
+ResumeBatchOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resume-batch",
+        metavar="BATCH",
+        help="Run batch BATCH again (with --approve: approve its waiting requests first).",
+    ),
+]
+NoRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-run", help="--batch: register only; run later (--resume-batch, deployment)."
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def quiet_prefect(verbose: bool) -> None:
-    """Prefect reads these when it is first imported: set them before that happens."""
+    """Prefect reads these when it is first imported: set them before that happens.
+
+    Also settles which Prefect API the flow runs go to (``ops.api_target``): the one
+    configured, the local service when it runs, else a local API shared by commands
+    (started by the first, saying so on stderr).
+    """
     if not verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     # The temporary server's usage statistics write races its own startup ("database is
@@ -82,6 +111,17 @@ def quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # A fresh Prefect home builds its database first: give a busy machine time for that.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    import atexit
+    import gc
+
+    from ops.api_target import resolve
+
+    resolve(lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True))
+    # At exit, collecting the garbage of Prefect's and the flows' object graph took 1-2 s of
+    # a small request's wall time; output, logs and the ledger are written by then. Frozen
+    # objects are left to the OS (registered before Prefect's own exit handlers: runs after).
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def _parse_identity(pairs: list[str]) -> dict[str, str]:
@@ -114,10 +154,13 @@ def _recipient(passphrase_file: Path | None, recipient_key: Path | None) -> Any:
 
 
 def _needs_ui(ctx: Any, kind: str, pre_approved: bool) -> bool:
-    """Whether the request would wait for a reviewer no one could reach (no Prefect server)."""
+    """Whether the request would wait for a reviewer no one could reach: no Prefect server,
+    or the local API commands share (``ops.api_target.reviewer_reachable``)."""
+    from ops.api_target import reviewer_reachable
+
     approval = ctx.config.policy.requests.approval
     waits = kind in approval.required_for and not approval.auto_approve and not pre_approved
-    return waits and not os.environ.get("PREFECT_API_URL")
+    return waits and not reviewer_reachable()
 
 
 def submit_command(
@@ -132,6 +175,9 @@ def submit_command(
     passphrase_file: PassphraseOpt = None,
     recipient_key: RecipientOpt = None,
     resume: ResumeOpt = None,
+    batch: BatchOpt = None,
+    resume_batch: ResumeBatchOpt = None,
+    no_run: NoRunOpt = False,
     verbose: VerboseOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -150,6 +196,25 @@ def submit_command(
             2,
         )
     approval = None if reviewer is None or signing_key is None else (reviewer, signing_key)
+    if batch is not None or resume_batch is not None:
+        if kind or identity or changes or resume or (batch and resume_batch):
+            raise typer.BadParameter(
+                "--batch and --resume-batch take no --kind, --identity, --set or --resume, "
+                "and not each other"
+            )
+        raise typer.Exit(
+            _batch(
+                path=batch,
+                batch_id=resume_batch,
+                approval=approval,
+                requested_by=requested_by,
+                no_run=no_run,
+                as_json=as_json,
+                recipient=_recipient(passphrase_file, recipient_key),
+            )
+        )
+    if no_run:
+        raise typer.BadParameter("--no-run goes with --batch")
     handed_to: str | None = None
     with handled_errors():
         from engine.request_support import request_context
@@ -172,6 +237,44 @@ def submit_command(
     if handed_to is not None:  # the run that waited carries on: follow it, run nothing here
         raise typer.Exit(_follow(request_id, handed_to, as_json))
     raise typer.Exit(_run(request_id, as_json))
+
+
+def _batch(
+    *,
+    path: Path | None,
+    batch_id: str | None,
+    approval: tuple[str, Path] | None,
+    requested_by: str | None,
+    no_run: bool,
+    as_json: bool,
+    recipient: Any,
+) -> int:
+    """Submit a batch file, or run a registered batch again (see ``cli.request_batch``)."""
+    from cli.request_batch import approve_batch, run_batch, submit_batch
+    from config.settings import get_settings
+
+    with handled_errors():
+        from engine.request_support import request_context
+
+        ctx = request_context()
+        if path is not None:
+            return submit_batch(
+                ctx,
+                path,
+                requested_by=requested_by or get_settings().actor,
+                approval=approval,
+                recipient=recipient,
+                run=not no_run,
+                as_json=as_json,
+            )
+        assert batch_id is not None
+        from state.batches import RequestBatches
+
+        RequestBatches(ctx.ledger.engine).get(batch_id)  # a clear error before anything runs
+        if approval is not None:
+            approve_batch(ctx, batch_id, *approval)
+        return run_batch(batch_id, as_json)
+    return 1  # not reached: handled_errors exits
 
 
 def _register(
@@ -273,41 +376,88 @@ def _follow(request_id: str, flow_run_id: str, as_json: bool) -> int:
         print_json(payload)
     else:
         console.print(f"flow run {flow_run_id}: {final}", highlight=False)
-        _print(outcome)
+        print_outcome(outcome)
     return int(outcome.exit_code)
 
 
 def _run(request_id: str, as_json: bool) -> int:
     """Run the flow for ``request_id`` and print the outcome; returns the exit code."""
-    from core.errors import LifecycleError
     from flows.subject_request import subject_request
     from tasks.request_tasks import summarize_request
 
-    error: str | None = None
+    failure = None
+    since = datetime.now(UTC)
     try:
         outcome = subject_request(request_id=request_id)
-    except LifecycleError as e:
-        error = e.message
+    except Exception as e:  # one line and the log file's path; the traceback goes there
+        failure = _failure(request_id, since, e)
         outcome = summarize_request.fn(request_id)
     payload = outcome.model_dump() | {"request_id": request_id, "exit_code": outcome.exit_code}
-    if error is not None:
-        payload["error"] = error
+    if failure is not None:
+        payload |= {"error": failure.reason, "failure": failure.model_dump()}
     if as_json:
         print_json(payload)
     else:
-        _print(outcome)
-    if error is not None:
-        print_error(error)
+        print_outcome(outcome)
+    if failure is not None:
+        print_failure(failure.line(), failure.log)
     return outcome.exit_code
 
 
-def _print(outcome: Any) -> None:
-    rows = [
-        s.model_dump(exclude={"skipped_reason"}) | {"note": s.skipped_reason}
-        for s in outcome.stores
-    ]
+def _failure(request_id: str, since: datetime, error: Exception) -> Any:
+    """Where and why the run stopped (``engine.request_summary.failure_report``), with the
+    log file now holding the traceback."""
+    from cli.logfile import log_exception
+    from core.errors import LifecycleError
+    from engine.request_models import FailureReport
+    from engine.request_summary import failure_report
+    from engine.request_support import request_context
+
+    if isinstance(error, LifecycleError):
+        reason = error.message
+    else:
+        reason = f"unexpected error ({type(error).__name__}); nothing more is known here"
+    log = str(log_exception(error, f"request {request_id}: {reason}"))
+    try:
+        report = failure_report(request_context(), request_id, since, reason)
+    except LifecycleError:  # the audit database is unreachable too: what is known
+        report = FailureReport(request_id=request_id, reason=reason)
+    return report.model_copy(update={"log": log, "hint": demo_hint(report.stores, reason)})
+
+
+def demo_hint(stores: list[str], reason: str) -> str | None:
+    """For a demo store served by a local service that is not running (its S3 or its
+    provider, up during ``lifecycle demo`` and under ``make serve`` only)."""
+    if not stores or not ("is unreachable" in reason or "is not set" in reason):
+        return None
+    from core.errors import LifecycleError
+
+    try:
+        from demo.stores import served_stores
+        from ops.demo_setup import demo_config
+
+        config = demo_config()
+    except (LifecycleError, ImportError):
+        return None
+    if config is None or not served_stores(config) & set(stores):
+        return None
+    return (
+        "the demo's local S3 and provider are not running (they run during `lifecycle demo` "
+        "and under `make serve`): `make serve` starts them and later commands find them, or "
+        "set LIFECYCLE_S3_ENDPOINT (and the provider's endpoint and secret)"
+    )
+
+
+def print_outcome(outcome: Any) -> None:
+    """A request's outcome per store and table (found, deleted, masked, kept and why,
+    deferred and until when, left after verification), its deferrals, the rows kept, the
+    package and the status: what ``submit`` prints when a run ends, ``status`` at any time."""
+    from engine.request_summary import outcome_rows
+
+    columns, rows = outcome_rows(outcome)
     if rows:
-        print_table(rows, OUTCOME_COLUMNS, title=f"Request {outcome.request_id} ({outcome.kind})")
+        title = f"Request {outcome.request_id} ({outcome.kind}), per table"
+        print_table(rows, list(columns), title=title)
     for d in outcome.deferrals:
         until = f" until {d.until}" if d.until else ""
         console.print(f"deferred: {d.store}.{d.target} ({d.count}): {d.reason or ''}{until}")

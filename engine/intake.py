@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 
 from connectors.base import Rectifying
 from connectors.registry import supports
-from core.errors import LifecycleError, TerminalError
+from core.errors import InvalidInput, LifecycleError, TerminalError
 from core.free_text import check_free_text
 from core.identity_values import (
     IdentityFormat,
@@ -50,11 +50,9 @@ def parse_changes(lines: Sequence[str]) -> dict[str, str]:
         name, sep, value = line.partition("=")
         name = name.strip()
         if not sep or not _CHANGE_NAME.match(name):
-            raise TerminalError(
-                f"correction {number}: expected table.column=value (or field=value)"
-            )
+            raise InvalidInput(f"correction {number}: expected table.column=value (or field=value)")
         if name in changes:
-            raise TerminalError(f"correction {number}: '{name}' is given twice")
+            raise InvalidInput(f"correction {number}: '{name}' is given twice")
         changes[name] = value
     return changes
 
@@ -98,7 +96,7 @@ def _rectifying_stores(ctx: RequestContext) -> Iterator[RectifyingStores]:
         yield found
 
 
-def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> dict[str, str]:
+def check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> dict[str, str]:
     """The identity with each value checked and normalized by its kind's format.
 
     The inventory gives every column of a kind the same format (a config check), so the
@@ -116,7 +114,7 @@ def _check_identity(ctx: RequestContext, identity: Mapping[str, str]) -> dict[st
     for kind, value in identity.items():
         if kind not in known:
             choices = ", ".join(sorted(known)) or "none"
-            raise TerminalError(
+            raise InvalidInput(
                 f"no store is searched by identity kind '{kind}' (inventory has: {choices})"
             )
         checked[kind] = normalize_identity(kind, value, formats[kind])
@@ -143,7 +141,7 @@ def _check_corrected_identities(
             except IdentityValueError as e:
                 raise IdentityValueError(e.kind, e.problem, correction=name) from None
         if len(results) > 1:
-            raise TerminalError(
+            raise InvalidInput(
                 f"correction '{name}' names identity columns of different formats; "
                 "name the table (table.column)"
             )
@@ -157,10 +155,10 @@ def _check_changes(
 ) -> dict[str, str]:
     if kind is not RequestKind.RECTIFICATION:
         if changes:
-            raise TerminalError(f"only rectification requests take corrections, not {kind}")
+            raise InvalidInput(f"only rectification requests take corrections, not {kind}")
         return {}
     if not changes:
-        raise TerminalError("a rectification request needs corrections (table.column=value)")
+        raise InvalidInput("a rectification request needs corrections (table.column=value)")
     with _rectifying_stores(ctx) as stores:
         for name in changes:
             if not any(connector.changes_for({name: ""}) for _, connector in stores):
@@ -232,20 +230,20 @@ def submit(
     try:
         request_kind = RequestKind(kind)
     except ValueError:
-        raise TerminalError(
+        raise InvalidInput(
             "unknown request kind; expected one of " + ", ".join(k.value for k in RequestKind)
         ) from None
     check_actor(requested_by, "requested_by")
     if note:
         check_free_text("note", note)  # kept in the register verbatim: no personal data
-    identity = _check_identity(ctx, identity)
+    identity = check_identity(ctx, identity)
     changes = _check_changes(ctx, request_kind, changes or {})
     if request_kind is RequestKind.ACCESS and recipient is None:
-        raise TerminalError(
+        raise InvalidInput(
             "an access request needs a package recipient: a public key or a passphrase"
         )
     if request_kind is not RequestKind.ACCESS and recipient is not None:
-        raise TerminalError("only access requests produce a package; drop the recipient")
+        raise InvalidInput("only access requests produce a package; drop the recipient")
     if reviewer is not None:
         problem = four_eyes_problem(ctx.config.policy.requests.approval, reviewer, requested_by)
         if problem is not None:

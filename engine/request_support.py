@@ -15,12 +15,13 @@ and the process's cached, thread-safe audit engine.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -138,14 +139,66 @@ class RequestContext:
 
     @contextmanager
     def connector(self, store: str) -> Iterator[Connector]:
-        """The connector of ``store``, closed afterwards."""
+        """The connector of ``store``, closed afterwards; inside ``shared_connectors()`` the
+        one connector of the store for the whole block (closed when the block ends)."""
         from connectors.registry import connector_for
 
+        shared = _shared.get()
+        if shared is not None:
+            yield shared.get(
+                store,
+                lambda: connector_for(self.config.store(store), self.config.policy, self.keys),
+            )
+            return
         connector = connector_for(self.config.store(store), self.config.policy, self.keys)
         try:
             yield connector
         finally:
             connector.close()
+
+
+class _Connectors:
+    """Connectors kept open for a block (``shared_connectors``), one per store."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Connector] = {}
+        self._lock = threading.Lock()
+
+    def get(self, store: str, make: Callable[[], Connector]) -> Connector:
+        with self._lock:  # stores run in threads: one connector each, made once
+            if store not in self._open:
+                self._open[store] = make()
+            return self._open[store]
+
+    def close(self) -> None:
+        for connector in self._open.values():
+            with suppress(Exception):  # closing must not hide what the block raised
+                connector.close()
+        self._open.clear()
+
+
+_shared: contextvars.ContextVar[_Connectors | None] = contextvars.ContextVar(
+    "lifecycle_shared_connectors", default=None
+)
+
+
+@contextmanager
+def shared_connectors() -> Iterator[None]:
+    """Within the block, each store's connector is made once and reused (a batch's many
+    requests): its engine, reflected schema and index checks serve every request, instead
+    of being made again for every request and step. Threads started with a copy of this
+    context share them; connectors are safe to share between threads (engines pool their
+    connections, reflected schemas are read only)."""
+    if _shared.get() is not None:
+        yield
+        return
+    connectors = _Connectors()
+    token = _shared.set(connectors)
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+        connectors.close()
 
 
 def has_connector(store_type: str) -> bool:

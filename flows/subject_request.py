@@ -38,7 +38,6 @@ from functools import partial
 
 from prefect import flow
 
-from config.loader import load_config
 from config.settings import get_settings
 from connectors.base import AwaitingConfirmation
 from core.errors import LifecycleError, TerminalError
@@ -46,7 +45,7 @@ from engine.confirmation import failure_message
 from engine.replan import PlanGrew
 from engine.request_lease import check_lease, hold_request
 from engine.request_models import RequestOutcome
-from engine.request_support import request_context
+from engine.request_support import current_config, request_context
 from flows import approval_wait, confirmation_wait
 from flows.approval_wait import forget_answer, pause_key, ui_refusals, wait_for_decision
 from flows.confirmation_wait import forget_confirmation, wait_for_confirmation
@@ -68,6 +67,7 @@ from tasks.confirmation_tasks import (
     record_confirmation_gave_up,
 )
 from tasks.erasure_tasks import execute_store, plan_store, verify_store
+from tasks.lifecycle_task import in_plain_tasks
 from tasks.rectify_tasks import rectify_store, verify_rectified_store
 from tasks.register_artifact import publish_request_register
 from tasks.request_tasks import (
@@ -156,6 +156,15 @@ def _remove_parameters() -> None:
         ) from None
 
 
+def carry_out(request_id: str) -> None:
+    """One request of a batch (``flows.subject_batch``): its steps from where it stands,
+    under the lease the batch holds; the help desk hears of its final state."""
+    try:
+        _carry_out(request_id)
+    finally:
+        notify_help_desk(request_id)
+
+
 def _carry_out(request_id: str) -> None:
     kind, status = prepare_request(request_id)
     current = RequestStatus(status)
@@ -163,7 +172,7 @@ def _carry_out(request_id: str) -> None:
         if current is RequestStatus.COMPLETED:
             complete_request(request_id)  # records completion if a crash skipped it
         return
-    inventory = load_config().inventory
+    inventory = current_config().inventory
     stores = [store.name for store in inventory.stores]
     found = sum(_each(request_id, stores, locate_store, levels=locate_levels(inventory, stores)))
     if not found:
@@ -303,10 +312,16 @@ def _nothing_found(request_id: str) -> None:
 
 def _reviewer_reachable() -> bool:
     """Whether a paused run can be answered: a Prefect server is configured, not the
-    temporary one a CLI run without ``PREFECT_API_URL`` starts (nobody could open it)."""
+    temporary one a CLI run without ``PREFECT_API_URL`` starts (nobody could open it).
+    A batch's requests never wait: a waiting request would hold up the whole batch."""
     from prefect.settings import PREFECT_API_URL
 
-    return bool(PREFECT_API_URL.value())
+    from ops.api_target import uses_local_api
+
+    if in_plain_tasks():
+        return False
+    # Nor the local API commands share (ops.api_target): no worker or watched UI there.
+    return bool(PREFECT_API_URL.value()) and not uses_local_api()
 
 
 def _approved(request_id: str, kind: str) -> bool:
@@ -321,6 +336,14 @@ def _approved(request_id: str, kind: str) -> bool:
         close_rejected(request_id, "rejected")  # finishes a rejection a crash cut short
     if check.state != "required":
         return check.state == "approved"
+    if in_plain_tasks():
+        raise ApprovalNeeded(
+            f"request {request_id} awaits approval: approve it alone (lifecycle request "
+            f"submit --resume {request_id} --approve ...) or with the other waiting "
+            "requests of its batch (lifecycle request submit --resume-batch BATCH --approve "
+            "...)",
+            request_id=request_id,
+        )
     if not _reviewer_reachable():
         raise ApprovalNeeded(
             f"request {request_id} awaits approval and no reviewer can answer this run (no "

@@ -8,12 +8,14 @@ a rerun after a crash skips what the progress tables say is done.
 from __future__ import annotations
 
 from audit.events import EventStatus
+from connectors.base import Findings, Identities
 from core.crash_points import crash_point
 from core.errors import LifecycleError, TerminalError, TransientError
 from engine.request_models import RequestOutcome
-from engine.request_summary import artifact_key, outcome_of, summary_markdown, table_rows
+from engine.request_summary import artifact_key, outcome_of, outcome_rows, summary_markdown
 from engine.request_support import (
     FLOW_ACTOR,
+    RequestContext,
     clean_errors,
     findings_data,
     has_connector,
@@ -81,35 +83,46 @@ def locate_store(request_id: str, store: str) -> int:
         identities = ctx.identities(request_id, before=position)
         with ctx.connector(store) as connector:
             findings = connector.locate(identities)
-        # The event and the progress row commit together: a crash before them means this
-        # store is searched again, never audited twice or located without an event.
-        located = ctx.progress.located_step(
-            request_id,
-            store,
-            position,
-            counts=findings.counts(),
-            findings=findings_data(findings),
-            derived=findings.derived,
-        )
-        ctx.ledger.append_many(
-            [
-                ctx.event(
-                    "store.located",
-                    EventStatus.SUCCEEDED,
-                    request_id,
-                    connector=store,
-                    counts=findings.counts(),
-                    detail={
-                        "identity_kinds": sorted(identities),
-                        "derived_kinds": sorted(findings.derived),
-                        "warnings": list(findings.warnings),
-                    },
-                )
-            ],
-            also=located,
-        )
-        crash_point("located", store)
+        record_located(ctx, request_id, store, identities, findings)
         return findings.total
+
+
+def record_located(
+    ctx: RequestContext, request_id: str, store: str, identities: Identities, findings: Findings
+) -> None:
+    """Record what locating ``store`` found for the request: progress row and ledger event.
+
+    Shared by the single request's step and the batch's set-based locate
+    (``tasks.batch_tasks``), so both leave exactly the same record.
+    """
+    # The event and the progress row commit together: a crash before them means this
+    # store is searched again, never audited twice or located without an event.
+    located = ctx.progress.located_step(
+        request_id,
+        store,
+        ctx.position(store),
+        counts=findings.counts(),
+        findings=findings_data(findings),
+        derived=findings.derived,
+    )
+    ctx.ledger.append_many(
+        [
+            ctx.event(
+                "store.located",
+                EventStatus.SUCCEEDED,
+                request_id,
+                connector=store,
+                counts=findings.counts(),
+                detail={
+                    "identity_kinds": sorted(identities),
+                    "derived_kinds": sorted(findings.derived),
+                    "warnings": list(findings.warnings),
+                },
+            )
+        ],
+        also=located,
+    )
+    crash_point("located", store)
 
 
 @lifecycle_task("advance-request")
@@ -278,7 +291,7 @@ def publish_summary(request_id: str) -> RequestOutcome:
     with clean_errors("publishing the summary"):
         ctx = request_context()
         outcome = outcome_of(ctx, request_id)
-        rows = table_rows(outcome.kind, ctx.progress.stores(request_id))
+        _, rows = outcome_rows(outcome)
         create_markdown_artifact(
             key=artifact_key(request_id, "summary"),
             markdown=summary_markdown(outcome),
@@ -287,6 +300,6 @@ def publish_summary(request_id: str) -> RequestOutcome:
         create_table_artifact(
             key=artifact_key(request_id, "steps"),
             table=rows,
-            description=f"Subject request {request_id}: per store and target",
+            description=f"Subject request {request_id}: per store and table",
         )
         return outcome

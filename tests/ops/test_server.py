@@ -302,6 +302,7 @@ def _check_deployments(api: str, auth: str) -> None:
     by_name = {d["name"]: d for d in deployments}
     assert set(by_name) == {
         "subject-request",
+        "subject-batch",
         "cancel-request",
         "audit-verify",
         "retention-sweep",
