@@ -96,6 +96,15 @@ class Settings(BaseSettings):
         description="How long a run of a request waits for another run of the same request "
         "(a CLI --resume beside a deployment run) to finish before it gives up.",
     )
+    plan_fresh_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="How long after a store was located its erasure plan executes without "
+        "locating it again: a plan made moments ago in the same run (a batch's, or one "
+        "approved at once by the policy) runs as made; one that waited longer for approval "
+        "is located and planned again first (the rows may have changed). Verification after "
+        "the erasure checks the outcome either way. 0: always locate again.",
+    )
     store_concurrency: int = Field(
         default=20,
         ge=1,

@@ -16,6 +16,7 @@ over) stops at its next step with ``LeaseLost``: the holder carries the request 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from datetime import timedelta
 from config.settings import get_settings
 from core.errors import LifecycleError
 from engine.request_support import lease_owner, request_context
-from state.leases import Lease, LeaseHolder, LeaseLost, WaitReport
+from state.leases import Lease, LeaseHolder, LeaseLost, WaitReport, renew_all
 
 LEASE_PREFIX = "request:"
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class RequestLease:
         if self._lost is not None:
             raise self._lost
         if self._lease.held:
-            self._lease.renew()
+            self._lease.renew_if_due()
 
     def _renew_forever(self) -> None:
         every = self._lease.ttl.total_seconds() / 4
@@ -89,7 +90,8 @@ class RequestLease:
 _held: dict[str, RequestLease] = {}
 
 
-def new_lease(request_id: str) -> RequestLease:
+def new_lease(request_id: str, holder: str | None = None) -> RequestLease:
+    """The request's lease, not yet taken (``holder``: a batch's shared holder token)."""
     settings = get_settings()
     lease = Lease(
         request_context().ledger.engine,
@@ -97,6 +99,7 @@ def new_lease(request_id: str) -> RequestLease:
         ttl=timedelta(seconds=settings.request_lease_seconds),
         owner=lease_owner(),
         job=f"request {request_id}",
+        holder=holder,
     )
     return RequestLease(request_id, lease)
 
@@ -164,15 +167,15 @@ class _Renewer:
     def _run(self) -> None:
         every = timedelta(seconds=get_settings().request_lease_seconds).total_seconds() / 4
         while not self._stop.wait(every):
-            for lease in self._held:
-                if lease._lost is not None or not lease._lease.held:
-                    continue
-                try:
-                    lease._lease.renew()
-                except LeaseLost as lost:
-                    lease._lost = lost
-                except LifecycleError as e:  # the database blinked: try again next round
-                    log.warning("renewing the lease of request %s: %s", lease.request_id, e.message)
+            live = [held for held in self._held if held._lost is None and held._lease.held]
+            try:
+                lost = renew_all([held._lease for held in live])
+            except LifecycleError as e:  # the database blinked: try again next round
+                log.warning("renewing the leases of %d requests: %s", len(live), e.message)
+                continue
+            for held in live:
+                if held._lease in lost:
+                    held._lost = LeaseLost(held._lease._lost_message())
 
 
 @contextmanager
@@ -185,9 +188,10 @@ def hold_requests(request_ids: list[str]) -> Iterator[tuple[list[str], list[str]
     """
     taken: list[RequestLease] = []
     busy: list[str] = []
+    holder = secrets.token_hex(16)  # one token for the batch: one UPDATE renews them all
     try:
         for request_id in request_ids:
-            lease = new_lease(request_id)
+            lease = new_lease(request_id, holder)
             if lease._lease.try_acquire() is None:
                 taken.append(lease)
                 _held[request_id] = lease

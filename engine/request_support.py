@@ -157,18 +157,33 @@ class RequestContext:
             connector.close()
 
 
-class _Connectors:
-    """Connectors kept open for a block (``shared_connectors``), one per store."""
+class _Batch:
+    """What a block of many requests shares (``shared_connectors``): one connector per
+    store, and the configuration and key ring read once."""
 
     def __init__(self) -> None:
         self._open: dict[str, Connector] = {}
         self._lock = threading.Lock()
+        self.subjects: dict[str, Pseudonym] = {}
+        self._config: LifecycleConfig | None = None
+        self._keys: KeyRing | None = None
 
     def get(self, store: str, make: Callable[[], Connector]) -> Connector:
         with self._lock:  # stores run in threads: one connector each, made once
             if store not in self._open:
                 self._open[store] = make()
             return self._open[store]
+
+    def config_and_keys(self) -> tuple[LifecycleConfig, KeyRing]:
+        """The block's configuration and key ring, read by its first context.
+
+        A key rotated meanwhile still stops every write: the ledger checks the key in
+        force inside each writing transaction (``audit.keystore.require_in_force``).
+        """
+        with self._lock:
+            if self._config is None or self._keys is None:
+                self._config, self._keys = current_config(), keyring_from_settings()
+            return self._config, self._keys
 
     def close(self) -> None:
         for connector in self._open.values():
@@ -177,7 +192,7 @@ class _Connectors:
         self._open.clear()
 
 
-_shared: contextvars.ContextVar[_Connectors | None] = contextvars.ContextVar(
+_shared: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
     "lifecycle_shared_connectors", default=None
 )
 
@@ -186,19 +201,20 @@ _shared: contextvars.ContextVar[_Connectors | None] = contextvars.ContextVar(
 def shared_connectors() -> Iterator[None]:
     """Within the block, each store's connector is made once and reused (a batch's many
     requests): its engine, reflected schema and index checks serve every request, instead
-    of being made again for every request and step. Threads started with a copy of this
-    context share them; connectors are safe to share between threads (engines pool their
-    connections, reflected schemas are read only)."""
+    of being made again for every request and step. The configuration and the key ring
+    are read once too, and each request's subject pseudonym once. Threads started with a
+    copy of this context share them; connectors are safe to share between threads
+    (engines pool their connections, reflected schemas are read only)."""
     if _shared.get() is not None:
         yield
         return
-    connectors = _Connectors()
-    token = _shared.set(connectors)
+    batch = _Batch()
+    token = _shared.set(batch)
     try:
         yield
     finally:
         _shared.reset(token)
-        connectors.close()
+        batch.close()
 
 
 def has_connector(store_type: str) -> bool:
@@ -246,14 +262,19 @@ def current_config() -> LifecycleConfig:
 
 def request_context() -> RequestContext:
     """The context from settings: the configured policy, keys and audit database."""
-    config = current_config()
-    keys = keyring_from_settings()
+    batch = _shared.get()
+    if batch is not None:
+        config, keys = batch.config_and_keys()
+        subjects = batch.subjects
+    else:
+        config, keys, subjects = current_config(), keyring_from_settings(), {}
     ledger = Ledger.open(keys=keys, actor=FLOW_ACTOR)
     policy = config.policy.requests
     register = RequestRegister(
         ledger, keys, deadline_days=policy.deadline_days, max_deadline_days=policy.max_deadline_days
     )
-    return RequestContext(config, keys, ledger, register, RequestProgress(ledger.engine, keys))
+    progress = RequestProgress(ledger.engine, keys)
+    return RequestContext(config, keys, ledger, register, progress, subjects)
 
 
 def safe_message(error: LifecycleError) -> str | None:

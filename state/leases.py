@@ -116,19 +116,22 @@ class Lease:
         owner: str,
         job: str | None = None,
         clock: Clock = utc_now,
+        holder: str | None = None,
     ) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**{IMMEDIATE: True})
         self.name = name
         self.job = job or name
         self.ttl = ttl
-        self.holder = secrets.token_hex(16)
+        self.holder = holder or secrets.token_hex(16)
         self.owner = owner[:OWNER_LEN]
         self.host = socket.gethostname()[:OWNER_LEN]
         self.pid = os.getpid()
         self._clock = clock
         self.held = False
         self.took_over: Takeover | None = None
+        self.renewed = 0.0
+        """``time.monotonic()`` of the last time this process took or renewed the lease."""
 
     def __repr__(self) -> str:
         return f"Lease({self.name!r}, owner={self.owner!r}, held={self.held})"
@@ -183,7 +186,7 @@ class Lease:
                     conn.execute(insert(leases).values(name=self.name, **self._values(now)))
             except SAIntegrityError:
                 return False  # someone inserted first: read who
-        self.held = True
+        self.held, self.renewed = True, time.monotonic()
         return True
 
     def _take_over(self, seen: LeaseHolder, reason: str, now: datetime) -> bool:
@@ -195,6 +198,7 @@ class Lease:
         with database_errors("lease acquire"), self._writer.begin() as conn:
             taken = conn.execute(stmt).rowcount == 1
         self.held = taken
+        self.renewed = time.monotonic()
         return taken
 
     def acquire(
@@ -236,6 +240,14 @@ class Lease:
         if not renewed:
             self.held = False
             raise LeaseLost(self._lost_message())
+        self.renewed = time.monotonic()
+
+    def renew_if_due(self) -> None:
+        """``renew`` unless this process renewed the lease less than a quarter of its ttl
+        ago: it then holds it for three quarters of the ttl at least, as surely as right
+        after a renewal (a holder that stalls past expiry learns at its next renewal)."""
+        if time.monotonic() - self.renewed >= self.ttl.total_seconds() / 4:
+            self.renew()
 
     def fence(self, conn: Connection) -> None:
         """Inside a write transaction: refuse (LeaseLost) unless this process holds the lease."""
@@ -265,6 +277,43 @@ class Lease:
             f"{int(self.ttl.total_seconds())} s) and another run took it over{who}. "
             "This run stopped; the holder continues the work."
         )
+
+
+def renew_all(held: list[Lease]) -> list[Lease]:
+    """Renew many leases that share one holder token in one statement; those lost.
+
+    A batch run holds a lease per request: one UPDATE renews them all, and only when it
+    changes fewer rows than there are leases are the holders read to find which were lost.
+    """
+    if not held:
+        return []
+    holder, ttl, clock = held[0].holder, held[0].ttl, held[0]._clock
+    if any(lease.holder != holder or lease.ttl != ttl for lease in held):
+        raise ValueError("renew_all: the leases must share a holder token and a ttl")
+    now, c = clock(), leases.c
+    names = [lease.name for lease in held]
+    lost: list[Lease] = []
+    with database_errors("lease renew"), held[0]._writer.begin() as conn:
+        for start in range(0, len(names), 500):  # within every driver's bound-value limit
+            chunk = names[start : start + 500]
+            stmt = (
+                update(leases)
+                .where(c.holder == holder, c.name.in_(chunk))
+                .values(renewed_at=now, expires_at=now + ttl)
+            )
+            if conn.execute(stmt).rowcount == len(chunk):
+                continue
+            ours = set(
+                conn.execute(select(c.name).where(c.holder == holder, c.name.in_(chunk))).scalars()
+            )
+            lost += [lease for lease in held[start : start + 500] if lease.name not in ours]
+    renewed = time.monotonic()
+    for lease in held:
+        if lease in lost:
+            lease.held = False
+        else:
+            lease.renewed = renewed
+    return lost
 
 
 def current_holder(engine: Engine, name: str) -> LeaseHolder | None:

@@ -60,6 +60,8 @@ class StoreProgress:
     batches_audited: bool
     verification: Mapping[str, Mapping[str, int]] | None
     updated_at: datetime
+    located_at: datetime | None = None
+    """When the findings the plan is made from were read from the store."""
 
     @property
     def found(self) -> int:
@@ -103,6 +105,7 @@ class RequestProgress(PlanningRecords, ExecutionRecords, BatchProgress):
                 batches_audited=bool(row.batches_audited),
                 verification=json.loads(row.verification) if row.verification else None,
                 updated_at=row.updated_at,
+                located_at=row.located_at,
             )
             for row in self._rows(request_id)
         ]

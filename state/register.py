@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, false, insert, select, update
 
-from audit.events import EventStatus
+from audit.events import EventStatus, NewEvent
 from audit.ledger import Ledger
 from core.engines import IMMEDIATE
 from core.errors import NotFoundError, TerminalError, TransientError
@@ -257,18 +258,22 @@ class RequestRegister:
         actor = check_actor(actor)
         note = None if note is None else check_free_text(note, "note")
         now = datetime.now(UTC)
-        with database_errors("status change", request_id), self._writer.begin() as conn:
-            before = self._fetch(conn, request_id)
-            if expected is not None and before.status != expected:
-                raise TerminalError(
-                    f"request {request_id} is '{before.status}', not '{expected}' as "
-                    f"expected for the move to '{target}'; someone else moved it",
-                    request_id=request_id,
-                )
-            check_transition(request_id, before.status, target)
-            values: dict[str, Any] = {"status": target.value, "updated_at": now}
-            if target.terminal:
-                values.update(closed_at=now, identity_nonce=None, identity_ciphertext=None)
+        before = self.get(request_id)
+        if expected is not None and before.status != expected:
+            raise TerminalError(
+                f"request {request_id} is '{before.status}', not '{expected}' as "
+                f"expected for the move to '{target}'; someone else moved it",
+                request_id=request_id,
+            )
+        check_transition(request_id, before.status, target)
+        action = _action(target)
+        values: dict[str, Any] = {"status": target.value, "updated_at": now}
+        if target.terminal:
+            values.update(closed_at=now, identity_nonce=None, identity_ciphertext=None)
+
+        def move(conn: Connection) -> None:
+            # Only while the status is still the one read: of two workers making the same
+            # move (or, with ``expected``, any move from it) exactly one wins.
             moved = conn.execute(
                 update(requests)
                 .where(requests.c.id == request_id, requests.c.status == before.status.value)
@@ -280,7 +285,6 @@ class RequestRegister:
                     f"to '{target}'; reload it and retry",
                     request_id=request_id,
                 )
-            action = _action(target)
             conn.execute(
                 history_entry(
                     request_id,
@@ -292,23 +296,28 @@ class RequestRegister:
                     note=note,
                 )
             )
+
         detail: dict[str, Any] = {"from": before.status.value, "to": target.value}
         if note is not None:
             key = "reason" if target is RequestStatus.CANCELLED else "note"
             detail[key] = text_fingerprint(note)
-        self._ledger.append(
-            f"request.{action}",
+        event = NewEvent(
+            kind=f"request.{action}",
             status=EventStatus.SUCCEEDED,
             request_id=request_id,
             subject=before.subject,
             detail=detail,
             actor=actor,
         )
+        # The move, its history entry and its ledger event commit together (all or none).
+        with database_errors("status change", request_id):
+            self._ledger.append_many([event], also=move)
         if target.terminal:
             # NULLing the ciphertext is not enough: old page images (SQLite WAL) and dead
             # tuples (PostgreSQL) still hold it. The register is small, so this is cheap.
             self.vacuum()
-        return self.get(request_id)
+            return self.get(request_id)  # the closing time as the database stored it
+        return replace(before, status=target)
 
     def close(
         self,

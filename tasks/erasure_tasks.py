@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -138,12 +139,25 @@ def execute_store(request_id: str, store: str) -> int:
             raise TerminalError(f"request {request_id}: store '{store}' has no approved plan")
         dropped = 0
         if not row.phase.reached(Phase.EXECUTED):
-            refresh_plan(ctx, request_id, store, row)  # stale plan: re-planned (PlanGrew)
+            if not _fresh(row):
+                refresh_plan(ctx, request_id, store, row)  # stale plan: re-planned (PlanGrew)
             dropped = _execute(ctx, request_id, store, row.position)
             crash_point("executed", store)
         audit_batches(ctx, request_id, store, "erasure", dropped)
         crash_point("audited", store)
         return sum(b.affected for b in ctx.progress.batches(request_id, store))
+
+
+def _fresh(row: StoreProgress) -> bool:
+    """Whether the store was located so recently that its plan runs without a re-locate
+    (``LIFECYCLE_PLAN_FRESH_SECONDS``): in a batch, or approved at once by the policy."""
+    from config.settings import get_settings
+
+    window = get_settings().plan_fresh_seconds
+    if not window or row.located_at is None:
+        return False
+    located = row.located_at if row.located_at.tzinfo else row.located_at.replace(tzinfo=UTC)
+    return datetime.now(UTC) - located < timedelta(seconds=window)
 
 
 def _execute(ctx: RequestContext, request_id: str, store: str, position: int) -> int:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -28,6 +30,12 @@ from core.engines import make_engine
 
 if TYPE_CHECKING:
     from demo.s3_server import LocalS3
+
+# Property tests judge what is generated, not how fast: on a shared, busy machine example
+# generation can trip Hypothesis' speed health check, so the suite ignores it.
+hypothesis_settings.register_profile("suite", suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("suite")
+
 
 TEST_MASTER_KEY = base64.b64encode(b"k" * 32).decode()
 PG_ADMIN_URL = os.environ.get("LIFECYCLE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

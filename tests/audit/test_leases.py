@@ -16,7 +16,14 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from audit.database import audit_engine, dispose_engines
-from state.leases import Lease, LeaseBusy, LeaseLost, WaitReport, current_holder
+from state.leases import (
+    Lease,
+    LeaseBusy,
+    LeaseLost,
+    WaitReport,
+    current_holder,
+    renew_all,
+)
 from state.sweep_tables import leases
 
 TTL = timedelta(minutes=15)
@@ -187,3 +194,49 @@ def test_waiting_is_bounded_and_reports_progress(engine: Engine) -> None:
 
     waiter.acquire(wait=timedelta(minutes=10), sleep=sleep_then_release)
     assert len(polls) == 3 and waiter.held and waiter.took_over is None
+
+
+def test_a_batch_renews_its_leases_in_one_statement_and_learns_which_it_lost(
+    engine: Engine,
+) -> None:
+    """``renew_all``: every lease sharing the batch's holder token is pushed past now; one
+    another run took over (after it expired) is reported lost and is no longer held."""
+    clock = Clock()
+    mine = [
+        Lease(engine, f"request:r{i}", ttl=TTL, owner="batch", clock=clock, holder="b" * 32)
+        for i in range(3)
+    ]
+    for lease in mine:
+        assert lease.try_acquire() is None
+    clock.advance(TTL + timedelta(seconds=1))  # all expired; a rival takes the middle one
+    rival = Lease(engine, "request:r1", ttl=TTL, owner="rival", clock=clock)
+    assert rival.try_acquire() is None
+
+    assert renew_all(mine) == [mine[1]]
+    assert [lease.held for lease in mine] == [True, False, True]
+    for lease in (mine[0], mine[2]):
+        holder = current_holder(engine, lease.name)
+        assert holder is not None and holder.holder == "b" * 32
+        assert holder.expires_at.replace(tzinfo=UTC) == clock.now + TTL
+    held_by_rival = current_holder(engine, "request:r1")
+    assert held_by_rival is not None and held_by_rival.owner == "rival"  # untouched
+    with pytest.raises(ValueError, match="share a holder token"):
+        renew_all([mine[0], rival])
+
+
+def test_a_lease_renewed_moments_ago_is_not_renewed_again_between_steps(
+    engine: Engine,
+) -> None:
+    """``renew_if_due`` writes only once a quarter of the ttl has passed since the last
+    renewal: a request's many steps do not each write to the audit database."""
+    clock = Clock()
+    lease = _lease(engine, "flow run A", clock)
+    lease.acquire()
+    before = current_holder(engine, lease.name)
+    clock.advance(timedelta(minutes=1))
+    lease.renew_if_due()  # renewed just now (monotonic): no write
+    assert current_holder(engine, lease.name) == before
+    lease.renewed -= TTL.total_seconds() / 4  # a quarter of the ttl later
+    lease.renew_if_due()
+    after = current_holder(engine, lease.name)
+    assert after is not None and before is not None and after.renewed_at > before.renewed_at

@@ -12,16 +12,17 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from audit.events import EventStatus
 from config.settings import PROJECT_ROOT, get_settings
+from connectors.sql.connector import SqlConnector
 from core.engines import make_engine
 from demo.crm_schema import crm_metadata
 from demo.s3_server import LocalS3
@@ -32,6 +33,7 @@ from flows import approval_wait
 from flows import subject_request as flow_module
 from flows.subject_request import ApprovalNeeded, subject_request
 from state.progress import Phase
+from state.progress_tables import request_progress
 from state.register import RequestStatus
 from tasks.erasure_tasks import plan_store
 from tasks.request_tasks import locate_store
@@ -66,6 +68,9 @@ def crm(
     monkeypatch.setattr(approval_wait, "APPROVAL_POLL_SECONDS", 1)
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # A reviewer here answers within a second, inside the window in which a plan runs as
+    # made (LIFECYCLE_PLAN_FRESH_SECONDS); these tests are about plans that waited longer.
+    monkeypatch.setenv("LIFECYCLE_PLAN_FRESH_SECONDS", "0")
     get_settings.cache_clear()
     url = f"sqlite:///{isolated_settings / 'crm.db'}"
     yield url, seed_crm(url, customers=20)
@@ -251,3 +256,74 @@ def test_a_rerun_before_approval_replans_without_asking_twice(crm: tuple[str, De
     assert replanned.detail["approval"] == "pending" and replanned.detail["grew"] is True
     assert _approvals(rid) == 1
     assert _logins(url, customer) == []
+
+
+def _located_ago(rid: str, seconds: int) -> Callable[[], None]:
+    """As if the request's stores had been located ``seconds`` ago (a long wait)."""
+
+    def backdate() -> None:
+        with request_context().ledger.engine.begin() as conn:
+            conn.execute(
+                update(request_progress)
+                .where(request_progress.c.request_id == rid)
+                .values(located_at=datetime.now(UTC) - timedelta(seconds=seconds))
+            )
+
+    return backdate
+
+
+def _both(*actions: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        for action in actions:
+            action()
+
+    return run
+
+
+def _counting_locates(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    original = SqlConnector.locate
+
+    def locate(self: SqlConnector, identities: Any) -> Any:
+        calls.append(self.name)
+        return original(self, identities)
+
+    monkeypatch.setattr(SqlConnector, "locate", locate)
+    return calls
+
+
+def test_a_plan_approved_within_the_window_runs_as_made_without_locating_again(
+    crm: tuple[str, DemoData], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _url, data = crm
+    monkeypatch.setenv("LIFECYCLE_PLAN_FRESH_SECONDS", "60")
+    get_settings.cache_clear()
+    locates = _counting_locates(monkeypatch)
+    rid = _register(data)
+
+    with reviewer(rid, (None, APPROVE)) as done:
+        outcome = subject_request(request_id=rid)
+
+    assert len(done) == 1 and outcome.status == "completed", outcome
+    assert locates.count("crm") == 2  # its locate, and the verification's; no re-locate
+    assert _replanned(rid) == []
+    assert request_context().ledger.verify().ok
+
+
+def test_a_plan_older_than_the_window_is_located_again_and_grows(
+    crm: tuple[str, DemoData], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, data = crm
+    monkeypatch.setenv("LIFECYCLE_PLAN_FRESH_SECONDS", "60")
+    get_settings.cache_clear()
+    customer = data.subject.customer_id
+    rid = _register(data)
+    wait = _both(_add_login(url, customer), _located_ago(rid, 61))
+
+    with reviewer(rid, (wait, APPROVE), (None, APPROVE)) as done:
+        outcome = subject_request(request_id=rid)
+
+    assert len(done) == 2 and outcome.status == "completed", outcome
+    assert _logins(url, customer) == []  # located again: the new row went too
+    [replanned] = _replanned(rid)
+    assert replanned.detail["grew"] is True
