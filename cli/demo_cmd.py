@@ -1,11 +1,14 @@
 """``lifecycle demo``: the product end to end on embedded defaults, with nothing to start.
 
-Validates the demo policy, opens (and migrates) the audit database, re-seeds the demo CRM
-(a fresh SQLite file under the data folder, so every run starts alike; the ledger keeps
-growing and keeps verifying), then runs two data-subject requests for the demo subject
-through the same path as ``lifecycle request submit``: an access request (an encrypted
-package) and an erasure, and finally verifies the ledger and exports a signed checkpoint.
-Output shows request ids, pseudonyms and counts, never personal data.
+Validates the demo policy, opens (and migrates) the audit database and seeds the demo
+stores afresh (``cli.demo_seeding``: the CRM, a local S3 server, a local stub provider;
+the ledger keeps growing and keeps verifying). Then it runs two data-subject requests for
+the demo subject through the same path as ``lifecycle request submit``: an access request
+(an encrypted package) and an erasure, which purges every version of the subject's
+attachments and defers the locked contract, with the reason ("completed with deferrals"
+is the expected ending). The retention sweep and the transfer check follow
+(``cli.demo_sweep_and_check``); last, the ledger is verified and a signed checkpoint
+exported. Output shows request ids, pseudonyms and counts, never personal data.
 
 The erasure is approved automatically: this one-shot run has nobody to approve it, and its
 policy (``config/demo/policy.yaml``, ``auto_approve: true``) says so; the output says so
@@ -13,23 +16,8 @@ too. The served demo (``lifecycle server start``) runs the same configuration wi
 ``policy.served.yaml`` merged in, where erasures wait for an approver. A configuration
 whose erasures wait is refused here before anything is seeded.
 
-The S3 store ``files`` is served by a local S3 server (moto, over HTTPS on 127.0.0.1 with
-a throwaway CA), started fresh for the run with its dummy credentials, CA bundle and
-``LIFECYCLE_S3_ENDPOINT`` set for the duration: versioned ticket attachments (with delete
-markers) and an Object Lock archive where the subject's contract is under COMPLIANCE
-retention and an amendment under a legal hold. The buckets are set up as the transfer and
-posture check expects (encryption, public access block, lifecycle rules, a TLS-only bucket
-policy) before anything is written to them. The erasure purges every version of the
-subject's attachments and defers the locked contract, with the reason; "completed with
-deferrals" is the expected ending.
-
-The processor store ``newsletter`` (Example Mail, an e-mail newsletter provider) is a local
-stub of the provider's privacy API (``demo.provider``), started in-process for the run on
-127.0.0.1 with a signing secret made for this run, both set in the store's variables for
-the duration. Its subscribers are derived from the freshly seeded CRM (the demo subject on
-two lists). Both requests include it: the access request exports its records into the
-package, the erasure sends one signed erasure request and waits for the provider's
-confirmation, which comes after a couple of status polls, as a real provider's comes late.
+A stage that fails is one line (the stage, why, what to do next) and the log file holding
+its traceback; exit 1.
 """
 
 from __future__ import annotations
@@ -43,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cli.output import console, fail, handled_errors, print_table
-from demo.customers import DEMO_CUSTOMERS, s3_customer_ids
+from cli.demo_seeding import seed_crm_store, seed_s3_store, start_provider
+from cli.demo_sweep_and_check import run_sweep, run_transfer_check
+from cli.output import console, fail, handled_errors, print_failure, print_table
 
 if TYPE_CHECKING:
     from config.schema.model import LifecycleConfig
     from demo.provider import LocalProvider
-    from demo.s3_server import LocalS3
     from demo.seed_s3 import S3DemoData
     from demo.seed_sql import DemoData
     from engine.request_models import RequestOutcome
@@ -62,100 +50,6 @@ SUBMITTED_EMAIL = "demo.subject@example.com"
 
 ACCESS_COLUMNS = ["store", "target", "action", "count", "reason"]
 ERASURE_COLUMNS = ["store", "target", "action", "count", "affected", "left", "reason"]
-CHECK_COLUMNS = ["severity", "rule", "resource", "evidence"]
-SWEEP_COLUMNS = ["target", "action", "planned", "done", "held", "batches", "state"]
-
-
-def _seed_crm(config: LifecycleConfig) -> DemoData:
-    """Re-create the demo CRM store from scratch; what was seeded."""
-    from core.engines import normalize_url
-    from demo.seed_sql import remove_sqlite_files, seed_crm
-    from demo.stores import CRM_STORE, require_crm_url
-
-    url = require_crm_url(config)
-    remove_sqlite_files(url)
-    backend = normalize_url(url).get_backend_name()
-    console.print(
-        f"[bold]Seeding demo CRM[/] (store '{CRM_STORE}', {backend}): "
-        f"{DEMO_CUSTOMERS:,} customers ..."
-    )
-    started = time.perf_counter()
-    data = seed_crm(url, customers=DEMO_CUSTOMERS)
-    seconds = time.perf_counter() - started
-    console.print(f"  {data.total:,} rows in {len(data.counts)} tables ({seconds:.1f} s)")
-    console.print(
-        f"  demo subject: {data.subject.total} rows (e-mail stored in mixed case, "
-        "requested in lower case)"
-    )
-    return data
-
-
-def _seed_s3(s3: LocalS3, config: LifecycleConfig, subject_customer_id: int) -> S3DemoData:
-    """Set the demo buckets up as the posture check expects, then upload the demo objects."""
-    from demo.seed_s3 import DEMO_BUCKETS, demo_posture, ensure_bucket, seed_s3
-    from demo.stores import lifecycle_rules
-
-    ids = s3_customer_ids(subject_customer_id)
-    console.print(
-        f"[bold]Seeding demo S3[/] (store 'files', local server {s3.endpoint_url}): "
-        f"objects of {len(ids)} customers ..."
-    )
-    started = time.perf_counter()
-    client = s3.client(max_pool_connections=16)
-    try:
-        for bucket, object_lock in DEMO_BUCKETS.items():
-            ensure_bucket(client, bucket, s3.region, object_lock=object_lock)
-        rules = lifecycle_rules(config)
-        demo_posture(client, rules, tls_only=s3.tls is not None)
-        console.print(
-            "  buckets: encrypted, public access blocked, lifecycle rules from the retention "
-            "policy, and a bucket policy refusing requests without TLS"
-        )
-        data = seed_s3(
-            client, customer_ids=ids, subject_customer_id=subject_customer_id, region=s3.region
-        )
-    finally:
-        client.close()
-    seconds = time.perf_counter() - started
-    for bucket, counts in data.buckets.items():
-        console.print(
-            f"  {bucket}: {counts.objects} objects, {counts.versions} versions, "
-            f"{counts.delete_markers} delete markers"
-        )
-    console.print(
-        f"  demo subject: {sum(len(k) for k in data.subject_keys.values())} objects; the "
-        f"contract under COMPLIANCE retention, an amendment under legal hold ({seconds:.1f} s)"
-    )
-    return data
-
-
-def _start_provider(config: LifecycleConfig, stack: ExitStack) -> LocalProvider | None:
-    """Start the demo provider on the seeded CRM's subscribers, its variables set; None when
-    the configuration declares no demo provider."""
-    from demo.provider import CONFIRM_AFTER_POLLS, LocalProvider, provider_store, subscriber_records
-    from demo.stores import require_crm_url
-
-    store = provider_store(config)
-    if store is None:
-        return None
-    records = subscriber_records(require_crm_url(config))
-    provider = stack.enter_context(LocalProvider(store, records))
-    stack.enter_context(provider.applied_env())  # the flow's provider connector reads these
-    console.print(
-        f"[bold]Seeding demo provider[/] (store '{store.name}', {store.provider}: local stub "
-        f"{provider.url}): {len(records)} subscriptions of {provider.subscribers()} CRM "
-        "customers",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(
-        f"  demo subject: {provider.held_for(SUBMITTED_EMAIL)} subscriptions; requests are "
-        "signed with a secret made for this run; the provider confirms an erasure after "
-        f"{CONFIRM_AFTER_POLLS} status polls",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return provider
 
 
 def _provider_found(provider: LocalProvider | None, outcome: RequestOutcome) -> int:
@@ -265,63 +159,30 @@ def _erasure(provider: LocalProvider | None) -> tuple[RequestRecord, RequestOutc
     return record, outcome
 
 
-def _sweep() -> dict[str, Any]:
-    from flows.retention_sweep import SweepParameters, retention_sweep
-
-    console.print("[bold]Retention sweep[/]: a dry run first, then the sweep itself")
-    plan = retention_sweep(params=SweepParameters(dry_run=True))
-    console.print(
-        f"  dry run {plan['sweep_id']}: {plan['planned']} rows and objects expired, "
-        f"{plan['held']} kept by legal holds; nothing changed"
-    )
-    started = time.perf_counter()
-    summary = retention_sweep(params=SweepParameters())
-    print_table(summary["targets"], SWEEP_COLUMNS, title=f"Retention sweep {summary['sweep_id']}")
-    console.print(
-        f"  {summary['status']} in {time.perf_counter() - started:.1f} s: deleted "
-        f"{summary['deleted']}, anonymized {summary['anonymized']}, held {summary['held']}"
-    )
-    return summary
-
-
-def _transfer_check() -> dict[str, Any]:
-    from core.errors import TerminalError
-    from flows.transfer_check import CheckParameters, transfer_check
-
-    console.print(
-        "[bold]Transfer and posture check[/]: regions, replicas, encryption, TLS and lifecycle "
-        "rules of every store against the transfer policy"
-    )
-    try:
-        result = transfer_check(params=CheckParameters(all_buckets=True))
-    except TerminalError as e:
-        console.print(f"  {e.message}", highlight=False, soft_wrap=True)
-        return {"findings": [], "high": True}
-    rows = result["findings"]
-    if rows:
-        print_table(rows, CHECK_COLUMNS, title=f"Findings ({result['check_id']})")
-    console.print(f"  {result['check_id']}: {len(rows)} findings, none of high severity")
-    return result
-
-
 @contextmanager
 def _stage(what: str) -> Iterator[None]:
-    """Turn an unexpected error during ``what`` into one clear line and exit code 1.
+    """A failure during ``what``: one line (the stage, why, what to do next) and the log
+    file holding its traceback; exit 1.
 
-    Product errors pass through to ``handled_errors`` (they carry their own message);
-    anything else is named by type only: its text may quote values.
+    Invalid configuration or input passes through to ``handled_errors`` (exit 2). A product
+    error is told by its message, an OS error by its description and file, anything else
+    by its type only: its text may quote values.
     """
-    from core.errors import LifecycleError
+    from cli.flow_commands import failure_reason, log_failure
+    from core.errors import ConfigError, InvalidInput
 
     try:
         yield
-    except (LifecycleError, typer.Exit):
+    except (ConfigError, InvalidInput, typer.Exit):
         raise
-    except OSError as e:
-        where = f" ({e.filename})" if e.filename else ""
-        raise fail(f"demo failed while {what}: {e.strerror or type(e).__name__}{where}") from None
     except Exception as e:
-        raise fail(f"demo failed while {what}: {type(e).__name__}") from None
+        reason = failure_reason(e)
+        if isinstance(e, OSError):
+            where = f" ({e.filename})" if e.filename else ""
+            reason = f"{e.strerror or type(e).__name__}{where}"
+        line = f"demo failed while {what}: {reason}; once that is fixed, run `lifecycle demo` again"
+        print_failure(line, log_failure(e, line))
+        raise typer.Exit(1) from None
 
 
 def _summary(
@@ -398,7 +259,7 @@ def _summary(
 def demo() -> None:
     """Run the demo on embedded defaults (SQLite files, a local S3 and a stub provider)."""
     from audit.ledger import Ledger
-    from cli.request_submit import quiet_prefect
+    from cli.flow_commands import quiet_prefect
     from config.loader import load_config
     from config.settings import get_settings
     from core.private_files import private_dir
@@ -422,18 +283,18 @@ def demo() -> None:
             s3 = stack.enter_context(LocalS3(tls_dir=tls / "tls"))
             stack.enter_context(s3.applied_env())  # the flow's S3 connector reads these
         with _stage("seeding the demo stores"):
-            data = _seed_crm(config)
-            s3_data = _seed_s3(s3, config, data.subject.customer_id)
+            data = seed_crm_store(config)
+            s3_data = seed_s3_store(s3, config, data.subject.customer_id)
         with _stage("starting the local provider"):
-            provider = _start_provider(config, stack)
+            provider = start_provider(config, stack, SUBMITTED_EMAIL)
         with _stage("running the access request"):
             access = _access(settings.data_dir, provider)
         with _stage("running the erasure request"):
             erasure = _erasure(provider)
         with _stage("running the retention sweep"):
-            sweep = _sweep()
+            sweep = run_sweep()
         with _stage("running the transfer check"):
-            check = _transfer_check()
+            check = run_transfer_check()
         with _stage("verifying the audit ledger"):
             anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
             private_dir(anchor.parent)

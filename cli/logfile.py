@@ -6,7 +6,8 @@ puts it on the root logger, so Prefect, when first imported, leaves the root log
 and adds no console handler of its own: a failing flow's "Traceback" and "Finished in state
 Failed" lines land in the file. The product's own warnings (a lease being waited for, a
 processor retried) still show on stderr as one line, without a traceback. ``--verbose``
-(``show_prefect_logs``) echoes Prefect's records to stderr as before.
+(``show_prefect_logs``) echoes Prefect's records to stderr too, one line each: tracebacks
+stay in the file.
 
 Tracebacks keep the code's frames and the product's error messages, which hold no personal
 data (``core.errors``); any other exception's message is withheld, as it may quote stored
@@ -132,24 +133,34 @@ def install() -> None:
     root.addHandler(TerminalLine())
 
 
-def show_prefect_logs() -> None:
-    """``--verbose``: Prefect's records on stderr too (they still go to the file)."""
+def show_prefect_logs(show: bool = True) -> None:
+    """``--verbose``: Prefect's records on stderr too (they still go to the file); with
+    ``show`` False, on the file only again."""
     root = logging.getLogger()
-    if any(isinstance(h, _Verbose) for h in root.handlers):
-        return
-    root.addHandler(_Verbose())
+    shown = [h for h in root.handlers if isinstance(h, _Verbose)]
+    if show and not shown:
+        root.addHandler(_Verbose())
+    elif not show:
+        for handler in shown:
+            root.removeHandler(handler)
 
 
 class _Verbose(logging.Handler):
-    """Everything a command logs, on stderr (``--verbose``)."""
+    """The frameworks' records (``_QUIET``: Prefect and its server's) on stderr, one line
+    each: a traceback stays in the log file. The product's warnings are ``TerminalLine``'s."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.setFormatter(SafeFormatter("%(asctime)s %(levelname)-7s %(name)s - %(message)s"))
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s - %(message)s"))
+        self.addFilter(lambda r: r.name.startswith(_QUIET))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            bare = logging.makeLogRecord(
+                record.__dict__ | {"exc_info": None, "exc_text": None, "stack_info": None}
+            )
+            traceback = " (traceback in the log file)" if record.exc_info else ""
+            sys.stderr.write(self.format(bare) + traceback + "\n")
         except Exception:
             self.handleError(record)
 

@@ -8,7 +8,8 @@ runs a batch again (each request continues where it stopped), after taking an ap
 signed decision for every request of the batch that awaits one, when ``--approve`` is given.
 
 Exit codes: 0 every request completed; 4 completed, some data deferred (legal holds);
-1 a request failed, was rejected or awaits approval; 2 a line was refused, or invalid usage.
+1 a request failed, was rejected or awaits approval, or the run itself failed (one line and
+the log file holding the traceback); 2 a line was refused, or invalid usage.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from typing import Any
 
 import typer
 
-from cli.output import console, err_console, print_error, print_json, print_table
+from cli.output import (
+    console,
+    err_console,
+    print_error,
+    print_failure,
+    print_json,
+    print_table,
+)
 
 
 def submit_batch(
@@ -124,9 +132,21 @@ def approve_batch(ctx: Any, batch_id: str, reviewer: str, signing_key: Path) -> 
 def run_batch(batch_id: str, as_json: bool, refused: list[tuple[int, str]] | None = None) -> int:
     """Run the batch flow here and print its outcome; returns the exit code (2 when
     ``refused`` lists lines refused at this submission, else the outcome's)."""
+    from cli.flow_commands import failure_reason, log_failure
     from flows.subject_batch import subject_batch
 
-    outcome = subject_batch(batch_id=batch_id)
+    try:
+        outcome = subject_batch(batch_id=batch_id)
+    except Exception as e:  # one line and the log file's path; the traceback goes there
+        line = (
+            f"batch {batch_id} failed: {failure_reason(e)}; once that is fixed, continue it "
+            f"with lifecycle request submit --resume-batch {batch_id} (nothing done is repeated)"
+        )
+        log = log_failure(e, line)
+        if as_json:
+            print_json({"batch_id": batch_id, "error": line, "log": log, "exit_code": 1})
+        print_failure(line, log)
+        return 1
     code = 2 if refused else outcome.exit_code
     if as_json:
         print_json(

@@ -129,7 +129,7 @@ def show_status(
 ) -> None:
     """Show one request: status, due date, days left, history, and per store and table what
     was found, deleted, masked, kept (and why), deferred (and until when) and left."""
-    from cli.request_submit import print_outcome
+    from cli.request_outcome import print_outcome
     from engine.request_summary import build_outcome, exported_counts
     from state.progress import RequestProgress
 

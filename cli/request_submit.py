@@ -3,125 +3,39 @@
 The identity is registered (sealed) in the request register; the flow, run in this
 process against Prefect's API (``PREFECT_API_URL``, else the local service when it runs,
 else the local API commands share: ``ops.api_target``), receives only the request id.
-Prefect's own logging is kept at WARNING unless ``--verbose``. Exit codes: 0 completed,
-1 failed or rejected, 4 completed with deferrals (legal holds), 2 invalid configuration or
-usage.
+Prefect's own logs go to the log file, and to stderr too with ``--verbose``. A failed run
+is one line (store, step, reason, how to resume) and the log file holding the traceback.
+Exit codes: 0 completed, 1 failed or rejected, 4 completed with deferrals (legal holds),
+2 invalid configuration or usage.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from cli.output import (
-    console,
-    err_console,
-    fail,
-    handled_errors,
-    print_failure,
-    print_json,
-    print_table,
+from cli.flow_commands import VerboseOpt, quiet_prefect
+from cli.output import console, fail, handled_errors, print_failure, print_json
+from cli.request_options import (
+    ApproveOpt,
+    BatchOpt,
+    IdentityOpt,
+    JsonOpt,
+    KindOpt,
+    NoRunOpt,
+    PassphraseOpt,
+    RecipientOpt,
+    RequestedByOpt,
+    ResumeBatchOpt,
+    ResumeOpt,
+    ReviewerOpt,
+    SetOpt,
+    SigningKeyOpt,
 )
-
-KindOpt = Annotated[
-    str | None,
-    typer.Option("--kind", help="access, rectification or erasure (not with --resume)."),
-]
-IdentityOpt = Annotated[
-    list[str] | None,
-    typer.Option("--identity", metavar="KIND=VALUE", help="An identity, e.g. email=a@example.com."),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", metavar="TABLE.COLUMN=VALUE", help="Rectification: a corrected value."),
-]
-ApproveOpt = Annotated[
-    bool, typer.Option("--approve", help="Approve (needs --reviewer and --signing-key).")
-]
-ReviewerOpt = Annotated[
-    str | None,
-    typer.Option("--reviewer", help="The approver, as the policy lists them; not the requester."),
-]
-SigningKeyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--signing-key",
-        metavar="FILE",
-        help="The approver's Ed25519 private key (lifecycle approver keygen): signs the decision.",
-    ),
-]
-RequestedByOpt = Annotated[
-    str | None,
-    typer.Option("--requested-by", help="Who registers the request (default: LIFECYCLE_ACTOR)."),
-]
-PassphraseOpt = Annotated[
-    Path | None,
-    typer.Option("--passphrase-file", help="Access: encrypt the package with this passphrase."),
-]
-RecipientOpt = Annotated[
-    Path | None,
-    typer.Option("--recipient-key", help="Access: encrypt the package for this public key."),
-]
-ResumeOpt = Annotated[
-    str | None,
-    typer.Option("--resume", metavar="ID", help="Continue request ID from where it stopped."),
-]
-BatchOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--batch",
-        metavar="FILE",
-        help="Many requests: a CSV (kind,identity,requested_by) or JSON-lines file, one "
-        "request per line; each is registered on its own, then one run carries them out.",
-    ),
-]
-ResumeBatchOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--resume-batch",
-        metavar="BATCH",
-        help="Run batch BATCH again (with --approve: approve its waiting requests first).",
-    ),
-]
-NoRunOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-run", help="--batch: register only; run later (--resume-batch, deployment)."
-    ),
-]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def quiet_prefect(verbose: bool) -> None:
-    """Prefect reads these when it is first imported: set them before that happens.
-
-    Also settles which Prefect API the flow runs go to (``ops.api_target``): the one
-    configured, the local service when it runs, else a local API shared by commands
-    (started by the first, saying so on stderr).
-    """
-    if not verbose:
-        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    # The temporary server's usage statistics write races its own startup ("database is
-    # locked" tracebacks on SQLite); they are not needed to run a request.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # A fresh Prefect home builds its database first: give a busy machine time for that.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    import atexit
-    import gc
-
-    from ops.api_target import resolve
-
-    resolve(lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True))
-    # At exit, collecting the garbage of Prefect's and the flows' object graph took 1-2 s of
-    # a small request's wall time; output, logs and the ledger are written by then. Frozen
-    # objects are left to the OS (registered before Prefect's own exit handlers: runs after).
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
+from cli.request_outcome import print_outcome
 
 
 def _parse_identity(pairs: list[str]) -> dict[str, str]:
@@ -446,23 +360,3 @@ def demo_hint(stores: list[str], reason: str) -> str | None:
         "and under `make serve`): `make serve` starts them and later commands find them, or "
         "set LIFECYCLE_S3_ENDPOINT (and the provider's endpoint and secret)"
     )
-
-
-def print_outcome(outcome: Any) -> None:
-    """A request's outcome per store and table (found, deleted, masked, kept and why,
-    deferred and until when, left after verification), its deferrals, the rows kept, the
-    package and the status: what ``submit`` prints when a run ends, ``status`` at any time."""
-    from engine.request_summary import outcome_rows
-
-    columns, rows = outcome_rows(outcome)
-    if rows:
-        title = f"Request {outcome.request_id} ({outcome.kind}), per table"
-        print_table(rows, list(columns), title=title)
-    for d in outcome.deferrals:
-        until = f" until {d.until}" if d.until else ""
-        console.print(f"deferred: {d.store}.{d.target} ({d.count}): {d.reason or ''}{until}")
-    for k in outcome.kept:
-        console.print(f"kept {k.count} {k.store}.{k.target} rows: {k.reason or ''}")
-    if outcome.package is not None:
-        console.print(f"package: {outcome.package.location}", highlight=False, soft_wrap=True)
-    console.print(f"request {outcome.request_id}: {outcome.status}", highlight=False)

@@ -34,7 +34,7 @@ def start(
 
     What already runs is kept, so running it again is harmless (it re-deploys prefect.yaml).
     """
-    from ops.server import ServeError
+    from ops.serve_instance import ServeError
     from ops.server import start as start_all
 
     with handled_errors():

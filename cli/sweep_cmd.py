@@ -8,6 +8,9 @@ One sweep at a time: when another sweep holds the sweep lease, the command says 
 since when and exits 5 before Prefect starts, or with ``--wait`` waits for it (bounded).
 The flow takes the lease itself (``engine.sweep_lease``); this early look only saves
 starting Prefect for nothing.
+
+A failure (a store that cannot be reached, targets that failed) is one line on stderr
+saying what failed, where and how to resume, and the log file holding the traceback.
 """
 
 from __future__ import annotations
@@ -19,8 +22,16 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from cli.output import console, err_console, handled_errors, print_error, print_json, print_table
-from cli.request_submit import quiet_prefect
+from cli.flow_commands import VerboseOpt, failure_reason, log_failure, quiet_prefect
+from cli.output import (
+    console,
+    err_console,
+    handled_errors,
+    print_error,
+    print_failure,
+    print_json,
+    print_table,
+)
 
 EXIT_BUSY = 5
 """Another sweep holds the sweep lease (README, "The ``lifecycle`` command")."""
@@ -102,14 +113,15 @@ def sweep(
         int,
         typer.Option("--wait-minutes", min=1, max=24 * 60, help="With --wait: how long at most."),
     ] = 60,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the retention sweep now: delete or anonymize expired data, except what holds keep.
 
     An unfinished sweep (a crash, a failed target) is resumed with its own cut-offs first.
     One sweep at a time: while another holds the sweep lease, exit 5 naming it (or wait,
     with --wait). Exit codes: 0 done (or dry run); 1 a target failed (rerun to resume);
-    2 invalid configuration or usage; 5 another sweep is running.
+    2 invalid configuration or usage; 5 another sweep is running. A failure is one line
+    (what failed, where, what to do next) and the log file holding its traceback.
     """
     quiet_prefect(verbose)
     with handled_errors():
@@ -119,7 +131,6 @@ def sweep(
         load_config()  # invalid configuration: exit 2 with every problem, before Prefect starts
         keyring_from_settings()  # a missing or wrong key: exit 2, nothing changed
         left = 0 if dry_run else _await_other_sweep(wait, wait_minutes, as_json)
-    from core.errors import LifecycleError
     from flows.retention_sweep import SweepParameters, retention_sweep
     from state.leases import LeaseBusy
 
@@ -131,24 +142,68 @@ def sweep(
     bar = _ProgressBar() if sys.stderr.isatty() and not as_json else None
     if bar is not None:
         bar.start()
-    error: str | None = None
+    failed: Exception | None = None
     summary: dict[str, Any] | None = None
     try:
         summary = retention_sweep(params=params)
     except LeaseBusy as e:  # another sweep took the lease after the look above
         _busy(e, as_json, hint=not wait)
-    except LifecycleError as e:
-        error = e.message
+    except Exception as e:  # one line and the log file's path; the traceback goes there
+        failed = e
     finally:
         if bar is not None:
             bar.stop.set()
             bar.join(timeout=2)
-    if summary is None:
-        summary = _last_summary()
-    _report(summary, as_json, error)
-    if error is not None:
-        print_error(error)
-        raise typer.Exit(1)
+    if failed is None:
+        _report(summary, as_json)
+        return
+    line = _failure_line(failed)
+    log = log_failure(failed, line)
+    _report(_failed_summary(failed), as_json, {"error": line, "log": log})
+    print_failure(line, log)
+    raise typer.Exit(1)
+
+
+def _failure_line(error: Exception) -> str:
+    """What failed, where and what to do next, in one line."""
+    from core.errors import LifecycleError
+
+    sweep_id = error.fields.get("sweep_id") if isinstance(error, LifecycleError) else None
+    if sweep_id is None:
+        return (
+            f"retention sweep failed: {failure_reason(error)}; once that is fixed, run "
+            "`lifecycle sweep` again (an unfinished sweep resumes where it stopped)"
+        )
+    failed = _failed_targets(str(sweep_id))
+    if not failed:
+        return failure_reason(error)  # names the failed targets and says to run it again
+    shown = "; ".join(f"{target}: {why}" for target, why in failed[:3])
+    more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+    return (
+        f"retention sweep {sweep_id}: {len(failed)} target(s) failed ({shown}{more}); the "
+        "others finished; run `lifecycle sweep` again to resume them from where they stopped"
+    )
+
+
+def _failed_targets(sweep_id: str) -> list[tuple[str, str]]:
+    """The sweep's targets whose last ``sweep.target`` event in the ledger is a failure,
+    with its error; none when the ledger cannot be read."""
+    from audit.events import EventStatus
+    from audit.ledger import Ledger
+    from core.errors import LifecycleError
+
+    failed: dict[str, str] = {}
+    try:
+        for event in Ledger.open().events(request_id=sweep_id, kinds=["sweep.target"]):
+            if event.target is None:
+                continue
+            if event.status == EventStatus.FAILED:
+                failed[event.target] = str(event.detail.get("error") or "failed")
+            else:
+                failed.pop(event.target, None)
+    except LifecycleError:
+        return []
+    return list(failed.items())
 
 
 def _await_other_sweep(wait: bool, wait_minutes: int, as_json: bool) -> int:
@@ -200,17 +255,28 @@ def _busy(error: LeaseBusy, as_json: bool, *, hint: bool) -> NoReturn:
     raise typer.Exit(EXIT_BUSY)
 
 
-def _last_summary() -> dict[str, Any] | None:
+def _failed_summary(error: Exception) -> dict[str, Any] | None:
+    """The summary of the sweep that failed, when the flow names it (targets failed, the
+    others finished); None when it failed before that or the summary cannot be read."""
     from audit.database import audit_engine
+    from core.errors import LifecycleError
     from state.sweeps import SweepProgress
 
-    runs = SweepProgress(audit_engine()).recent(limit=1)
-    return runs[0].summary if runs else None
+    sweep_id = error.fields.get("sweep_id") if isinstance(error, LifecycleError) else None
+    if sweep_id is None:
+        return None
+    try:
+        run = SweepProgress(audit_engine()).run(str(sweep_id))
+    except LifecycleError:
+        return None
+    return None if run is None else run.summary
 
 
-def _report(summary: dict[str, Any] | None, as_json: bool, error: str | None) -> None:
+def _report(
+    summary: dict[str, Any] | None, as_json: bool, failure: dict[str, str] | None = None
+) -> None:
     if as_json:
-        print_json((summary or {}) | ({"error": error} if error else {}))
+        print_json((summary or {}) | (failure or {}))
         return
     if summary is None:
         return

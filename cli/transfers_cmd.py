@@ -3,17 +3,18 @@
 Runs the ``transfer-check`` flow in this process and prints its findings (new, persisting,
 resolved against the previous run) and the stores it could not check (their type offers
 no posture facts). Exit 0 when no high-severity finding stands, 3 when
-one does, 1 when the check itself failed, 2 for invalid configuration.
+one does, 1 when the check itself failed (one line saying what failed and where, and the
+log file holding the traceback), 2 for invalid configuration.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from cli.output import console, handled_errors, print_error, print_json, print_table
-from cli.request_submit import quiet_prefect
+from cli.flow_commands import VerboseOpt, failure_reason, log_failure, quiet_prefect
+from cli.output import console, handled_errors, print_failure, print_json, print_table
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -49,7 +50,7 @@ def check(
         ),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's own logs.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Check every store's region, replicas, encryption and TLS against the transfer policy.
 
@@ -70,10 +71,9 @@ def check(
 
     try:
         transfer_check(params=CheckParameters(all_buckets=all_buckets))
-    except LifecycleError as e:
-        if "check_id" not in e.fields:
-            print_error(e.message)
-            raise typer.Exit(1) from None
+    except Exception as e:  # high-severity findings fail the run too: those are shown below
+        if not isinstance(e, LifecycleError) or "check_id" not in e.fields:
+            _failed(e, as_json)
     check_id, rows, high = _latest_rows()
     unchecked = unchecked_stores(config)
     if as_json:
@@ -96,3 +96,17 @@ def check(
             highlight=False,
         )
     raise typer.Exit(EXIT_HIGH if high else 0)
+
+
+def _failed(error: Exception, as_json: bool) -> NoReturn:
+    """The check could not run: one line (what failed, where, what to do next) and the log
+    file holding the traceback; exit 1."""
+    line = (
+        f"transfer check failed: {failure_reason(error)}; once that is fixed, run "
+        "`lifecycle transfers check` again"
+    )
+    log = log_failure(error, line)
+    if as_json:
+        print_json({"error": line, "log": log})
+    print_failure(line, log)
+    raise typer.Exit(1)

@@ -176,3 +176,18 @@ def local_s3(_local_s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> Loca
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     return server
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A throwaway Prefect server and database, isolated from the user's Prefect home: one
+    for the whole session (it takes seconds to start), for every folder's flow tests."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    # The server's usage statistics race its own SQLite writes ("database is locked").
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

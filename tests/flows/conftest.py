@@ -1,27 +1,13 @@
-"""One Prefect test server for the whole session (it takes seconds to start)."""
+"""Flow tests' fixtures; the session's one Prefect test server is ``tests.conftest``'s."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A throwaway Prefect server and database, isolated from the user's Prefect home."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    os.environ["PREFECT_HOME"] = str(home)
-    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    # The server's usage statistics race its own SQLite writes ("database is locked").
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 @pytest.fixture
