@@ -39,7 +39,11 @@ _COMMANDS = {
     "transfers": Lazy(
         "cli.transfers_cmd", "app", "Cross-region transfer and security-posture checks."
     ),
+    "discover": Lazy("cli.discover_cmd", "discover", "Compare the live stores with the inventory."),
     "keys": Lazy("cli.keys_cmd", "app", "Show the master key's fingerprint; rotate the key."),
+    "inventory": Lazy(
+        "cli.inventory_cmd", "app", "Draft inventory.yaml from a live database and buckets."
+    ),
     "demo": Lazy("cli.demo_cmd", "app", "Run the demo end to end on embedded defaults."),
     "server": Lazy(
         "cli.server_cmd",

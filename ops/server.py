@@ -86,6 +86,7 @@ DEPLOYMENTS = (
     "audit-verify",
     "retention-sweep",
     "transfer-check",
+    "inventory-drift",
     "request-register",
 )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import string
 from typing import Annotated, ClassVar, Literal, NamedTuple
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from config.problems import YamlPath
 from config.schema.common import IdentName, Name, NonEmpty, SqlIdent, Strict
@@ -86,6 +86,25 @@ class IdentitySite(NamedTuple):
     place: str
     """The column for messages, e.g. ``crm.customers.email``."""
     column: IdentityColumn
+
+
+def _reason(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must say why the finding was reviewed and excluded")
+    return value
+
+
+class IgnoreEntry(Strict):
+    """A reviewed inventory-drift finding that must not return (a store's ``ignore:`` list).
+
+    Each store type's entry names what it excludes (a table or column, a bucket or prefix)
+    and checks that it names something; the reason is mandatory, so an exclusion always
+    says why it was accepted.
+    """
+
+    reason: Annotated[str, AfterValidator(_reason)] = Field(
+        max_length=500, description="Why the finding was reviewed and excluded."
+    )
 
 
 PersonalSource = Literal["an identity column", "a personal field"]

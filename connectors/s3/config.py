@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from config.schema.common import BucketName, Name, NonEmpty, Region, Strict
-from config.schema.stores import CategorySite, StoreConfig, template_placeholders
+from config.schema.stores import CategorySite, IgnoreEntry, StoreConfig, template_placeholders
 from core.errors import NotFoundError
 
 
@@ -72,6 +72,20 @@ class Bucket(Strict):
         return value
 
 
+class S3Ignore(IgnoreEntry):
+    """An inventory-drift exclusion: a bucket (all its findings), a prefix of one bucket, or
+    a prefix in every bucket the store reports on."""
+
+    bucket: BucketName | None = None
+    prefix: str | None = Field(default=None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _names_something(self) -> S3Ignore:
+        if self.bucket is None and self.prefix is None:
+            raise ValueError("an ignore entry must name a bucket, a prefix, or both")
+        return self
+
+
 class S3Store(StoreConfig):
     """Object storage reached through the S3 API (AWS, or a compatible endpoint)."""
 
@@ -81,6 +95,13 @@ class S3Store(StoreConfig):
         default=None, description="S3 endpoint; empty or absent means the AWS default."
     )
     buckets: Annotated[tuple[Bucket, ...], NonEmpty]
+    ignore: tuple[S3Ignore, ...] = Field(
+        default=(),
+        description=(
+            "Reviewed inventory-drift findings that must not return: entries naming a "
+            "bucket, a prefix (of one bucket, or of every bucket) and why."
+        ),
+    )
 
     policy_parts: ClassVar[tuple[str, ...]] = ("bucket",)
     global_parts: ClassVar[tuple[str, ...]] = ("bucket",)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -24,6 +24,7 @@ from config.schema.stores import (
     DerivedSite,
     IdentityColumn,
     IdentitySite,
+    IgnoreEntry,
     PersonalSource,
     Reference,
     StoreConfig,
@@ -74,6 +75,20 @@ class Table(Strict):
         return tuple(col for col, cats in self.fields.items() if category in cats)
 
 
+class SqlIgnore(IgnoreEntry):
+    """An inventory-drift exclusion: a table (all its findings), one column of a table, or
+    a column name in every table of the store."""
+
+    table: SqlIdent | None = None
+    column: SqlIdent | None = None
+
+    @model_validator(mode="after")
+    def _names_something(self) -> SqlIgnore:
+        if self.table is None and self.column is None:
+            raise ValueError("an ignore entry must name a table, a column, or both")
+        return self
+
+
 class SqlStore(StoreConfig):
     """A relational database reached through SQLAlchemy."""
 
@@ -102,6 +117,13 @@ class SqlStore(StoreConfig):
         ),
     )
     tables: Annotated[tuple[Table, ...], NonEmpty]
+    ignore: tuple[SqlIgnore, ...] = Field(
+        default=(),
+        description=(
+            "Reviewed inventory-drift findings that must not return: entries naming a "
+            "table, a column (of one table, or of every table) and why."
+        ),
+    )
 
     policy_parts: ClassVar[tuple[str, ...]] = ("table",)
 

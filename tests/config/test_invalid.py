@@ -648,7 +648,7 @@ def test_all_problems_in_both_files_are_reported_sorted(make_config: MakeConfig)
         "input should be a valid boolean, unable to interpret input",
         f"inventory.yaml:{line_of(inventory, 'colour')} stores[1].colour: unknown field "
         "(expected one of: type, name, description, retention_audit, region, endpoint_url, "
-        "buckets)",
+        "buckets, ignore)",
         f"policy.yaml:{line_of(policy, 'approver:')} requests.approval.approver: unknown field "
         "(did you mean 'approvers'?)",
         f"policy.yaml:{line_of(policy, 'age: 0d')} retention[0].age: invalid duration '0d': "

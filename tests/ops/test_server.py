@@ -308,6 +308,7 @@ def _check_deployments(api: str, auth: str) -> None:
         "retention-sweep",
         "transfer-check",
         "request-register",
+        "inventory-drift",
     }
     assert all(d["enforce_parameter_schema"] for d in by_name.values())
     assert all(d["work_pool_name"] == "lifecycle-local" for d in by_name.values())

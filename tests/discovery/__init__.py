@@ -1,0 +1,1 @@
+"""Discovery: catalog, sampling, detectors, drafts and inventory drift."""
