@@ -8,12 +8,21 @@ can carry connection details (``connectors.sql.schema.sql_errors``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import (
+    ReflectedColumn,
+    ReflectedForeignKeyConstraint,
+    ReflectedPrimaryKeyConstraint,
+)
 
 from connectors.sql.schema import sql_errors
+
+T = TypeVar("T")
 
 _STORE = "discovery"  # the name errors carry: a draft has no store name yet
 
@@ -101,37 +110,66 @@ def _row_estimates(conn: sa.Connection, schema: str | None) -> dict[str, int]:
     return estimates
 
 
-def _table(inspector: sa.Inspector, name: str, schema: str | None, rows: int | None) -> TableInfo:
-    columns = tuple(
-        ColumnInfo(str(c["name"]), _type_name(c["type"]), bool(c.get("nullable", True)))
-        for c in inspector.get_columns(name, schema=schema)
-    )
-    pk = inspector.get_pk_constraint(name, schema=schema)
-    fks = tuple(
-        ForeignKeyInfo(
-            tuple(fk["constrained_columns"]),
-            str(fk["referred_table"]),
-            tuple(fk["referred_columns"]),
-        )
-        for fk in inspector.get_foreign_keys(name, schema=schema)
-        if fk.get("referred_table")
-    )
+def _table(
+    name: str,
+    schema: str | None,
+    *,
+    columns: list[ReflectedColumn],
+    pk: ReflectedPrimaryKeyConstraint | None,
+    fks: list[ReflectedForeignKeyConstraint],
+    rows: int | None,
+) -> TableInfo:
     return TableInfo(
         name=name,
-        columns=columns,
-        primary_key=tuple(pk.get("constrained_columns") or ()),
-        foreign_keys=fks,
+        columns=tuple(
+            ColumnInfo(str(c["name"]), _type_name(c["type"]), bool(c.get("nullable", True)))
+            for c in columns
+        ),
+        primary_key=tuple((pk.get("constrained_columns") if pk else None) or ()),
+        foreign_keys=tuple(
+            ForeignKeyInfo(
+                tuple(fk["constrained_columns"]),
+                str(fk["referred_table"]),
+                tuple(fk["referred_columns"]),
+            )
+            for fk in fks
+            if fk.get("referred_table")
+        ),
         row_estimate=rows,
         schema=schema,
     )
 
 
 def read_catalog(engine: Engine, schema: str | None = None) -> Catalog:
-    """Reflect every table of ``schema`` (the connection's default when None)."""
+    """Reflect every table of ``schema`` (the connection's default when None).
+
+    Columns, primary keys and foreign keys are read for the whole schema at once
+    (``Inspector.get_multi_*``: a few catalog queries on PostgreSQL, whatever the number
+    of tables; the dialect's per-table reflection where it has nothing better), the row
+    estimates in one more query.
+    """
     with sql_errors(_STORE, "reflect the database"), engine.connect() as conn:
         inspector = sa.inspect(conn)
         names = sorted(inspector.get_table_names(schema=schema))
         estimates = _row_estimates(conn, schema)
-        tables = {n: _table(inspector, n, schema, estimates.get(n)) for n in names}
+        columns = _by_name(inspector.get_multi_columns(schema=schema))
+        pks = _by_name(inspector.get_multi_pk_constraint(schema=schema))
+        fks = _by_name(inspector.get_multi_foreign_keys(schema=schema))
+        tables = {
+            n: _table(
+                n,
+                schema,
+                columns=columns.get(n, []),
+                pk=pks.get(n),
+                fks=fks.get(n, []),
+                rows=estimates.get(n),
+            )
+            for n in names
+        }
         conn.rollback()
     return Catalog(tables)
+
+
+def _by_name(reflected: Mapping[tuple[str | None, str], T]) -> dict[str, T]:
+    """``get_multi_*`` answers keyed by (schema, table), for one schema: by table."""
+    return {table: value for (_schema, table), value in reflected.items()}

@@ -5,11 +5,18 @@ Formats are recognised by well-kept libraries (``email-validator``, ``phonenumbe
 ``ipaddress``); person names and subject identifiers by column name, as no format tells
 a name from any other text without a model. Evidence strings state the rule and the share
 of sampled values that matched, never a value.
+
+The work per column is bounded: at most ``CHECKED_VALUES`` values are checked against
+each format, a larger sample being judged on that many values spread evenly over it, and a
+format's check stops as soon as its verdict on them is certain either way (the evidence
+then says how many values were checked, of how many sampled). An e-mail address's domain
+is validated once per distinct domain and column (``EmailCheck``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +27,10 @@ from stdnum import iban, luhn
 
 VALUE_SHARE = 0.8
 """A format is proposed when at least this share of the non-empty sampled values match."""
+
+CHECKED_VALUES = 200
+"""At most this many of a column's non-empty sampled values are checked against a format:
+all of them when there are no more, else this many spread evenly over the sample."""
 
 NAME_TEXT_SHARE = 0.8
 """A name-like column is proposed when this share of its values are text without digits."""
@@ -77,21 +88,55 @@ class Detection:
     category: str
     kind: str
     share: float
-    """The share of the sampled non-empty values that matched (0.0 when by name only)."""
+    """The share of the checked non-empty values that matched (0.0 when by name only)."""
     sampled: int
-    """How many non-empty values were examined."""
+    """How many non-empty values were checked against the format (``CHECKED_VALUES`` at
+    most), or, for a kind found by name, were sampled."""
     evidence: str
 
 
-def is_email(value: object) -> bool:
-    """An e-mail address by RFC syntax (no DNS lookup)."""
-    if not isinstance(value, str) or "@" not in value:
-        return False
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_PLAIN_EMAIL = re.compile(rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)\Z")
+"""An address of plain ASCII parts: a dot-atom local part (RFC 5322) and a domain of
+ASCII letters, digits and hyphens. For one no longer than ``_PLAIN_MAX`` characters the
+library's verdict is its domain's (no length limit can apply, and the local part is one
+it accepts as it is), so the domain is validated once for all the addresses it ends."""
+
+_PLAIN_MAX = 64
+
+
+def _library_says_email(value: str) -> bool:
     try:
         validate_email(value, check_deliverability=False)
     except EmailNotValidError:
         return False
     return True
+
+
+class EmailCheck:
+    """``is_email`` with the verdict on each distinct domain of plain addresses kept for
+    the checker's life (one column): the library's domain validation, the larger part of
+    its work, then runs once per domain. Anything else is left to the library whole."""
+
+    def __init__(self) -> None:
+        self._domains: dict[str, bool] = {}
+
+    def __call__(self, value: object) -> bool:
+        if not isinstance(value, str) or "@" not in value:
+            return False
+        plain = _PLAIN_EMAIL.match(value) if len(value) <= _PLAIN_MAX else None
+        if plain is None or "xn--" in plain.group(2).lower():  # IDNA: left to the library
+            return _library_says_email(value)
+        domain = plain.group(2)
+        verdict = self._domains.get(domain)
+        if verdict is None:
+            verdict = self._domains[domain] = _library_says_email(f"a@{domain}")
+        return verdict
+
+
+def is_email(value: object) -> bool:
+    """An e-mail address by RFC syntax (no DNS lookup)."""
+    return EmailCheck()(value)
 
 
 def is_phone(value: object) -> bool:
@@ -134,30 +179,52 @@ def _is_name_text(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip()) and not any(ch.isdigit() for ch in value)
 
 
-_VALUE_RULES: tuple[tuple[str, Callable[[object], bool]], ...] = (
-    ("email", is_email),
-    ("iban", is_iban),
-    ("card_number", is_card_number),
-    ("ip_address", is_ip_address),
-    ("phone", is_phone),
+_VALUE_RULES: tuple[tuple[str, Callable[[], Callable[[object], bool]]], ...] = (
+    ("email", EmailCheck),
+    ("iban", lambda: is_iban),
+    ("card_number", lambda: is_card_number),
+    ("ip_address", lambda: is_ip_address),
+    ("phone", lambda: is_phone),
 )
+"""Each format's check, made afresh for each column (``EmailCheck`` keeps its domains)."""
 
 
-def share_matching(values: Sequence[object], check: Callable[[object], bool]) -> float:
-    """The share of ``values`` passing ``check``; once VALUE_SHARE is out of reach it stops
-    and answers the share found so far (a lower bound, below the threshold either way)."""
-    if not values:
-        return 0.0
-    allowed_misses = int(len(values) * (1 - VALUE_SHARE))
+def _needed(count: int) -> int:
+    """The fewest matches among ``count`` values reaching VALUE_SHARE."""
+    need = math.ceil(count * VALUE_SHARE)
+    while need > 0 and (need - 1) / count >= VALUE_SHARE:
+        need -= 1
+    while need < count and need / count < VALUE_SHARE:
+        need += 1
+    return need
+
+
+def _count_matching(
+    values: Sequence[object], check: Callable[[object], bool], *, stop_when_met: bool
+) -> tuple[int, int]:
+    """(matches, values checked), checking ``values`` in turn until VALUE_SHARE of them
+    is out of reach, or (``stop_when_met``) reached whatever the rest are."""
+    need = _needed(len(values))
+    allowed_misses = len(values) - need
     hits = misses = 0
     for value in values:
         if check(value):
             hits += 1
+            if stop_when_met and hits >= need:
+                break
         else:
             misses += 1
             if misses > allowed_misses:
                 break
-    return hits / len(values)
+    return hits, hits + misses
+
+
+def _spread(values: Sequence[object], count: int) -> Sequence[object]:
+    """``count`` of ``values`` spread evenly over them (all of them if no more)."""
+    total = len(values)
+    if total <= count:
+        return values
+    return [values[(2 * i + 1) * total // (2 * count)] for i in range(count)]
 
 
 def _pct(share: float) -> str:
@@ -165,14 +232,26 @@ def _pct(share: float) -> str:
 
 
 def _by_value(column: str, values: Sequence[object]) -> Detection | None:
-    for kind, check in _VALUE_RULES:
-        share = share_matching(values, check)
-        if share >= VALUE_SHARE:
-            named = any(k == kind and rule.search(column) for k, rule in _NAME_RULES)
-            evidence = f"{_pct(share)} of {len(values):,} sampled values are {_DESCRIBED[kind]}" + (
-                ", and the column name" if named else ""
-            )
-            return Detection(CATEGORIES[kind], kind, share, len(values), evidence)
+    """The first format at least VALUE_SHARE of the checked values match. Up to
+    CHECKED_VALUES values are all checked (the share is exact); of a larger sample,
+    CHECKED_VALUES spread over it are, each format's check stopping once its verdict on
+    them is certain either way (the share is then that of the values checked)."""
+    picked = _spread(values, CHECKED_VALUES)
+    bounded = len(picked) < len(values)
+    for kind, make_check in _VALUE_RULES:
+        hits, checked = _count_matching(picked, make_check(), stop_when_met=bounded)
+        if not picked or hits < _needed(len(picked)):
+            continue
+        share = hits / checked
+        if bounded:
+            counted = f"{checked:,} checked values (of {len(values):,} sampled)"
+        else:
+            counted = f"{len(values):,} sampled values"
+        named = any(k == kind and rule.search(column) for k, rule in _NAME_RULES)
+        evidence = f"{_pct(share)} of {counted} are {_DESCRIBED[kind]}" + (
+            ", and the column name" if named else ""
+        )
+        return Detection(CATEGORIES[kind], kind, share, checked, evidence)
     return None
 
 

@@ -2,7 +2,8 @@
 
 The database is opened read-only where the backend allows it at connection level
 (SQLite ``?mode=ro``) and every sample runs in a read-only transaction
-(``discovery.sampling``). Sampled values live only inside ``_classify_table``.
+(``discovery.sampling``), all tables through one connection. Sampled values live only
+inside ``_classify_table``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from discovery.catalog import Catalog, TableInfo, read_catalog
 from discovery.detectors import Detection, classify
 from discovery.draft import DraftPlan, plan_draft
 from discovery.render import StoreHeader, render
-from discovery.sampling import DEFAULT_ROWS, sample_table
+from discovery.sampling import DEFAULT_ROWS, Sampler, sample_table, sampler
 
 DEFAULT_REGION = "eu-central-1"
 _SKIPPED_TYPES = ("DATE", "TIME", "BOOL", "BLOB", "BYTEA", "BINARY", "FLOAT", "DOUBLE", "REAL")
@@ -94,10 +95,10 @@ def sampled_columns(table: TableInfo) -> list[str]:
     ]
 
 
-def _classify_table(engine: Engine, table: TableInfo, rows: int) -> dict[str, Detection]:
+def _classify_table(source: Sampler, table: TableInfo, rows: int) -> dict[str, Detection]:
     """Detections for one table; its sampled values are dropped when this returns."""
     wanted = sampled_columns(table)
-    values = sample_table(engine, table, wanted, rows) if wanted else {}
+    values = sample_table(source, table, wanted, rows) if wanted else {}
     found: dict[str, Detection] = {}
     for column in table.columns:
         detection = classify(column.name, values.get(column.name, []))
@@ -109,8 +110,9 @@ def _classify_table(engine: Engine, table: TableInfo, rows: int) -> dict[str, De
 def classify_catalog(
     engine: Engine, catalog: Catalog, rows: int
 ) -> dict[str, dict[str, Detection]]:
-    """Detections per table, per column, sampling each table once."""
-    return {name: _classify_table(engine, info, rows) for name, info in catalog.tables.items()}
+    """Detections per table, per column, sampling each table once, all on one connection."""
+    with sampler(engine) as source:
+        return {name: _classify_table(source, info, rows) for name, info in catalog.tables.items()}
 
 
 def _summaries(plan: DraftPlan) -> tuple[TableSummary, ...]:

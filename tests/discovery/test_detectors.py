@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 
 from discovery.buckets import propose_templates
 from discovery.detectors import (
+    CHECKED_VALUES,
     VALUE_SHARE,
+    EmailCheck,
     classify,
     is_card_number,
     is_email,
@@ -98,3 +101,54 @@ def test_key_templates_come_from_a_varying_identifier_folder() -> None:
 def test_a_prefix_that_looks_personal_is_never_proposed() -> None:
     keys = [f"{email(1)}/{n}/x.pdf" for n in range(10)]
     assert propose_templates(keys) == ()
+
+
+def test_a_large_sample_is_judged_on_values_spread_over_it_and_says_so() -> None:
+    """Of 1,000 values, at most CHECKED_VALUES are checked, picked over the whole sample
+    (the first 150 here are not addresses), and the evidence says how many of how many."""
+    values = ["n/a"] * 150 + [email(i) for i in range(850)]
+    found = classify("contact", values)
+    assert found is not None and found.kind == "email"
+    assert 0 < found.sampled <= CHECKED_VALUES
+    assert f"of {found.sampled:,} checked values (of 1,000 sampled)" in found.evidence
+    assert found.share >= VALUE_SHARE
+    mixed = [email(i) if i % 10 < 7 else "n/a" for i in range(1000)]  # 70%: below it
+    assert classify("contact", mixed) is None
+
+
+def test_is_email_gives_the_library_verdict() -> None:
+    """Plain addresses are judged by their domain's verdict, kept per domain; the answer
+    is the library's own, whatever the address."""
+    values = [
+        *(email(i) for i in range(5)),
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a@-x.com",
+        "a@x..com",
+        "a@localhost",
+        "a@example.invalid",
+        "a@x.local",
+        "a@xn--bcher-kva.example",
+        "A@EXAMPLE.COM",
+        '"q"@example.com',
+        "Name <a@example.com>",
+        "a b@example.com",
+        "é@example.com",
+        "a@[192.0.2.1]",
+        "a" * 70 + "@example.com",
+        "@example.com",
+        "a@",
+        "a@@example.com",
+        "a@x_y.com",
+        "a@192.0.2.1",
+    ]
+    check = EmailCheck()
+    for value in values:
+        try:
+            validate_email(value, check_deliverability=False)
+            expected = True
+        except EmailNotValidError:
+            expected = False
+        assert check(value) is expected, value
+        assert is_email(value) is expected, value
