@@ -15,8 +15,10 @@ after the baseline's clock stopped). Rounds alternate (ABBA):
 - sweep: the engine as the flow runs it, without Prefect: ``plan_sweep`` (counts),
   ``run_range`` until finished, ``verify_and_rewind`` (the re-count), ``finish_target``,
   ``summarise``, with ``DEFAULT_BATCH_SIZE``, every batch with its intent, range DELETE and
-  ledger event. The worker imports the database driver before its clock starts, as a
-  worker that has swept before has it; ``BENCH_PROFILE=path`` writes a cProfile of it.
+  ledger event (a batch's event in the audit transaction of the next batch's intent). The
+  worker imports the database driver before its clock starts, as a worker that has swept
+  before has it (the connector's modules, the engine and the schema reflection are timed);
+  ``BENCH_PROFILE=path`` writes a cProfile of it.
 
 Targets (issue 15), medians of sweep/baseline: with the default ``audit: range`` (the ledger
 records each batch's rule, cut-off, key range and count), <= 1.5 on the time-ordered layout
@@ -28,10 +30,13 @@ runs in its own subprocess (this module with ``--worker``) and reports that proc
 the sweep plus the imports a flow process has anyway, not the table builder or the S3
 server. After every round the store is checked (exactly the expired rows gone) and the
 ledger (one ``sweep.batch`` event per batch). Printed, not judged: the sweep at batch sizes
-20,000 / 50,000 / 100,000 (``--batch-sizes``), where the sweep's time goes (plan count, key
-reads, intent writes, range DELETEs, ledger appends, the rest), the same comparison on
-SQLite (200,000 rows). Judged too: 20,000 expired objects on a local moto S3 server, the S3
-sweep against a bare ``list_objects_v2`` + ``delete_objects`` loop (1,000 keys per call).
+20,000 / 50,000 / 100,000 (``--batch-sizes``), where the sweep's time goes (``PARTS``, each
+exclusive of the others: the plan's and the verification's counts, key reads, intents
+written alone, range DELETEs, ledger appends, the rest), the same comparison on SQLite
+(200,000 rows). ``benchmarks/retention_floor.py`` measures what each guarantee costs by
+itself (it runs this module's ``audit_writes_worker`` for the audit writes alone). Judged
+too: 20,000 expired objects on a local moto S3 server, the S3 sweep against a bare
+``list_objects_v2`` + ``delete_objects`` loop (1,000 keys per call).
 
 The audit database is a SQLite file in the run's temp dir (the product's default) or,
 with ``--audit postgresql``, a scratch PostgreSQL database; the worker finds it, the
@@ -122,9 +127,10 @@ BUCKET = "bench-retention"
 S3_CHUNK = 1000  # DeleteObjects maximum on AWS (moto accepts more)
 SEED_WORKERS = 16
 PARTS = ("count", "read_keys", "intent", "delete", "ledger")
-"""Where the sweep's time goes: plan counts, keyset reads, intent writes, range deletes
-(SQL DELETE or S3 DeleteObjects of the listed versions), ledger appends (with the batch
-bookkeeping)."""
+"""Where the sweep's time goes (each part exclusive of the others): the plan's and the
+verification's counts, keyset reads, intents written alone (a range's first batch), range
+deletes (SQL DELETE or S3 DeleteObjects of the listed versions), ledger appends (with the
+batch bookkeeping, and the next batch's intent that rides on a batch's event)."""
 
 LAYOUTS = {
     # position of row ``g`` (1..n) on the time axis, 0..n-1: ts = t0 + (position + 0.5) * step
@@ -195,20 +201,28 @@ def cutoff_of(config_dir: Path, as_of: datetime) -> datetime:
 
 
 class _Clock:
-    """Seconds and calls per part of the sweep (a perf_counter pair per call)."""
+    """Seconds and calls per part of the sweep (a perf_counter pair per call).
+
+    Exclusive: a part timed inside another (an intent or ledger append written inside a
+    batch's DELETE transaction) counts for itself only, so the parts add up."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self._inner: list[float] = []  # per open part: seconds of the parts inside it
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        self._inner.append(0.0)
         try:
             yield
         finally:
-            self.seconds[name] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds[name] += elapsed - self._inner.pop()
             self.calls[name] += 1
+            if self._inner:
+                self._inner[-1] += elapsed
 
 
 CLOCK = _Clock()
@@ -231,6 +245,12 @@ class _TimedSweeper:
         with CLOCK.part("count"):
             return self._inner.counts()
 
+    def recount(self) -> tuple[int, int]:
+        # The verification's count (``engine.sweep_runner.Recounting`` where the sweeper has it).
+        recount: Callable[[], tuple[int, int]] = getattr(self._inner, "recount", self._inner.counts)
+        with CLOCK.part("count"):
+            return recount()
+
     def next_batch(self, cursor: Key | None, size: int) -> SweepBatch | None:
         with CLOCK.part("read_keys"):
             return self._inner.next_batch(cursor, size)
@@ -246,8 +266,8 @@ class _TimedSweeper:
     def delete_next(
         self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
     ) -> SweepBatch | None:
-        # Read, delete and digest in one transaction (PostgreSQL); the intent written
-        # before its commit is timed as "intent" too, so "delete" includes it.
+        # Find and delete in one transaction (PostgreSQL); the audit writes before its
+        # commit (the intent, with the previous batch's ledger event) count as theirs.
         with CLOCK.part("delete"):
             inner: Any = self._inner
             batch: SweepBatch | None = inner.delete_next(cursor, size, before_commit)
@@ -386,9 +406,97 @@ def bare_s3_worker(endpoint: str) -> dict[str, Any]:
     return {"seconds": seconds, "deleted": deleted, "peak_rss_mb": round(process_peak_rss_mb(), 1)}
 
 
+class _KeysInMemory:
+    """A one-transaction sweeper over ``expired`` keys in memory: batches cost no store work.
+
+    What ``audit_writes_worker`` runs ``run_range`` over (``benchmarks.retention_floor``)."""
+
+    exact_counts = True
+    deletes_in_one_transaction = True
+
+    def __init__(self, expired: int) -> None:
+        self.expired = expired
+
+    def batch_size(self, requested: int) -> int:
+        return requested
+
+    def counts(self) -> tuple[int, int]:
+        return self.expired, 0
+
+    def next_batch(self, cursor: Key | None, size: int) -> SweepBatch | None:
+        after = _number(cursor)
+        if after >= self.expired:
+            return None
+        return SweepBatch(cursor, (min(after + size, self.expired),), 0, "")
+
+    def apply(self, batch: SweepBatch) -> int:
+        return 0
+
+    def delete_next(
+        self, cursor: Key | None, size: int, before_commit: Callable[[SweepBatch], None]
+    ) -> SweepBatch | None:
+        found = self.next_batch(cursor, size)
+        if found is None:
+            return None
+        batch = replace(found, count=_number(found.hi) - _number(cursor))
+        before_commit(batch)
+        return batch
+
+
+def _number(key: Key | None) -> int:
+    return 0 if key is None else int(str(key[0]))
+
+
+def audit_writes_worker(as_of: datetime, batch_size: int, expired: int) -> dict[str, Any]:
+    """The sweep's fixed and per-batch costs outside the store's work, timed apart.
+
+    ``setup``: the store's connector and the target's sweeper as the sweep's plan makes
+    them first (imports, engine, schema reflection; the driver imported before). ``audit``:
+    ``run_range`` over ``expired`` keys in ``batch_size`` batches whose store work is
+    nothing (``_KeysInMemory``): every batch's intent, ledger event and bookkeeping, as
+    the sweep writes them to the audit database."""
+    from engine.sweep_runner import SWEEP_ACTOR, SweepContext, run_range, target_plan
+
+    keys = keyring_from_settings()
+    ledger = Ledger.open(keys=keys, actor=SWEEP_ACTOR)  # migrates: not timed
+    ctx = SweepContext(load_config(), keys, ledger, SweepProgress(ledger.engine))
+    for store in ctx.config.stores_of(SqlStore):
+        sa.engine.make_url(store.url.get_secret_value()).get_dialect().import_dbapi()
+    (target,) = resolve_targets(ctx.config, as_of, ())
+    run_id = "swp_" + "0" * 16
+    probe = SweepRun(run_id, as_of, False, "running", (), [], None, None, as_of, None)
+    try:
+        setup, _ = timed(lambda: ctx.sweeper(probe, target))
+        plan = [target_plan(target, expired, 0, "sql")]
+        ctx.progress.start(
+            run_id, as_of=as_of, dry_run=False, rules=(), plan=plan, flow_run_id=None
+        )
+        run = ctx.progress.run(run_id)
+        assert run is not None
+        memory = _KeysInMemory(expired)
+
+        class _InMemory(SweepContext):
+            def sweeper(self, run: SweepRun, target: SweepTarget) -> Sweeper:
+                return memory
+
+        work = _InMemory(ctx.config, keys, ledger, ctx.progress)
+        outcome = None
+        start = time.perf_counter()
+        while outcome is None or not outcome.finished:
+            outcome = run_range(work, run, target, batch_size=batch_size)
+        audit = time.perf_counter() - start
+    finally:
+        ctx.close()
+    state = ctx.progress.target(run_id, target.id)
+    return {"setup_s": setup, "audit_s": audit, "batches": state.batches, "done": state.done}
+
+
 def _worker_main(spec: Mapping[str, Any]) -> None:
     if spec["mode"] == "sweep":
         result = sweep_worker(datetime.fromisoformat(spec["as_of"]), int(spec["batch_size"]))
+    elif spec["mode"] == "audit-writes":
+        as_of = datetime.fromisoformat(spec["as_of"])
+        result = audit_writes_worker(as_of, int(spec["batch_size"]), int(spec["expired"]))
     else:
         result = bare_s3_worker(spec["endpoint"])
     sys.stdout.write(json.dumps(result) + "\n")

@@ -6,10 +6,12 @@ benchmark call them too, so what is measured is what runs. A sweep is pinned to 
 after a crash resumes the unfinished sweep rather than starting another, so it deletes
 exactly what the uninterrupted sweep would have.
 
-Per batch (see ``state.sweeps``): read the keys, record the intent, act on the range in
-one short store transaction, then audit the batch and move the cursor in one audit
-transaction. ``crash_point("sweep-batch", ...)`` lets tests kill the process between
-those steps.
+Per batch (see ``state.sweeps``): find the batch (its range and count), record the
+intent, act on the range in one short store transaction, then audit the batch and move
+the cursor. The audit of a batch goes in the audit transaction of the next batch's intent
+(``_BatchAudits``: one audit commit per batch; the last batch of a range is audited alone
+when the range stops). ``crash_point("sweep-intent" | "sweep-applied", ...)`` lets tests
+kill the process between those steps.
 
 Stores take part through their connector's optional capabilities (``connectors.base``):
 ``Sweeping`` gives a target's ``Sweeper`` (its batch size, whether its counts are exact,
@@ -30,10 +32,10 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Connection
 
@@ -64,10 +66,23 @@ from state.sweeps import BatchRange, SweepConflict, SweepProgress, SweepRun, new
 SWEEP_ACTOR = "flow:retention-sweep"
 DEFAULT_BATCH_SIZE = 50_000
 """Rows per SQL batch, chosen by ``benchmarks/retention.py`` (PostgreSQL, 2M rows, time
-order): 20,000 / 50,000 / 100,000 took 2.6x / 2.3x / 2.2x the raw DELETE. 100,000 gains
+order, ``audit: range``: key spans, one audit transaction per batch): 20,000 / 50,000 /
+100,000 took 2.35x / 1.90x / 1.83x the raw DELETE (medians of 4 rounds on a shared
+2-core machine; a second run put 100,000 behind 50,000, within the noise). 100,000 gains
 little more, and 50,000 keeps each transaction to some 30 ms on PostgreSQL and its row
 locks (MariaDB) and write lock (SQLite) short. A sweeper may use another size
 (``Sweeper.batch_size``: an object store deletes one call's worth of versions)."""
+
+
+@runtime_checkable
+class Recounting(Protocol):
+    """A sweeper whose count after the batches is planned for it (``SqlSweeper.recount``).
+
+    The same counts as ``Sweeper.counts``; ``verify_and_rewind`` uses it where present.
+    (Local to the engine: ``connectors.base`` does not declare it.)
+    """
+
+    def recount(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -392,7 +407,9 @@ def _audit_batch(
     batch: SweepBatch,
     affected: int,
     recovered: bool,
+    then: Callable[[Connection], None] | None = None,
 ) -> None:
+    """The batch's ledger event, with its bookkeeping and ``then`` in the same transaction."""
     verb = "deleted" if target.action == "delete" else "anonymized"
     event = ctx.event(
         "sweep.batch",
@@ -403,47 +420,107 @@ def _audit_batch(
         counts={verb: affected},
         detail=batch_detail(ctx.keys, target, seq, batch, recovered=recovered),
     )
-    bookkeeping = SweepProgress.audited(
-        run.id,
-        target.id,
-        seq,
-        _as_range(batch),
-        affected,
-    )
+    audited = SweepProgress.audited(run.id, target.id, seq, _as_range(batch), affected)
+    if then is None:
+        ctx.append([event], also=audited)
+        return
+
+    def bookkeeping(conn: Connection) -> None:
+        audited(conn)
+        then(conn)
+
     ctx.append([event], also=bookkeeping)
 
 
+@dataclass
+class _BatchAudits:
+    """One range's audit writes: a batch's ledger event goes with the next batch's intent.
+
+    ``intent`` runs before the store commits a batch; it writes the batch's intent and,
+    in the same audit transaction, the ledger event of the batch before it (committed in
+    the store by then), so each batch costs one audit commit. ``flush`` writes the last
+    batch's event alone, when the range stops (normally or not). A crash in between leaves
+    that batch pending, as a crash between its store commit and its event always did; the
+    rerun audits it from its intent (``run_range``).
+    """
+
+    ctx: SweepContext
+    run: SweepRun
+    target: SweepTarget
+    _done: tuple[int, SweepBatch, int] | None = None  # (seq, batch, affected), not audited
+
+    def intent(self, batch: SweepBatch) -> int:
+        """Record ``batch`` as pending (with the previous batch's event); its seq."""
+        r = _as_range(batch)
+        if self._done is None:
+            return self.ctx.progress.record_intent(self.run.id, self.target.id, r)
+        seqs: list[int] = []
+        self._audit(then=SweepProgress.intending(self.run.id, self.target.id, r, seqs))
+        return seqs[0]
+
+    def done(self, seq: int, batch: SweepBatch, affected: int) -> None:
+        """``batch`` is committed in the store: its event goes with the next intent."""
+        assert self._done is None, "the previous batch's event was not written"
+        self._done = (seq, batch, affected)
+
+    def flush(self) -> None:
+        """Write the event of the batch done last, if it is still waiting."""
+        if self._done is not None:
+            self._audit(then=None)
+
+    def _audit(self, *, then: Callable[[Connection], None] | None) -> None:
+        assert self._done is not None
+        seq, batch, affected = self._done
+        _audit_batch(
+            self.ctx,
+            run=self.run,
+            target=self.target,
+            seq=seq,
+            batch=batch,
+            affected=affected,
+            recovered=False,
+            then=then,
+        )
+        self._done = None
+
+
 def _delete_next(
-    ctx: SweepContext,
+    audits: _BatchAudits,
     *,
-    run: SweepRun,
-    target: SweepTarget,
     sweeper: TransactionalSweeper,
     cursor: Key | None,
     size: int,
 ) -> SweepBatch | None:
-    """One batch read and deleted in one transaction; its intent is written before the commit."""
+    """One batch found and deleted in one transaction; its intent is written before the commit."""
     seqs: list[int] = []
+    label = audits.target.id
 
     def record(batch: SweepBatch) -> None:
-        r = _as_range(batch)
-        seqs.append(ctx.progress.record_intent(run.id, target.id, r))
-        crash_point("sweep-intent", f"{target.id}#{seqs[-1]}")
+        seqs.append(audits.intent(batch))
+        crash_point("sweep-intent", f"{label}#{seqs[-1]}")
 
     batch = sweeper.delete_next(cursor, size, record)
     if batch is None:
         return None
-    crash_point("sweep-applied", f"{target.id}#{seqs[-1]}")
-    _audit_batch(
-        ctx,
-        run=run,
-        target=target,
-        seq=seqs[-1],
-        batch=batch,
-        affected=batch.count,
-        recovered=False,
-    )
+    crash_point("sweep-applied", f"{label}#{seqs[-1]}")
+    audits.done(seqs[-1], batch, batch.count)
     return batch
+
+
+def _apply_next(
+    audits: _BatchAudits, *, sweeper: Sweeper, cursor: Key | None, size: int
+) -> tuple[SweepBatch, int] | None:
+    """One batch read, its intent written, then applied in the store's own transaction."""
+    batch = sweeper.next_batch(cursor, size)
+    if batch is None:
+        return None
+    label = audits.target.id
+    seq = audits.intent(batch)
+    crash_point("sweep-intent", f"{label}#{seq}")
+    affected = sweeper.apply(batch)
+    crash_point("sweep-applied", f"{label}#{seq}")
+    audits.done(seq, batch, affected)
+    return batch, affected
 
 
 def run_range(
@@ -496,41 +573,37 @@ def run_range(
         if isinstance(sweeper, TransactionalSweeper) and sweeper.deletes_in_one_transaction
         else None
     )
-    while done_batches < max_batches and time.monotonic() - started < max_seconds:
-        if stop_at is not None and done >= stop_at:
-            return RangeOutcome(target.id, done_batches, affected_total, finished=True)
-        if one_transaction is not None:
-            step = _delete_next(
-                ctx, run=run, target=target, sweeper=one_transaction, cursor=cursor, size=size
-            )
-            if step is None:
-                return RangeOutcome(target.id, done_batches, affected_total, finished=True)
+    audits = _BatchAudits(ctx, run, target)
+    finished = False
+    try:
+        while done_batches < max_batches and time.monotonic() - started < max_seconds:
+            if stop_at is not None and done >= stop_at:
+                finished = True
+                break
+            if one_transaction is not None:
+                step = _delete_next(audits, sweeper=one_transaction, cursor=cursor, size=size)
+                if step is None:
+                    finished = True
+                    break
+                batch, affected = step, step.count
+            else:
+                applied = _apply_next(audits, sweeper=sweeper, cursor=cursor, size=size)
+                if applied is None:
+                    finished = True
+                    break
+                batch, affected = applied
             done_batches += 1
-            affected_total += step.count
-            done += step.count
-            cursor = step.hi
-            continue
-        batch = sweeper.next_batch(cursor, size)
-        if batch is None:
-            return RangeOutcome(target.id, done_batches, affected_total, finished=True)
-        seq = ctx.progress.record_intent(run.id, target.id, _as_range(batch))
-        crash_point("sweep-intent", f"{target.id}#{seq}")
-        affected = sweeper.apply(batch)
-        crash_point("sweep-applied", f"{target.id}#{seq}")
-        _audit_batch(
-            ctx,
-            run=run,
-            target=target,
-            seq=seq,
-            batch=batch,
-            affected=affected,
-            recovered=False,
-        )
-        done_batches += 1
-        affected_total += affected
-        done += affected
-        cursor = batch.hi
-    return RangeOutcome(target.id, done_batches, affected_total, finished=False)
+            affected_total += affected
+            done += affected
+            cursor = batch.hi
+    except BaseException:
+        # The store committed the last batch: audit it now if the ledger can take it (if
+        # not, its intent stays pending and the rerun audits it as recovered).
+        with suppress(Exception):
+            audits.flush()
+        raise
+    audits.flush()
+    return RangeOutcome(target.id, done_batches, affected_total, finished=finished)
 
 
 def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> int:
@@ -542,7 +615,9 @@ def verify_and_rewind(ctx: SweepContext, run: SweepRun, target: SweepTarget) -> 
     if target.held:
         return 0
     ctx.renew_lease()
-    remaining, _held = ctx.sweeper(run, target).counts()
+    sweeper = ctx.sweeper(run, target)
+    recount = sweeper.recount if isinstance(sweeper, Recounting) else sweeper.counts
+    remaining, _held = recount()
     if remaining:  # audited with the rewind it causes; a clean count, with the closing
         ctx.append(
             [_verified(ctx, run, target, remaining)],

@@ -2,15 +2,19 @@
 
 The protocol that makes a resumed sweep exact (see ``engine.sweep_runner``):
 
-1. ``record_intent``: a batch's key range, count and digest, read from the store, are
-   written as ``pending`` before anything changes.
+1. ``record_intent``: a batch's key range, count and digest (read from the store, or
+   what the store's still uncommitted DELETE took) are written as ``pending`` before the
+   store commits anything.
 2. The store acts on that range in its own transaction.
 3. ``audited``: the batch is marked audited and the target's cursor moves past it in the
    same transaction as the batch's ledger event (``Ledger.append_many(also=...)``).
 
-A crash between 1 and 3 leaves a pending batch; the rerun applies its range again (a
-no-op when the store had committed) and audits it from the recorded digest, so every
-batch reaches the ledger exactly once.
+Within one run of batches, step 3 of a batch and step 1 of the next share that one
+audit transaction (``intending``: the next batch's intent rides on the previous batch's
+ledger event), so a batch costs one audit commit, not two; the last batch's event is
+written alone. A crash between 1 and 3 leaves a pending batch; the rerun applies its
+range again (a no-op when the store had committed) and audits it from the recorded
+count and digest, so every batch reaches the ledger exactly once.
 
 Only one process sweeps at a time (``state.leases``; ``fence_with`` makes every write
 here check the lease in its own transaction). Independently of that, the state changes
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from core.engines import IMMEDIATE
 from core.errors import TerminalError
@@ -354,27 +358,21 @@ class SweepProgress:
 
     def record_intent(self, sweep_id: str, target: str, batch: BatchRange) -> int:
         """Write the batch as pending before it acts; returns its sequence number."""
-        b = sweep_batches.c
         with self._write("sweep batch") as conn:
-            last = conn.execute(
-                select(func.max(b.seq)).where(b.sweep_id == sweep_id, b.target == target)
-            ).scalar_one()
-            seq = int(last or 0) + 1
-            conn.execute(
-                insert(sweep_batches).values(
-                    sweep_id=sweep_id,
-                    target=target,
-                    seq=seq,
-                    lo=None if batch.lo is None else _dumps(list(batch.lo)),
-                    hi=_dumps(list(batch.hi)),
-                    count=batch.count,
-                    keys_digest=batch.keys_digest,
-                    affected=None,
-                    state="pending",
-                    recorded_at=datetime.now(UTC),
-                )
-            )
-        return seq
+            return _insert_intent(conn, sweep_id, target, batch)
+
+    @staticmethod
+    def intending(
+        sweep_id: str, target: str, batch: BatchRange, seqs: list[int]
+    ) -> Callable[[Connection], None]:
+        """``record_intent`` as a statement for ``also=``: the batch's intent written in the
+        transaction of another ledger event (the previous batch's); its sequence number is
+        appended to ``seqs``, valid once that transaction commits."""
+
+        def run(conn: Connection) -> None:
+            seqs.append(_insert_intent(conn, sweep_id, target, batch))
+
+        return run
 
     @staticmethod
     def audited(
@@ -386,15 +384,8 @@ class SweepProgress:
         process audited it first, so no batch reaches the ledger twice."""
 
         def run(conn: Connection) -> None:
-            now = datetime.now(UTC)
-            b, t = sweep_batches.c, sweep_targets.c
-            marked = conn.execute(
-                update(sweep_batches)
-                .where(
-                    b.sweep_id == sweep_id, b.target == target, b.seq == seq, b.state == "pending"
-                )
-                .values(state="audited", affected=affected)
-            )
+            where = {"w_sweep": sweep_id, "w_target": target}
+            marked = conn.execute(_MARK_AUDITED, {**where, "w_seq": seq, "v_affected": affected})
             if marked.rowcount != 1:
                 raise SweepConflict(
                     f"sweep {sweep_id}: batch {seq} of {target} was already audited",
@@ -402,14 +393,64 @@ class SweepProgress:
                     target=target,
                 )
             conn.execute(
-                update(sweep_targets)
-                .where(t.sweep_id == sweep_id, t.target == target)
-                .values(
-                    cursor=_dumps(list(batch.hi)),
-                    done=t.done + affected,
-                    batches=t.batches + 1,
-                    updated_at=now,
-                )
+                _MOVE_CURSOR,
+                {
+                    **where,
+                    "v_cursor": _dumps(list(batch.hi)),
+                    "v_affected": affected,
+                    "v_now": datetime.now(UTC),
+                },
             )
 
         return run
+
+
+# A batch's bookkeeping runs once per batch: its statements are built once (bound values by
+# name), which spares their construction and cache keys each time.
+_b, _t = sweep_batches.c, sweep_targets.c
+_MARK_AUDITED = (
+    update(sweep_batches)
+    .where(
+        _b.sweep_id == bindparam("w_sweep"),
+        _b.target == bindparam("w_target"),
+        _b.seq == bindparam("w_seq"),
+        _b.state == "pending",
+    )
+    .values(state="audited", affected=bindparam("v_affected"))
+)
+_MOVE_CURSOR = (
+    update(sweep_targets)
+    .where(_t.sweep_id == bindparam("w_sweep"), _t.target == bindparam("w_target"))
+    .values(
+        cursor=bindparam("v_cursor"),
+        done=_t.done + bindparam("v_affected"),
+        batches=_t.batches + 1,
+        updated_at=bindparam("v_now"),
+    )
+)
+_LAST_SEQ = select(func.max(_b.seq)).where(
+    _b.sweep_id == bindparam("w_sweep"), _b.target == bindparam("w_target")
+)
+_INSERT_BATCH = insert(sweep_batches)
+
+
+def _insert_intent(conn: Connection, sweep_id: str, target: str, batch: BatchRange) -> int:
+    """Insert the batch as pending (the next sequence number of the target); its number."""
+    last = conn.execute(_LAST_SEQ, {"w_sweep": sweep_id, "w_target": target}).scalar_one()
+    seq = int(last or 0) + 1
+    conn.execute(
+        _INSERT_BATCH,
+        {
+            "sweep_id": sweep_id,
+            "target": target,
+            "seq": seq,
+            "lo": None if batch.lo is None else _dumps(list(batch.lo)),
+            "hi": _dumps(list(batch.hi)),
+            "count": batch.count,
+            "keys_digest": batch.keys_digest,
+            "affected": None,
+            "state": "pending",
+            "recorded_at": datetime.now(UTC),
+        },
+    )
+    return seq
