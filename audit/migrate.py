@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0014_drift_checks"
+HEAD = "0015_incidents"
 """The newest revision (a test checks it is Alembic's one head): bump with each migration."""
 
 

@@ -26,6 +26,7 @@ from core.pseudonym import Pseudonym, Pseudonymizer
 
 if TYPE_CHECKING:
     from config.schema.inventory import IdentityColumn
+    from incidents.scope import ScopePart
     from retention.targets import SweepTarget
 
 JsonScalar = str | int | bool | None
@@ -552,4 +553,47 @@ class ManualConfirmation(Protocol):
     def confirm(self, batches: Sequence[BatchResult], reference: str) -> list[BatchResult]:
         """The confirmed ``batches`` (from ``AwaitingConfirmation.batches``) as done, with the
         provider's ``reference`` the operator entered (checked: no free text)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImpactCount:
+    """What one incident scope part holds, as counts only (never a key or a value).
+
+    ``subjects`` counts distinct subjects by ``identity``: the identity column or derived
+    identity (``customer_id``) that reaches the part's rows or objects; None when no
+    identity reaches them (then ``subjects`` is 0). ``clients`` maps each distinct value of
+    the inventory's client column to its distinct subjects (empty without one).
+    """
+
+    records: int
+    subjects: int
+    identity: str | None
+    categories: tuple[str, ...]
+    region: str | None
+    clients: Mapping[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ImpactCounting(Protocol):
+    """Counts what an incident's scope part holds, and names the subjects it concerns.
+
+    What an incident assessment asks of a store: exact counts in a bounded number of
+    set-based statements (or listings), and, only for the encrypted affected-subjects
+    package, the subjects' keys and their identities.
+    """
+
+    def count_impact(self, part: ScopePart) -> ImpactCount:
+        """Records and distinct subjects in ``part`` (validated against the inventory)."""
+        ...
+
+    def affected_keys(self, part: ScopePart) -> Iterator[str]:
+        """Each distinct subject in ``part`` once, as its value of ``count_impact().identity``."""
+        ...
+
+    def subject_identities(self, identity: str, values: Sequence[str]) -> Iterator[ExportItem]:
+        """For subjects known by ``identity`` values: one item each with every identity
+        column of their subject row (e-mail, customer number) and ``identity`` itself.
+        Values this store cannot resolve are left out; an empty iterator when the store
+        does not hold ``identity``'s subject table."""
         ...

@@ -23,6 +23,7 @@ from config.schema.common import (
     Strict,
     shaped,
 )
+from config.schema.incidents import IncidentPolicy
 from config.schema.stores import Reference, SweepAudit
 from config.schema.transfers import TransferPolicy
 from core.approver_keys import parse_public_key
@@ -43,6 +44,11 @@ class Category(Strict):
     name: Name
     description: str | None = None
     personal: bool = True
+    high_risk: bool = Field(
+        default=False,
+        description="A breach of it likely means high risk to people (health, financial, "
+        "credentials, children's data): the incident risk rules can ask for it.",
+    )
 
 
 class Approver(Strict):
@@ -252,6 +258,7 @@ class Policy(Strict):
     retention: tuple[RetentionRule, ...] = ()
     legal_holds: tuple[LegalHold, ...] = ()
     transfers: TransferPolicy | None = None
+    incidents: IncidentPolicy = IncidentPolicy()
 
     def holds_active_on(self, day: date) -> tuple[LegalHold, ...]:
         """The legal holds in force on ``day``."""

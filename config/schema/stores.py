@@ -12,13 +12,16 @@ This module imports no store type, so a type's config module may import it freel
 from __future__ import annotations
 
 import string
-from typing import Annotated, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field
 
 from config.problems import YamlPath
 from config.schema.common import IdentName, Name, NonEmpty, SqlIdent, Strict
 from core.identity_values import IdentityFormat, infer_format
+
+if TYPE_CHECKING:
+    from incidents.scope import ScopePart
 
 
 def template_placeholders(template: str) -> list[str]:
@@ -181,6 +184,12 @@ class StoreConfig(Strict):
     def derived_names(self) -> frozenset[str]:
         """The derived identity names (``customer_id``, ...) this store provides."""
         return frozenset(site.derived.name for site in self.derived_sites())
+
+    def scope_problems(self, part: ScopePart) -> list[str]:
+        """What is wrong with an incident scope ``part`` naming this store (undeclared
+        table, column or bucket; a window column that is not there), judged on the
+        configuration alone. A type that cannot be assessed refuses every part."""
+        return [f"{part.label}: a store of type '{self.type}' cannot be in an incident scope"]
 
     def searched_by(self) -> frozenset[str] | None:
         """Every identity kind and derived name this store can be searched by, or None when

@@ -30,7 +30,7 @@ def test_the_migration_creates_the_modelled_table_and_drops_it(db_url: str) -> N
     engine = make_engine(db_url)
     try:
         upgrade(engine)
-        assert current(engine) == HEAD == "0014_drift_checks"
+        assert current(engine) == HEAD == "0015_incidents"
         assert "drift_checks" in inspect(engine).get_table_names()
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": False})

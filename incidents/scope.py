@@ -1,0 +1,82 @@
+"""What an incident covers, as data: parts naming a store and a table, columns or a prefix.
+
+A part is exactly one of: ``store`` + ``table`` (every row; ``columns`` narrows it to rows
+where one of those columns holds a value), or ``store`` + ``bucket`` (optionally
+``prefix``). A ``window`` narrows a part to a time range: rows by a timestamp column,
+objects by their last-modified time. Whether the names are declared in the inventory is
+checked by ``incidents.scope_checks``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, model_validator
+
+from config.schema.common import BucketName, Name, NonEmpty, SqlIdent, Strict
+
+
+def _aware(value: datetime) -> datetime:
+    # A naive time is taken as UTC: the window is compared with stored UTC timestamps.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+AwareDateTime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class TimeWindow(Strict):
+    """``start`` (inclusive) to ``end`` (exclusive); rows by ``column``, objects by date."""
+
+    start: AwareDateTime
+    end: AwareDateTime
+    column: SqlIdent | None = Field(
+        default=None,
+        description="SQL parts: the timestamp column the window applies to (default: the "
+        "table's timestamps.created). Not allowed on bucket parts (object last-modified).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeWindow:
+        if self.end <= self.start:
+            raise ValueError("window: end must be after start")
+        return self
+
+
+class ScopePart(Strict):
+    """One place the incident touched."""
+
+    store: Name
+    table: SqlIdent | None = None
+    columns: tuple[SqlIdent, ...] = Field(
+        default=(), description="Only rows where one of these columns holds a value."
+    )
+    bucket: BucketName | None = None
+    prefix: str | None = Field(default=None, min_length=1)
+    window: TimeWindow | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ScopePart:
+        if (self.table is None) == (self.bucket is None):
+            raise ValueError("a scope part names exactly one of table or bucket")
+        if self.table is not None and self.prefix is not None:
+            raise ValueError("prefix belongs to a bucket part, not a table part")
+        if self.bucket is not None and self.columns:
+            raise ValueError("columns belong to a table part, not a bucket part")
+        if self.bucket is not None and self.window is not None and self.window.column:
+            raise ValueError("a bucket part's window applies to object dates: no column")
+        return self
+
+    @property
+    def label(self) -> str:
+        """``store.table[col,..]`` or ``store:s3://bucket/prefix``: how output names the part."""
+        if self.table is not None:
+            cols = f"[{','.join(self.columns)}]" if self.columns else ""
+            return f"{self.store}.{self.table}{cols}"
+        return f"{self.store}:s3://{self.bucket}/{self.prefix or ''}"
+
+
+class IncidentScope(Strict):
+    """Every part the incident covers."""
+
+    parts: Annotated[tuple[ScopePart, ...], NonEmpty]
