@@ -42,8 +42,8 @@ def check_policy(policy: Policy, report: Reporter) -> None:
         _check_hold(hold, ("legal_holds", i), report)
     if policy.transfers is not None:
         _check_transfers(policy.transfers, set(categories), report)
-    for i, rule in enumerate(policy.incidents.risk_rules):
-        for j, name in enumerate(rule.when.categories):
+    for i, risk_rule in enumerate(policy.incidents.risk_rules):
+        for j, name in enumerate(risk_rule.when.categories):
             if name not in categories:
                 path = ("incidents", "risk_rules", i, "when", "categories", j)
                 report.add(path, unknown("category", name, set(categories)))
