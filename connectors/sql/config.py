@@ -11,7 +11,7 @@ configuration never imports the connector or a driver.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
@@ -30,6 +30,9 @@ from config.schema.stores import (
     StoreConfig,
 )
 from core.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from incidents.scope import ScopePart
 
 Follow = Literal["holders", "target", "none"]
 
@@ -69,6 +72,11 @@ class Table(Strict):
         default_factory=dict, description="Personal columns and their data categories."
     )
     timestamps: Timestamps | None = None
+    client_column: SqlIdent | None = Field(
+        default=None,
+        description="The column naming the client (tenant) a row belongs to: incident "
+        "assessments count affected subjects per client through it.",
+    )
 
     def fields_in(self, category: str) -> tuple[str, ...]:
         """The columns of this table that hold ``category`` data."""
@@ -87,6 +95,18 @@ class SqlIgnore(IgnoreEntry):
         if self.table is None and self.column is None:
             raise ValueError("an ignore entry must name a table, a column, or both")
         return self
+
+
+class EncryptionAtRest(Strict):
+    """Declared storage encryption of a database, and who holds its key."""
+
+    encrypted: bool
+    key_held_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=120,
+        description="Who holds the key: 'us (LUKS, platform team)', 'provider (AWS KMS)'.",
+    )
 
 
 class SqlStore(StoreConfig):
@@ -115,6 +135,11 @@ class SqlStore(StoreConfig):
             "or InnoDB purge and page reuse. WAL archives and backups keep old values until "
             "they expire either way."
         ),
+    )
+    encryption_at_rest: EncryptionAtRest | None = Field(
+        default=None,
+        description="How the database's storage is encrypted, where the store cannot say "
+        "(RDS instances report it): incident assessments judge intelligibility by it.",
     )
     tables: Annotated[tuple[Table, ...], NonEmpty]
     ignore: tuple[SqlIgnore, ...] = Field(
@@ -177,3 +202,47 @@ class SqlStore(StoreConfig):
 
     def part_names(self, key: str) -> tuple[str, ...]:
         return tuple(t.name for t in self.tables) if key == "table" else ()
+
+    def scope_problems(self, part: ScopePart) -> list[str]:
+        """An incident scope part on this store, judged on the inventory alone.
+
+        The table must be declared; each of ``columns`` must be one of its personal columns
+        (``fields`` or an identity column: what a breach of it means is known by its
+        categories; other columns are declared nowhere the configuration can check);
+        the window's column must be a declared timestamp (``timestamps``) or field, or,
+        given none, the table must declare ``timestamps.created``. Messages name the
+        part and the column, never a value.
+        """
+        label = part.label
+        if part.store != self.name:
+            return [f"{label}: names store '{part.store}', not '{self.name}'"]
+        if part.table is None:
+            return [f"{label}: store '{self.name}' is a SQL store: name a table, not a bucket"]
+        decl = next((t for t in self.tables if t.name == part.table), None)
+        if decl is None:
+            return [f"{label}: table '{part.table}' is not declared in store '{self.name}'"]
+        problems: list[str] = []
+        personal = set(decl.fields) | {i.column for i in decl.identity}
+        problems += [
+            f"{label}: column '{column}' is not one of the table's declared fields or "
+            "identity columns"
+            for column in dict.fromkeys(part.columns)
+            if column not in personal
+        ]
+        if part.window is not None:
+            stamps = decl.timestamps
+            column = part.window.column
+            if column is None and (stamps is None or stamps.created is None):
+                problems.append(
+                    f"{label}: window has no column and the table declares no "
+                    "timestamps.created; name the window's column"
+                )
+            elif column is not None and column not in {
+                *decl.fields,
+                *((stamps.created, stamps.updated) if stamps else ()),
+            }:
+                problems.append(
+                    f"{label}: window column '{column}' is not declared in the table's "
+                    "timestamps or fields"
+                )
+        return problems

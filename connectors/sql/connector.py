@@ -12,7 +12,7 @@ name store, table and operation only, never ``str(e)`` (it carries bound paramet
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from connectors.base import (
     ExportItem,
     Findings,
     Identities,
+    ImpactCount,
     Key,
     OnBatch,
     OnPrepared,
@@ -46,6 +47,7 @@ from retention.targets import SweepTarget
 
 if TYPE_CHECKING:
     from connectors.sql.sweep import SqlSweeper
+    from incidents.scope import ScopePart
 
 _TOUCHING = (Action.DELETE, Action.MASK, Action.UNLINK)
 
@@ -94,7 +96,7 @@ class SqlConnector:
     """A SQL store: locate, export, plan, execute, verify and rectify a subject's rows.
 
     Optional capabilities (``connectors.base``): ``Rectifying``, ``Sweeping``,
-    ``SweepFinishing``, ``SubjectScanning`` and ``BatchLocating``.
+    ``SweepFinishing``, ``SubjectScanning``, ``BatchLocating`` and ``ImpactCounting``.
     """
 
     capabilities = Capabilities(
@@ -313,6 +315,28 @@ class SqlConnector:
         schema = self.schema
         with sql_errors(self.name, "subject scan for legal holds"):
             return scan_subjects(self.engine, schema, self.store, held, pseudonymizer)
+
+    # -- ImpactCounting ---------------------------------------------------------------------
+
+    def count_impact(self, part: ScopePart) -> ImpactCount:
+        """Records, distinct subjects and clients of an incident scope part (``sql.impact``)."""
+        from connectors.sql.impact import count_impact, part_query
+
+        schema = self.schema
+        return count_impact(self.engine, schema, part_query(schema, self.store, part))
+
+    def affected_keys(self, part: ScopePart) -> Generator[str, None, None]:
+        """Each distinct subject of ``part`` once, by ``count_impact``'s identity, streamed."""
+        from connectors.sql.impact import affected_keys, part_query
+
+        schema = self.schema
+        return affected_keys(self.engine, schema, part_query(schema, self.store, part))
+
+    def subject_identities(self, identity: str, values: Sequence[str]) -> Iterator[ExportItem]:
+        """The identity columns of the subject rows holding ``values`` of ``identity``."""
+        from connectors.sql.impact_identities import subject_identities
+
+        return subject_identities(self.engine, self.schema, self.store, identity, values)
 
     def close(self) -> None:
         """Dispose of the engine this connector created (an injected one is the caller's)."""
