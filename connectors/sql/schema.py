@@ -107,6 +107,8 @@ def _check_columns(store: str, decl: Table, table: sa.Table) -> list[str]:
             for c in (decl.timestamps.created, decl.timestamps.updated)
             if c is not None
         ]
+    if decl.client_column is not None:
+        named.append(("client_column", decl.client_column))
     return [
         f"{_where(store, decl.name)}: unknown column '{col}' in {what}"
         for what, col in named

@@ -104,6 +104,7 @@ def test_every_mismatch_is_reported_at_once_naming_store_table_and_column(
     customers["derives"].append({"column": "uid", "as": "user_id"})
     customers["fields"]["fullname"] = ["contact"]
     customers["timestamps"] = {"created": "created"}
+    customers["client_column"] = "tenant"
     _table(tables, "orders")["primary_key"] = ["order_id"]
     _table(tables, "support_tickets")["references"] = [
         {"columns": ["customer_ref"], "table": "customers", "to_columns": ["id"]},
@@ -124,6 +125,7 @@ def test_every_mismatch_is_reported_at_once_naming_store_table_and_column(
             "store 'crm', table 'customers': unknown column 'uid' in derives",
             "store 'crm', table 'customers': unknown column 'fullname' in fields",
             "store 'crm', table 'customers': unknown column 'created' in timestamps",
+            "store 'crm', table 'customers': unknown column 'tenant' in client_column",
             "store 'crm', table 'orders': unknown column 'order_id' in primary_key",
             "store 'crm', table 'support_tickets': unknown column 'customer_ref' in references",
             "store 'crm', table 'support_tickets': reference column 'customer_id' points at "
