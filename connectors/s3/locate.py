@@ -68,9 +68,20 @@ def expand_templates(bucket: Bucket, identities: Identities) -> list[str]:
     return sorted(prefixes)
 
 
-def _open_ended(bucket: Bucket) -> set[str]:
-    """Templates ending in a placeholder: ``t/{id}`` as prefix ``t/1`` would match ``t/12``."""
-    return {t for t in bucket.key_templates if t.endswith("}")}
+def _segment_prefixes(bucket: Bucket, identities: Identities) -> frozenset[str]:
+    """The prefixes that must end at a key segment: those of templates ending in a
+    placeholder (``t/{id}`` as prefix ``t/1`` would match ``t/12``). Decided per template:
+    ``tickets/{id}/`` in the same bucket keeps matching every key under ``tickets/1/``. A
+    prefix another template also yields as a plain prefix stays plain (the wider match)."""
+    open_ended = [t for t in bucket.key_templates if t.endswith("}")]
+    closed = [t for t in bucket.key_templates if not t.endswith("}")]
+    segment = set(
+        expand_templates(bucket.model_copy(update={"key_templates": tuple(open_ended)}), identities)
+    )
+    plain = set(
+        expand_templates(bucket.model_copy(update={"key_templates": tuple(closed)}), identities)
+    )
+    return frozenset(segment - plain)
 
 
 def _within(key: str, prefix: str, exact_segment: bool) -> bool:
@@ -140,12 +151,12 @@ class Locator:
         self.page_size = page_size
 
     def _versions(
-        self, bucket: str, prefixes: Iterable[str], open_ended: bool, exact: Iterable[str]
+        self, bucket: str, prefixes: Iterable[str], segment: frozenset[str], exact: Iterable[str]
     ) -> list[Key]:
         found: dict[Key, None] = {}
         for prefix in prefixes:
             for v in list_versions(self.client, bucket, prefix, self.page_size):
-                if _within(v.key, prefix, open_ended):
+                if _within(v.key, prefix, prefix in segment):
                     found[v.as_key()] = None
         for key in exact:
             for v in list_versions(self.client, bucket, key, self.page_size):
@@ -154,13 +165,17 @@ class Locator:
         return list(found)
 
     def _replica(
-        self, source: str, dest: str, declared: bool, prefixes: list[str], tagged: list[str]
+        self,
+        dest: str,
+        declared: bool,
+        prefixes: list[str],
+        segment: frozenset[str],
+        tagged: list[str],
     ) -> list[Key] | None:
         """The subject's versions in a replica; None when an undeclared one is unreachable."""
-        bucket = self.store.bucket(source)
         try:
             with s3_errors(self.store.name, "locate replica", dest):
-                return self._versions(dest, prefixes, bool(_open_ended(bucket)), tagged)
+                return self._versions(dest, prefixes, segment, tagged)
         except TerminalError:
             if declared:
                 raise  # a declared replica must be searchable: stop and report
@@ -175,7 +190,7 @@ class Locator:
         pseudonyms = subject_pseudonyms(self.pseudonym_key, identities)
         for bucket in self.store.buckets:
             prefixes = expand_templates(bucket, identities)
-            open_ended = bool(_open_ended(bucket))
+            segment = _segment_prefixes(bucket, identities)
             tagged: list[str] = []
             with s3_errors(self.store.name, "locate", bucket.name):
                 if bucket.subject_tag:
@@ -184,7 +199,7 @@ class Locator:
                             self.client, bucket.name, bucket.subject_tag, pseudonyms, self.page_size
                         )
                     )
-                found = self._versions(bucket.name, prefixes, open_ended, tagged)
+                found = self._versions(bucket.name, prefixes, segment, tagged)
                 discovered = replication_destinations(self.client, bucket.name)
             via = "key_templates" + ("+subject_tag" if bucket.subject_tag else "")
             keys.setdefault(bucket.name, {}).update(dict.fromkeys(found))
@@ -192,7 +207,7 @@ class Locator:
             categories.setdefault(bucket.name, bucket.categories)
             named = {r.bucket for r in bucket.replicas}
             for dest in sorted(named | set(discovered)):
-                replica = self._replica(bucket.name, dest, dest in named, prefixes, tagged)
+                replica = self._replica(dest, dest in named, prefixes, segment, tagged)
                 if dest not in named:
                     warnings.append(
                         f"bucket '{bucket.name}' replicates to '{dest}', which the inventory "

@@ -84,3 +84,23 @@ def test_subject_tag_finds_tagged_objects(s3: S3Client, connector: ConnectorFact
     )
     keys = connector(store).locate(SUBJECT).targets[0].keys
     assert {k[0] for k in keys} == {"scans/x.pdf"} and len(keys) == 2
+
+
+def test_an_open_ended_template_leaves_a_folder_template_of_its_bucket_whole(
+    s3: S3Client, connector: ConnectorFactory
+) -> None:
+    # The exact-segment rule of `archive/{customer_id}` once applied to every template of
+    # the bucket, so `tickets/{customer_id}/` found nothing under tickets/1/: an erasure
+    # missed those objects. It is decided per template now.
+    _seed_versioned(s3)
+    seed(s3, BUCKET, ["archive/1", "archive/1/old.txt", "archive/12"], versions=1)
+    store = make_store(
+        {"name": BUCKET, "key_templates": ["tickets/{customer_id}/", "archive/{customer_id}"]}
+    )
+    (target,) = connector(store).locate(SUBJECT).targets
+    keys = {k[0] for k in target.keys}
+    assert keys == {"tickets/1/0.txt", "tickets/1/1.txt", "tickets/1/2.txt"} | {
+        "archive/1",
+        "archive/1/old.txt",
+    }
+    assert "archive/12" not in keys and "tickets/12/a.txt" not in keys  # other subjects
