@@ -9,7 +9,7 @@ or the connector.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -17,6 +17,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from config.schema.common import BucketName, Name, NonEmpty, Region, Strict
 from config.schema.stores import CategorySite, IgnoreEntry, StoreConfig, template_placeholders
 from core.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from incidents.scope import ScopePart
 
 
 class Replica(Strict):
@@ -147,6 +150,20 @@ class S3Store(StoreConfig):
             for j, bucket in enumerate(self.buckets)
             for k, tag in enumerate(bucket.categories)
         )
+
+    def scope_problems(self, part: ScopePart) -> list[str]:
+        """An incident part here names a declared bucket (any prefix, any window): a table
+        part, or a bucket this store does not declare, is refused."""
+        if part.store != self.name:
+            return [f"{part.label}: store: the part names another store than '{self.name}'"]
+        if part.bucket is None:
+            return [
+                f"{part.label}: table: store '{self.name}' holds buckets, not tables; "
+                "name a bucket (and a prefix)"
+            ]
+        if all(b.name != part.bucket for b in self.buckets):
+            return [f"{part.label}: bucket: not declared in store '{self.name}'"]
+        return []
 
     def part_names(self, key: str) -> tuple[str, ...]:
         return tuple(b.name for b in self.buckets) if key == "bucket" else ()

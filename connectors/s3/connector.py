@@ -2,7 +2,8 @@
 
 It owns one boto3 client (the store's endpoint and region, credentials from the standard
 AWS chain; an injected client is the caller's) and delegates each job to the module that
-does it: ``locate``, ``planning`` (with ``locks``), ``purge``, ``verify`` and ``export``.
+does it: ``locate``, ``planning`` (with ``locks``), ``purge``, ``verify``, ``export``, and
+``impact`` for incident assessments.
 botocore errors are translated at this boundary (``client.s3_errors``).
 """
 
@@ -20,6 +21,7 @@ from connectors.base import (
     ExportItem,
     Findings,
     Identities,
+    ImpactCount,
     Key,
     OnBatch,
     OnPrepared,
@@ -29,6 +31,7 @@ from connectors.base import (
 from connectors.s3.client import make_client, s3_errors
 from connectors.s3.config import S3Store
 from connectors.s3.export import DEFAULT_MAX_BYTES, export_objects
+from connectors.s3.impact import affected_keys, count_impact
 from connectors.s3.locate import Locator
 from connectors.s3.planning import plan_erasure
 from connectors.s3.purge import Purger, gone
@@ -41,14 +44,15 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from connectors.s3.sweep import S3Sweeper
+    from incidents.scope import ScopePart
 
 
 class S3Connector:
     """An S3 store: locate, export, plan, purge and verify a subject's object versions.
 
-    Optional capabilities (``connectors.base``): ``Sweeping``. Objects are not corrected
-    field by field, so it is not ``Rectifying``: a correction names no S3 store, and
-    asking for rectification is ``Unsupported``.
+    Optional capabilities (``connectors.base``): ``Sweeping``, ``ImpactCounting``. Objects
+    are not corrected field by field, so it is not ``Rectifying``: a correction names no S3
+    store, and asking for rectification is ``Unsupported``.
     """
 
     capabilities = Capabilities(
@@ -184,6 +188,22 @@ class S3Connector:
             if found.target == target.bucket
             for k in found.keys
         )
+
+    # -- ImpactCounting ---------------------------------------------------------------------
+
+    def count_impact(self, part: ScopePart) -> ImpactCount:
+        """Current objects under the part's prefix (and window), and distinct subjects by
+        the bucket's key templates: one listing (``connectors.s3.impact``)."""
+        return count_impact(self.client, self.store, part, self.page_size)
+
+    def affected_keys(self, part: ScopePart) -> Iterator[str]:
+        """Each distinct subject of ``count_impact(part)`` once, as its identity value."""
+        return affected_keys(self.client, self.store, part, self.page_size)
+
+    def subject_identities(self, identity: str, values: Sequence[str]) -> Iterator[ExportItem]:
+        """None: a bucket holds no subject rows (the SQL store behind the identity does)."""
+        del identity, values
+        return iter(())
 
     def close(self) -> None:
         """Close the client this connector created (an injected one is the caller's)."""

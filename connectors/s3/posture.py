@@ -84,12 +84,13 @@ def _replication(client: S3Client, bucket: str) -> tuple[ReplicationFact, ...]:
     return tuple(out)
 
 
-def _encryption(client: S3Client, bucket: str) -> str | None:
+def _encryption(client: S3Client, bucket: str) -> tuple[str | None, str | None]:
+    """(default encryption algorithm, its KMS key id or alias); (None, None) when unset."""
     absent = "ServerSideEncryptionConfigurationNotFoundError"
     answer = _unless(absent, client.get_bucket_encryption, bucket)
     rules = answer.get("ServerSideEncryptionConfiguration", {}).get("Rules", []) if answer else []
     default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
-    return default.get("SSEAlgorithm")
+    return default.get("SSEAlgorithm"), default.get("KMSMasterKeyID") or None
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -194,11 +195,16 @@ def bucket_facts(
         region = r.read("region", partial(read_region, client, bucket), base.region)
         check = partial(_lifecycle_drift, client, bucket, desired_lifecycle or (), r.store)
         lifecycle = None if desired_lifecycle is None else r.read("lifecycle", check, None)
+        no_rules: tuple[ReplicationFact, ...] = ()
+        replication = r.read("replication", partial(_replication, client, bucket), no_rules)
+        unset: tuple[str | None, str | None] = (None, None)
+        algorithm, kms_key = r.read("encryption", partial(_encryption, client, bucket), unset)
         return replace(
             base,
             region=region,
-            replication=r.read("replication", partial(_replication, client, bucket), ()),
-            encryption=r.read("encryption", partial(_encryption, client, bucket), None),
+            replication=replication,
+            encryption=algorithm,
+            kms_key=kms_key,
             tls_only=r.read("policy", partial(_tls_only, client, bucket), False),
             public_access_block=r.read(
                 "public access block", partial(_public_access_block, client, bucket), None

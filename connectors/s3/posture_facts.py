@@ -11,9 +11,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from transfers.at_rest import AtRest
+
 if TYPE_CHECKING:
     from config.schema.transfers import TransferPolicy
     from transfers.findings import Finding
+
+SSE_S3 = "AES256"
+SSE_KMS = {"aws:kms": "SSE-KMS", "aws:kms:dsse": "DSSE-KMS"}
+AWS_MANAGED_S3_KEY = "aws/s3"
+"""The alias of the AWS-managed KMS key S3 uses when aws:kms names no key."""
 
 PUBLIC_ACCESS_FLAGS = (
     "BlockPublicAcls",
@@ -43,6 +50,7 @@ class BucketFacts:
     categories: tuple[str, ...] = ()
     replication: tuple[ReplicationFact, ...] = ()
     encryption: str | None = None  # default encryption algorithm, None when none is set
+    kms_key: str | None = None  # default encryption's KMSMasterKeyID (id, ARN or alias)
     tls_only: bool = False  # a policy statement denies requests without aws:SecureTransport
     public_access_block: dict[str, bool] | None = None  # the four flags; None when unset
     lifecycle_drift: dict[str, int] | None = None  # add/change/remove counts; None: in sync
@@ -57,8 +65,46 @@ class BucketFacts:
     def counted_as(self) -> str:
         return "buckets"
 
+    @property
+    def at_rest(self) -> AtRest:
+        """Default encryption and who holds its key (``transfers.at_rest``).
+
+        Default encryption applies to objects written after it was set; objects written
+        before keep what they were written with, so an old bucket may hold both. A KMS key
+        given by id or ARN is taken as customer-managed: telling it from the ``aws/s3``
+        key by id alone would take a KMS DescribeKey call the posture check does not make.
+        """
+        if self.store is None:
+            return AtRest(None, None, "not read: the bucket is not in the inventory")
+        unread = [u for u in self.unreadable if u.startswith(("encryption:", "bucket:"))]
+        if unread:
+            return AtRest(None, None, f"default encryption could not be read ({unread[0]})")
+        if self.encryption is None:
+            return AtRest(
+                False,
+                None,
+                "no default encryption configured: objects are stored unencrypted unless "
+                "their upload asked for encryption",
+            )
+        if self.encryption == SSE_S3:
+            return AtRest(True, "AWS (S3-managed keys)", f"default encryption SSE-S3 ({SSE_S3})")
+        kind = SSE_KMS.get(self.encryption)
+        if kind is None:
+            return AtRest(True, None, f"default encryption {self.encryption}: key holder unknown")
+        return AtRest(
+            True, _kms_holder(self.kms_key), f"default encryption {kind} ({self.encryption})"
+        )
+
     def findings(self, policy: TransferPolicy | None, today: date) -> list[Finding]:
         """Everything wrong with this bucket (``posture_rules.bucket_findings``)."""
         from connectors.s3.posture_rules import bucket_findings
 
         return bucket_findings(self, policy, today)
+
+
+def _kms_holder(key: str | None) -> str:
+    """Who holds an S3 default-encryption KMS key: AWS for ``aws/s3`` (named or implied)."""
+    alias = f"alias/{AWS_MANAGED_S3_KEY}"
+    if not key or key in (AWS_MANAGED_S3_KEY, alias) or key.endswith(f":{alias}"):
+        return f"AWS KMS key {alias} (AWS-managed)"
+    return f"AWS KMS key {key} (customer-managed)"

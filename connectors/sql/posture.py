@@ -2,8 +2,10 @@
 
 ``core.sql_tls.tls_requirement`` reads the URL alone, with the rules of the driver that
 will use it; ``server_ssl`` asks the server about the session itself.
-``rds_facts`` finds the RDS instance and its read replicas; regions come from ARNs, never
-from availability zones (moto reports a cross-region replica in its source's zone).
+``describe_rds`` finds the RDS instance, its read replicas and its storage encryption;
+regions come from ARNs, never from availability zones (moto reports a cross-region
+replica in its source's zone). Without an RDS instance, encryption at rest is what the
+inventory declares (``encryption_at_rest``).
 Evidence and problems name options, error classes and codes only: never the URL or a
 driver message, either of which may carry a password.
 """
@@ -11,6 +13,7 @@ driver message, either of which may carry a password.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import boto3
@@ -78,10 +81,21 @@ def _default_factory(region: str) -> RDSClient:
     return client
 
 
-def rds_facts(
+@dataclass(frozen=True)
+class RdsInstanceFacts:
+    """What one DescribeDBInstances answer says: region, read replicas, storage encryption."""
+
+    region: str | None  # None: not found or not readable (see ``problems``)
+    replicas: tuple[ReplicaFact, ...] = ()
+    problems: tuple[str, ...] = ()
+    storage_encrypted: bool | None = None
+    kms_key_id: str | None = None
+
+
+def describe_rds(
     rds_client_factory: RdsClientFactory | None, instance_id: str, region: str
-) -> tuple[str | None, tuple[ReplicaFact, ...], tuple[str, ...]]:
-    """(the instance's region, its read replicas, problems), looked up in ``region``.
+) -> RdsInstanceFacts:
+    """The RDS instance ``instance_id`` as DescribeDBInstances in ``region`` reports it.
 
     ``region`` is the store's declared one, unless ``instance_id`` is an ARN naming its
     own. Regions come from ARNs: cross-region replicas are listed by ARN, same-region
@@ -94,13 +108,15 @@ def rds_facts(
         found = client.describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"]
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code", "ClientError")
-        return None, (), (f"RDS instance {instance_id}: {code} in {where}",)
+        return RdsInstanceFacts(None, problems=(f"RDS instance {instance_id}: {code} in {where}",))
     except BotoCoreError as e:
-        return None, (), (f"RDS instance {instance_id}: {type(e).__name__} in {where}",)
+        problem = f"RDS instance {instance_id}: {type(e).__name__} in {where}"
+        return RdsInstanceFacts(None, problems=(problem,))
     finally:
         client.close()
     if not found:
-        return None, (), (f"RDS instance {instance_id}: DBInstanceNotFound in {where}",)
+        problem = f"RDS instance {instance_id}: DBInstanceNotFound in {where}"
+        return RdsInstanceFacts(None, problems=(problem,))
     instance = found[0]
     # describe_db_instances in a region only finds instances there; the ARN says so too.
     home = _arn_region(instance.get("DBInstanceArn", "")) or where
@@ -109,7 +125,22 @@ def rds_facts(
         arn_region = _arn_region(ident)
         name = ident.rsplit(":", 1)[-1] if arn_region else ident
         replicas.append(ReplicaFact(identifier=name, region=arn_region or home))
-    return home, tuple(replicas), ()
+    encrypted = instance.get("StorageEncrypted")
+    return RdsInstanceFacts(
+        home,
+        tuple(replicas),
+        storage_encrypted=None if encrypted is None else bool(encrypted),
+        kms_key_id=instance.get("KmsKeyId") or None,
+    )
+
+
+def rds_facts(
+    rds_client_factory: RdsClientFactory | None, instance_id: str, region: str
+) -> tuple[str | None, tuple[ReplicaFact, ...], tuple[str, ...]]:
+    """(the instance's region, its read replicas, problems): ``describe_rds`` without the
+    storage facts, looked up in ``region`` the same way."""
+    found = describe_rds(rds_client_factory, instance_id, region)
+    return found.region, found.replicas, found.problems
 
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -130,13 +161,11 @@ def database_facts(
     if engine is not None:
         ssl_in_use, problem = _server_ssl_checked(engine)
         problems += [problem] if problem else []
-    rds_region: str | None = None
-    replicas: tuple[ReplicaFact, ...] = ()
+    rds = RdsInstanceFacts(None)
     if store.rds_instance is not None:
-        rds_region, replicas, rds_problems = rds_facts(
-            rds_client_factory, store.rds_instance, store.region
-        )
-        problems += rds_problems
+        rds = describe_rds(rds_client_factory, store.rds_instance, store.region)
+        problems += rds.problems
+    declared = store.encryption_at_rest
     categories = {c for table in store.tables for cats in table.fields.values() for c in cats}
     return DatabaseFacts(
         store=store.name,
@@ -144,13 +173,17 @@ def database_facts(
         declared_region=store.region,
         categories=tuple(sorted(categories)),
         rds_instance=store.rds_instance,
-        rds_region=rds_region,
-        replicas=replicas,
+        rds_region=rds.region,
+        replicas=rds.replicas,
         tls_required=tls,
         tls_evidence=evidence,
         server_ssl_in_use=ssl_in_use,
         loopback=normalize_url(url).host in _LOOPBACK,
         unreadable=tuple(problems),
+        storage_encrypted=rds.storage_encrypted,
+        storage_kms_key=rds.kms_key_id,
+        declared_encrypted=declared.encrypted if declared else None,
+        declared_key_held_by=declared.key_held_by if declared else None,
     )
 
 
