@@ -9,12 +9,14 @@ checked by ``incidents.scope_checks``.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
 from config.schema.common import BucketName, Name, NonEmpty, SqlIdent, Strict
+from core.free_text import personal_data_in
 
 
 def _aware(value: datetime) -> datetime:
@@ -73,7 +75,17 @@ class ScopePart(Strict):
         if self.table is not None:
             cols = f"[{','.join(self.columns)}]" if self.columns else ""
             return f"{self.store}.{self.table}{cols}"
-        return f"{self.store}:s3://{self.bucket}/{self.prefix or ''}"
+        return f"{self.store}:s3://{self.bucket}/{_shown_prefix(self.prefix)}"
+
+
+def _shown_prefix(prefix: str | None) -> str:
+    """The prefix as output, errors and the ledger show it: a prefix holding an e-mail
+    address or phone number (a subject's folder) is shown by a digest, never as typed."""
+    if not prefix:
+        return ""
+    if all(personal_data_in(segment) is None for segment in prefix.split("/")):
+        return prefix
+    return f"<prefix sha256:{hashlib.sha256(prefix.encode()).hexdigest()[:16]}>"
 
 
 class IncidentScope(Strict):

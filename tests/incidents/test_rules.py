@@ -134,3 +134,14 @@ def test_an_assessment_survives_its_json_form() -> None:
     a = judge_risk(IncidentPolicy(), _assessment(clients={"acme": 2}), ("confidentiality",))
     assert Assessment.from_json(a.to_json()) == a
     assert replace(a, risk="low") != a
+
+
+def test_a_prefix_holding_an_address_is_labelled_by_a_digest() -> None:
+    # Labels reach errors, output and the ledger: a subject's folder never shows as typed.
+    from incidents.scope import ScopePart
+
+    label = ScopePart(store="files", bucket="mail-archive", prefix="mail/jane@example.com/").label
+    assert "jane" not in label and label.startswith("files:s3://mail-archive/<prefix sha256:")
+    assert ScopePart(store="files", bucket="mail-archive", prefix="tickets/").label == (
+        "files:s3://mail-archive/tickets/"
+    )
