@@ -88,6 +88,9 @@ DEPLOYMENTS = (
     "transfer-check",
     "inventory-drift",
     "request-register",
+    "incident-report",
+    "incident-assessment",
+    "incident-deadlines",
 )
 
 

@@ -223,3 +223,19 @@ class IncidentNotices(IncidentReads):
             detail={"audience": audience, "reason": text_fingerprint(reason), "was": before.status},
         )
         return self._notification_row(incident_id, audience)
+
+    def record_subjects_package(
+        self, incident_id: str, *, sha256: str, subjects: int, size: int, actor: str
+    ) -> None:
+        """Record that the encrypted affected-subjects package was written: its SHA-256,
+        subjects and bytes (``incident.subjects-package``; never a value)."""
+        actor = check_actor(actor)
+        self._require(incident_id, (BREACH,), "record a subjects package")
+        self._commit(
+            incident_id,
+            "incident.subjects-package",
+            actor,
+            lambda conn: self._move(conn, incident_id, (BREACH,), {}),
+            counts={"subjects": subjects, "bytes": size},
+            detail={"sha256": sha256},
+        )

@@ -8,17 +8,16 @@ read, committed in the transaction of the change's ledger event.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from audit.events import EventStatus
+from audit.events import EventStatus, NewEvent
 from audit.ledger import Ledger
 from core.errors import NotFoundError, TerminalError, TransientError
-from engine.events import ledger_event
 from incidents.rules import (
     REQUIRED,
 )
@@ -39,15 +38,19 @@ RULE_EXEMPT = "exempt by the policy's rules"
 """The reason of an exemption an assessment gave (a later assessment may change it)."""
 
 Change = Callable[[Connection], None]
+RunIds = Callable[[], Mapping[str, str | None]]
 """A change to the register, run in the transaction of its ledger event."""
 
 
 class IncidentReads:
     """Reads incidents, and the helpers every change goes through (audited, compare-and-set)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, run_ids: RunIds | None = None) -> None:
+        """``run_ids`` gives the Prefect flow and task run ids each event records (the
+        engine passes ``engine.events.run_ids``; the register itself knows no Prefect)."""
         self._ledger = ledger
         self._engine = ledger.engine
+        self._ids = run_ids
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(backend={self._engine.dialect.name!r})"
@@ -123,7 +126,17 @@ class IncidentReads:
         counts: dict[str, int] | None = None,
         status: EventStatus = EventStatus.SUCCEEDED,
     ) -> None:
-        event = ledger_event(kind, status, incident_id, actor=actor, counts=counts, detail=detail)
+        ids = self._ids() if self._ids is not None else {}
+        event = NewEvent(
+            kind=kind,
+            status=status,
+            request_id=incident_id,
+            counts=counts or {},
+            detail=detail or {},
+            actor=actor,
+            flow_run_id=ids.get("flow_run_id"),
+            task_run_id=ids.get("task_run_id"),
+        )
         try:
             with database_errors(kind.removeprefix("incident."), incident_id):
                 self._ledger.append_many([event], also=change)

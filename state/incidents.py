@@ -178,7 +178,8 @@ class IncidentRegister(IncidentNotices):
         actor: str,
     ) -> Incident:
         """Record the scope (stores, tables, columns, prefixes, windows; names only) and
-        whether encryption keys were compromised (None: not known)."""
+        whether encryption keys were compromised (None: not known). An earlier assessment
+        is dropped: the incident closes only once the new scope is assessed."""
         actor = check_actor(actor)
         self._require(incident_id, (BREACH,), "set its scope")
         as_json = scope.model_dump_json()
@@ -190,7 +191,14 @@ class IncidentRegister(IncidentNotices):
                 conn,
                 incident_id,
                 (BREACH,),
-                {"scope": as_json, "key_compromised": key_compromised},
+                {
+                    "scope": as_json,
+                    "key_compromised": key_compromised,
+                    # An assessment of another scope no longer holds: assess again.
+                    "assessment": None,
+                    "risk": None,
+                    "assessed_at": None,
+                },
             ),
             detail={
                 "parts": [p.label for p in scope.parts],

@@ -23,6 +23,8 @@ FAILING_FLOWS = {
     "audit-verify",
     "subject-request",
     "request-register",
+    "incident-assessment",
+    "incident-deadlines",
 }
 SUBJECT_REQUEST_RUNS = {"prefect.resource.role": "flow", "prefect.resource.name": "subject-request"}
 NAMES = [
@@ -30,6 +32,8 @@ NAMES = [
     "notify-operators-on-request-awaiting-approval",
     "notify-operators-on-request-deadline-near",
     "notify-operators-on-request-overdue",
+    "notify-operators-on-incident-deadline-near",  # tests.incidents.test_incident_deadlines
+    "notify-operators-on-incident-overdue",
 ]
 
 

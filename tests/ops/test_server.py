@@ -309,6 +309,9 @@ def _check_deployments(api: str, auth: str) -> None:
         "transfer-check",
         "request-register",
         "inventory-drift",
+        "incident-report",
+        "incident-assessment",
+        "incident-deadlines",
     }
     assert all(d["enforce_parameter_schema"] for d in by_name.values())
     assert all(d["work_pool_name"] == "lifecycle-local" for d in by_name.values())
