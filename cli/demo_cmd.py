@@ -7,8 +7,9 @@ the demo subject through the same path as ``lifecycle request submit``: an acces
 (an encrypted package) and an erasure, which purges every version of the subject's
 attachments and defers the locked contract, with the reason ("completed with deferrals"
 is the expected ending). The retention sweep and the transfer check follow
-(``cli.demo_sweep_and_check``); last, the ledger is verified and a signed checkpoint
-exported. Output shows request ids, pseudonyms and counts, never personal data.
+(``cli.demo_sweep_and_check``), then one personal data breach from report to closed
+(``cli.demo_incident``); last, the ledger is verified and a signed checkpoint exported.
+Output shows request ids, pseudonyms and counts, never personal data.
 
 The erasure is approved automatically: this one-shot run has nobody to approve it, and its
 policy (``config/demo/policy.yaml``, ``auto_approve: true``) says so; the output says so
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from cli.demo_incident import incident_result, run_incident
 from cli.demo_seeding import seed_crm_store, seed_s3_store, start_provider
 from cli.demo_sweep_and_check import run_sweep, run_transfer_check
 from cli.output import console, fail, handled_errors, print_failure, print_table
@@ -193,6 +195,7 @@ def _summary(
     erasure: tuple[RequestRecord, RequestOutcome],
     sweep: dict[str, Any],
     check: dict[str, Any],
+    incident: dict[str, Any],
     checkpoint: str,
     verdict: str,
     provider: LocalProvider | None = None,
@@ -247,6 +250,7 @@ def _summary(
                 if check.get("high")
                 else f"{check['check_id']}: {len(check['findings'])} findings",
             },
+            {"step": "incident", "result": incident_result(incident)},
             {"step": "checkpoint exported", "result": checkpoint},
             {"step": "ledger verified", "result": verdict},
         ],
@@ -295,6 +299,8 @@ def demo() -> None:
             sweep = run_sweep()
         with _stage("running the transfer check"):
             check = run_transfer_check()
+        with _stage("running the incident"):
+            incident = run_incident(config, settings.data_dir, settings.actor)
         with _stage("verifying the audit ledger"):
             anchor = settings.data_dir / "anchors" / "demo-checkpoint.json"
             private_dir(anchor.parent)
@@ -308,6 +314,7 @@ def demo() -> None:
         erasure=erasure,
         sweep=sweep,
         check=check,
+        incident=incident,
         checkpoint=f"event {checkpoint.seq} -> {anchor}",
         verdict=verdict,
         provider=provider,

@@ -44,6 +44,11 @@ _COMMANDS = {
     "inventory": Lazy(
         "cli.inventory_cmd", "app", "Draft inventory.yaml from a live database and buckets."
     ),
+    "incident": Lazy(
+        "cli.incident_cmd",
+        "app",
+        "Incidents and breaches: report, assess, notify within deadlines, close.",
+    ),
     "demo": Lazy("cli.demo_cmd", "app", "Run the demo end to end on embedded defaults."),
     "server": Lazy(
         "cli.server_cmd",

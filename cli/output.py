@@ -25,7 +25,8 @@ EXIT_CODES = {
     1: "failed or refused: one line says what, where and how to resume (details in the log)",
     2: "usage or validation error: an option, a value or the configuration; nothing changed",
     3: "findings stand: a check found something to act on (transfers check, discover: a "
-    "high-severity drift finding, s3-lifecycle drift; server status: not running)",
+    "high-severity drift finding, s3-lifecycle drift; incident list: an overdue breach "
+    "notification; server status: not running)",
     4: "completed with deferrals: data kept under a legal hold or lock (request submit)",
     5: "busy: another run holds the job (sweep)",
 }

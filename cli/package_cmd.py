@@ -117,6 +117,8 @@ def open_command(
             {
                 "out": str(opened.out),
                 "request_id": opened.request_id,
+                "incident_id": opened.incident_id,
+                "kind": opened.kind or "access",
                 "files": opened.files,
                 "tables": [
                     {
@@ -139,7 +141,16 @@ def open_command(
             }
         )
         return
-    _say(f"opened {opened.request_id or 'package'}: {opened.files} files in {opened.out}")
+    _say(f"opened {opened.label}: {opened.files} files in {opened.out}")
+    if opened.affected_subjects:
+        for t in opened.tables:
+            _say(f"  {t.store}.{t.table}: {t.rows} subject(s) -> {t.json_file}, {t.csv_file}")
+        _say(
+            "next: send the subject notice from there (`lifecycle incident draft "
+            f"{opened.incident_id} --to subjects`), then delete {opened.out} (personal data in "
+            "clear)"
+        )
+        return
     for t in opened.tables:
         _say(f"  {t.store}.{t.table}: {t.rows} row(s) -> {t.json_file}, {t.csv_file}")
     for b in opened.buckets:

@@ -1,4 +1,5 @@
-"""Open an access package into a folder the subject can read.
+"""Open an access package into a folder the subject can read (or an incident's package of
+affected subjects into one the operator notifies them from).
 
 The folder gets ``tables/<store>/<table>.json`` and ``.csv`` per table, each object
 version with content as a file of its original bytes under ``objects/<store>/<bucket>/``
@@ -29,7 +30,14 @@ from core.package_keys import PackageError, Secret
 from core.package_plan import PlannedObject, PlannedTable, place_objects, plan_records
 from core.private_files import DIR_MODE
 
-__all__ = ["OUTPUT_ENTRIES", "BucketOutput", "OpenedPackage", "TableOutput", "open_package"]
+__all__ = [
+    "AFFECTED_SUBJECTS",
+    "OUTPUT_ENTRIES",
+    "BucketOutput",
+    "OpenedPackage",
+    "TableOutput",
+    "open_package",
+]
 
 OUTPUT_ENTRIES = ("README.txt", "manifest.json", "objects.json", "tables", "objects")
 """What ``open_package`` writes at the top of the output folder (and ``force`` replaces)."""
@@ -58,6 +66,11 @@ class BucketOutput:
     without_content: int
 
 
+AFFECTED_SUBJECTS = "incident-affected-subjects"
+"""The manifest ``kind`` of an incident's affected-subjects package (``incidents.assess``):
+one record per subject with its identities, for notifying them; not an access package."""
+
+
 @dataclass(frozen=True)
 class OpenedPackage:
     """What ``open_package`` wrote (counts and relative paths, never contents)."""
@@ -68,9 +81,59 @@ class OpenedPackage:
     tables: tuple[TableOutput, ...]
     buckets: tuple[BucketOutput, ...]
     files: int
+    incident_id: str | None = None
+    kind: str | None = None  # None: an access package; AFFECTED_SUBJECTS
+
+    @property
+    def affected_subjects(self) -> bool:
+        """An incident's affected-subjects package (for the operator, not a subject)."""
+        return self.kind == AFFECTED_SUBJECTS
+
+    @property
+    def label(self) -> str:
+        """How output names the package: its request, or its incident's subjects."""
+        if self.affected_subjects:
+            return f"affected subjects of incident {self.incident_id or '-'}"
+        return self.request_id or "package"
+
+
+def _subjects_readme(manifest: Mapping[str, Any], opened: OpenedPackage) -> str:
+    """The README of an affected-subjects package: who the incident affected, to notify."""
+    lines = [
+        "Affected subjects of a personal data breach",
+        "===========================================",
+        "",
+        f"Incident: {manifest.get('incident_id') or '-'}",
+        f"Package created: {manifest.get('created') or '-'}",
+        f"Scope: {', '.join(map(str, manifest.get('parts') or [])) or '-'}",
+        "",
+        "What is inside (one row per affected subject, with the identities the stores hold):",
+    ]
+    lines += [
+        f"- {t.json_file} and {t.csv_file}: {t.rows} subject(s) found in table {t.table} of "
+        f"{t.store}"
+        + (
+            " (counted by a key no store could give identities for)"
+            if t.store == "unresolved"
+            else ""
+        )
+        for t in opened.tables
+    ]
+    if not opened.tables:
+        lines.append("- no subjects: the assessed scope affected nobody identifiable")
+    lines += [
+        "",
+        "This is personal data in clear: use it only to send the subject notice (lifecycle",
+        "incident draft ID --to subjects), keep it where only the people sending it can read",
+        "it, and delete this folder once the notices are sent.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _readme(manifest: Mapping[str, Any], opened: OpenedPackage) -> str:
+    if opened.affected_subjects:
+        return _subjects_readme(manifest, opened)
     lines = [
         "Your personal data",
         "==================",
@@ -179,6 +242,8 @@ def _result(
         out=out,
         request_id=manifest.get("request_id"),
         created=manifest.get("created"),
+        incident_id=manifest.get("incident_id"),
+        kind=manifest.get("kind"),
         tables=tuple(
             TableOutput(
                 store=store,

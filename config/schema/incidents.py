@@ -84,6 +84,13 @@ class IncidentPolicy(Strict):
         max_length=120,
         description="Who the authority report goes to (a role or institution, no person).",
     )
+    contact: str = Field(
+        default="data protection officer",
+        min_length=1,
+        max_length=120,
+        description="The contact point notifications name for more information (Art. 33(3)(b), "
+        "34(2)): a role, no person's details.",
+    )
     authority_hours: int = Field(
         default=AUTHORITY_MAX_HOURS,
         ge=1,
