@@ -145,3 +145,21 @@ def test_start_needs_prefect_yaml_beside_the_code(tmp_path: Path) -> None:
     with pytest.raises(ServeError, match="needs the project's checkout"):
         _require_checkout(Instance(paths=paths, port=1, s3_port=2, repo=tmp_path))
     assert not paths.root.exists()
+
+
+def test_every_top_level_package_is_in_the_wheel() -> None:
+    # A package missing from the list installs without it: the checkout works, the
+    # installed product fails on the first import (incidents/ was once left out).
+    import tomllib
+
+    listed = set(
+        tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+            "targets"
+        ]["wheel"]["packages"]
+    )
+    found = {
+        p.parent.name
+        for p in PROJECT_ROOT.glob("*/__init__.py")
+        if p.parent.name not in {"tests", "benchmarks"}
+    }
+    assert found - listed == set()
