@@ -1,7 +1,8 @@
 """Access packages are kept for a while after they are written, then deleted and audited.
 
 Packages live in ``<data_dir>/exports`` (``tasks.access_tasks`` writes them there) as
-``<request id>.lcpkg``. The policy's ``requests.package_retention_days`` says how long a
+``<request id>.lcpkg``, and incidents' affected-subjects packages as
+``<incident id>-subjects.lcpkg``. The policy's ``requests.package_retention_days`` says how long a
 package is kept after it was written (its file's modification time: a package is written
 once, atomically, and never changed). ``expire_packages`` deletes the packages older than
 that, and partial files a crashed write left behind, each with one ``package.expired``
@@ -35,8 +36,11 @@ __all__ = [
 ]
 
 EVENT_KIND = "package.expired"
-_PACKAGE = re.compile(r"^(?:(?P<id>req_[0-9a-f]{16})|[^.].*)\.lcpkg$")
-_PARTIAL = re.compile(r"^\.(?:(?P<id>req_[0-9a-f]{16})|.+)\.lcpkg\.\d+\.tmp$")
+_OWNER = r"(?P<id>req_[0-9a-f]{16}|inc_[0-9a-f]{16}(?=-subjects\.))(?:-subjects)?"
+"""A request's access package, or an incident's affected-subjects package (its event then
+carries the incident id, so the incident's timeline shows the package deleted)."""
+_PACKAGE = re.compile(rf"^(?:{_OWNER}|[^.].*)\.lcpkg$")
+_PARTIAL = re.compile(rf"^\.(?:{_OWNER}|.+)\.lcpkg\.\d+\.tmp$")
 """A write that crashed before its commit left this (``core.package._LocalUpload``)."""
 
 

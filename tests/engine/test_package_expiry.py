@@ -131,3 +131,14 @@ def test_the_daily_task_uses_the_policy(folder: Path) -> None:
     events = list(Ledger.open().events(kinds=[EVENT_KIND]))
     assert {e.actor for e in events} == {"flow:request-register"}
     assert (folder / f"{NEW_ID}.lcpkg").exists()
+
+
+def test_an_incident_subjects_package_expires_into_its_incident_timeline(
+    isolated_settings: Path,
+) -> None:
+    incident = "inc_00000000000000c3"
+    _file(packages_dir() / f"{incident}-subjects.lcpkg", 120, 60)
+    ledger = Ledger.open()
+    (gone,) = expire_packages(ledger, 30, actor="tester")
+    assert (gone.name, gone.request_id) == (f"{incident}-subjects.lcpkg", incident)
+    assert [e["request_id"] for e in _events(ledger)] == [incident]
