@@ -54,7 +54,8 @@ def print_table(
     """Write ``rows`` as a table with the given column order."""
     table = Table(title=title, show_lines=False)
     for col in columns:
-        table.add_column(col)
+        # Fold, never cut: a store.table label or an id cut to "trial_ch…" says nothing.
+        table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
     console.print(table)

@@ -556,6 +556,10 @@ class ManualConfirmation(Protocol):
         ...
 
 
+UNASSIGNED = "unassigned"
+"""The client ``ImpactCount.clients`` names for rows whose client column is empty."""
+
+
 @dataclass(frozen=True)
 class ImpactCount:
     """What one incident scope part holds, as counts only (never a key or a value).

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from config.schema.incidents import RISK_ORDER, IncidentPolicy, RiskCondition
+from connectors.base import UNASSIGNED
 from incidents.assessment import Assessment
 
 AUTHORITY = "authority"
@@ -110,8 +111,8 @@ def notifications(
             )
         )
     for client, subjects in sorted(a.clients.items()):
-        if subjects <= 0:
-            continue
+        if subjects <= 0 or client == UNASSIGNED:
+            continue  # no one to notify: rows without a client are no client's
         hours = policy.client_hours_for(client)
         out.append(
             NotificationDue(

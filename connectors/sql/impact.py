@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from connectors.base import ImpactCount
+from connectors.base import UNASSIGNED, ImpactCount
 from connectors.sql.config import SqlStore
 from connectors.sql.impact_reach import Path, Reach, SubjectKey, reach
 from connectors.sql.locate import mysql_binary_collation, mysql_case_insensitive, table_categories
@@ -46,7 +46,6 @@ from core.errors import ConfigError, InvalidInput
 if TYPE_CHECKING:
     from incidents.scope import ScopePart, TimeWindow
 
-UNASSIGNED = "unassigned"
 """The client of rows whose client column is NULL."""
 
 YIELD_PER = 5000

@@ -119,10 +119,12 @@ def test_the_highest_matching_rule_wins_and_conditions_all_hold() -> None:
 
 def test_each_affected_client_is_due_by_its_contract() -> None:
     policy = IncidentPolicy(client_hours=48, clients={"acme": 24})
-    _, due = _due(policy, _assessment(clients={"acme": 3, "globex": 2, "initech": 0}))
+    clients = {"acme": 3, "globex": 2, "initech": 0, "unassigned": 7}
+    _, due = _due(policy, _assessment(clients=clients))
     assert due["client:acme"].due_at == AWARE + timedelta(hours=24)
     assert due["client:globex"].due_at == AWARE + timedelta(hours=48)
     assert "client:initech" not in due  # no affected subject: nothing owed
+    assert "client:unassigned" not in due  # rows of no client: no one to tell
 
 
 def test_an_authority_deadline_past_72_hours_is_refused() -> None:
