@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from connectors.base import UNASSIGNED
 from core.errors import ConfigError, InvalidInput
 from incidents.notice_templates import BUILT_IN
 from incidents.rules import AUTHORITY, CLIENT_PREFIX, SUBJECTS
@@ -240,7 +241,12 @@ def _figures(config: LifecycleConfig, a: Assessment | None, client: str) -> dict
         "categories_described": _bullets([_described(config, c) for c in a.categories], "-"),
         "high_risk_categories": _listing(a.high_risk_categories),
         "regions": _listing(a.regions, "unknown"),
-        "clients": _listing([f"{c} ({n:,} subjects)" for c, n in a.clients.items()]),
+        "clients": _listing(
+            [
+                f"{'no client recorded' if c == UNASSIGNED else c} ({n:,} subjects)"
+                for c, n in a.clients.items()
+            ]
+        ),
         "client_subjects": f"{a.clients.get(client, 0):,}" if client else "",
         "risk": a.risk,
         "risk_reasons": _bullets(list(a.reasons), "-"),

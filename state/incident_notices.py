@@ -165,9 +165,13 @@ class IncidentNotices(IncidentReads):
         def mark(conn: Connection) -> None:
             self._move(conn, incident_id, (BREACH,), {})
             n = incident_notifications.c
-            conn.execute(
+            done = conn.execute(
                 update(incident_notifications)
-                .where(n.incident_id == incident_id, n.audience == audience, n.status != SENT)
+                .where(
+                    n.incident_id == incident_id,
+                    n.audience == audience,
+                    n.status == before.status,  # of two recording it at once, one wins
+                )
                 .values(
                     status=SENT,
                     sent_at=sent,
@@ -176,6 +180,11 @@ class IncidentNotices(IncidentReads):
                     updated_at=now,
                 )
             )
+            if done.rowcount != 1:
+                raise TerminalError(
+                    f"incident {incident_id}: the {audience} notification changed meanwhile "
+                    "(someone recorded it at the same time); see `lifecycle incident show`"
+                )
 
         self._commit(
             incident_id,
@@ -209,11 +218,20 @@ class IncidentNotices(IncidentReads):
         def mark(conn: Connection) -> None:
             self._move(conn, incident_id, (BREACH,), {})
             n = incident_notifications.c
-            conn.execute(
+            done = conn.execute(
                 update(incident_notifications)
-                .where(n.incident_id == incident_id, n.audience == audience)
+                .where(
+                    n.incident_id == incident_id,
+                    n.audience == audience,
+                    n.status == before.status,
+                )
                 .values(status=EXEMPT, reason=reason, updated_at=now)
             )
+            if done.rowcount != 1:
+                raise TerminalError(
+                    f"incident {incident_id}: the {audience} notification changed meanwhile; "
+                    "see `lifecycle incident show`"
+                )
 
         self._commit(
             incident_id,

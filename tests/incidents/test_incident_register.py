@@ -462,3 +462,31 @@ def test_due_lists_required_notifications_of_open_breaches_soonest_first(
     r.notified(iid, "client:acme", recipient_role="acme security", reference="C-1", actor=ACTOR)
     assert [n.audience for _, n in r.due()] == ["authority", "subjects"]
     assert [i.id for i in r.list(states=[TRIAGE])] == [triage]
+
+
+def test_a_notification_recorded_twice_at_once_is_recorded_once(db_url: str) -> None:
+    # Two operators both read "required", then each records it sent: the second's
+    # compare-and-set on the status it read finds "sent" and writes neither row nor event.
+    first, second = open_register(db_url), open_register(db_url)
+    try:
+        iid = assessed(first)
+        stale = next(n for n in second.notifications(iid) if n.audience == "authority")
+        assert stale.status == REQUIRED
+        first.notified(iid, "authority", recipient_role="CNIL", reference="REF-1", actor="a")
+        before = first._ledger.count()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(IncidentRegister, "_notification_row", lambda *_a, **_k: stale)
+            with pytest.raises(TerminalError, match="changed meanwhile"):
+                second.notified(
+                    iid, "authority", recipient_role="CNIL", reference="REF-2", actor="b"
+                )
+            with pytest.raises(TerminalError, match="changed meanwhile"):
+                second.exempt(iid, "authority", reason="not needed after all", actor="b")
+        (row,) = [n for n in first.notifications(iid) if n.audience == "authority"]
+        assert (row.status, row.reference) == (SENT, "REF-1")
+        assert first._ledger.count() == before
+        kinds = [k for k, _, _ in events(first, iid)]
+        assert kinds.count("incident.notified") == 1 and "incident.notification-exempt" not in kinds
+    finally:
+        first._engine.dispose()
+        second._engine.dispose()
