@@ -30,7 +30,7 @@ from state.incident_model import (
     check_label,
     checked_text,
 )
-from state.incident_reads import RULE_EXEMPT, IncidentReads
+from state.incident_reads import RULE_EXEMPT, Change, IncidentReads
 from state.incident_tables import incident_notifications
 from state.register_model import check_actor, text_fingerprint
 
@@ -162,29 +162,15 @@ class IncidentNotices(IncidentReads):
             raise InvalidInput("sent at: must not be in the future")
         late = before.due_at is not None and sent > before.due_at
 
-        def mark(conn: Connection) -> None:
-            self._move(conn, incident_id, (BREACH,), {})
-            n = incident_notifications.c
-            done = conn.execute(
-                update(incident_notifications)
-                .where(
-                    n.incident_id == incident_id,
-                    n.audience == audience,
-                    n.status == before.status,  # of two recording it at once, one wins
-                )
-                .values(
-                    status=SENT,
-                    sent_at=sent,
-                    recipient_role=recipient_role,
-                    reference=reference,
-                    updated_at=now,
-                )
-            )
-            if done.rowcount != 1:
-                raise TerminalError(
-                    f"incident {incident_id}: the {audience} notification changed meanwhile "
-                    "(someone recorded it at the same time); see `lifecycle incident show`"
-                )
+        mark = self._marking(
+            incident_id,
+            before,
+            status=SENT,
+            sent_at=sent,
+            recipient_role=recipient_role,
+            reference=reference,
+            updated_at=now,
+        )
 
         self._commit(
             incident_id,
@@ -215,23 +201,7 @@ class IncidentNotices(IncidentReads):
             )
         now = datetime.now(UTC)
 
-        def mark(conn: Connection) -> None:
-            self._move(conn, incident_id, (BREACH,), {})
-            n = incident_notifications.c
-            done = conn.execute(
-                update(incident_notifications)
-                .where(
-                    n.incident_id == incident_id,
-                    n.audience == audience,
-                    n.status == before.status,
-                )
-                .values(status=EXEMPT, reason=reason, updated_at=now)
-            )
-            if done.rowcount != 1:
-                raise TerminalError(
-                    f"incident {incident_id}: the {audience} notification changed meanwhile; "
-                    "see `lifecycle incident show`"
-                )
+        mark = self._marking(incident_id, before, status=EXEMPT, reason=reason, updated_at=now)
 
         self._commit(
             incident_id,
@@ -257,3 +227,29 @@ class IncidentNotices(IncidentReads):
             counts={"subjects": subjects, "bytes": size},
             detail={"sha256": sha256},
         )
+
+    def _marking(self, incident_id: str, before: Notification, **values: Any) -> Change:
+        """The change setting ``before``'s notification to ``values``, only while its status
+        is still the one read: of two operators recording it at once, one wins and the
+        other's transaction (row and ledger event) is refused."""
+
+        def mark(conn: Connection) -> None:
+            self._move(conn, incident_id, (BREACH,), {})
+            n = incident_notifications.c
+            done = conn.execute(
+                update(incident_notifications)
+                .where(
+                    n.incident_id == incident_id,
+                    n.audience == before.audience,
+                    n.status == before.status,
+                )
+                .values(**values)
+            )
+            if done.rowcount != 1:
+                raise TerminalError(
+                    f"incident {incident_id}: the {before.audience} notification changed "
+                    "meanwhile (someone recorded it at the same time); see "
+                    "`lifecycle incident show`"
+                )
+
+        return mark
