@@ -10,15 +10,14 @@ overwritten in this run's parameters so Prefect does not keep it either.
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from prefect import flow
 from pydantic import BaseModel, Field
 
 from audit.keystore import keyring_from_settings
 from audit.ledger import Ledger
 from config.loader import load_config
-from core.errors import LifecycleError, TerminalError
+from core.errors import LifecycleError
+from flows.run_parameters import replace_parameters
 from ops.intake.callback import notify_help_desk
 from state.progress import RequestProgress
 from state.register import RequestRegister
@@ -51,12 +50,12 @@ def cancel_request_flow(request_id: str, reason: str) -> CancelOutcome:
     try:
         check_request_id(request_id)
     except LifecycleError:  # it may be anything pasted in the wrong field
-        _overwrite_parameters(own_run, REFUSED, REFUSED)
+        replace_parameters({"request_id": REFUSED, "reason": REFUSED}, what="the refused value")
         raise
     try:
         check_reason("reason", reason)
     except LifecycleError:
-        _overwrite_parameters(own_run, request_id, REFUSED)
+        replace_parameters({"request_id": request_id, "reason": REFUSED}, what="the refused reason")
         raise
     keys = keyring_from_settings()
     ledger = Ledger.open(keys=keys, actor=FLOW_ACTOR)
@@ -84,21 +83,3 @@ def cancel_request_flow(request_id: str, reason: str) -> CancelOutcome:
             for r in runs
         ],
     )
-
-
-def _overwrite_parameters(run_id: str | None, request_id: str, reason: str) -> None:
-    """Overwrite refused input in this run's parameters: Prefect stores them in clear."""
-    from prefect.client.orchestration import get_client
-
-    if run_id is None:
-        return
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(
-                UUID(run_id), parameters={"request_id": request_id, "reason": reason}
-            )
-    except Exception as e:
-        raise TerminalError(
-            f"the refused reason could not be removed from the parameters of flow run "
-            f"{run_id} ({type(e).__name__}); delete that flow run"
-        ) from None

@@ -49,6 +49,7 @@ from engine.request_support import current_config, request_context
 from flows import approval_wait, confirmation_wait
 from flows.approval_wait import forget_answer, pause_key, ui_refusals, wait_for_decision
 from flows.confirmation_wait import forget_confirmation, wait_for_confirmation
+from flows.run_parameters import REMOVED, replace_parameters
 from flows.store_steps import StoreOutcome, locate_levels, run_stores
 from ops.intake.callback import notify_help_desk
 from state.leases import LeaseLost
@@ -125,7 +126,8 @@ def subject_request(request_id: str) -> RequestOutcome:
     intake service): the identity never reaches Prefect. A rerun continues where it stopped.
     """
     if not REQUEST_ID.fullmatch(request_id or ""):
-        _remove_parameters()  # an identity typed into the field must not stay in Prefect
+        # An identity typed into the field must not stay in Prefect.
+        replace_parameters({"request_id": REMOVED}, what="the value given as request id")
         raise TerminalError("give the id of a registered request (req_ and 16 hex digits)")
     try:
         with hold_request(request_id):  # one run of a request at a time
@@ -134,26 +136,6 @@ def subject_request(request_id: str) -> RequestOutcome:
         notify_help_desk(request_id)  # final state + ticket only, once per state; never raises
     publish_request_register()  # the operators' register artifact; logs, never fails the run
     return publish_summary(request_id)
-
-
-def _remove_parameters() -> None:
-    """Overwrite this run's parameters (a value that is not a request id may be personal)."""
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    run_id = flow_run.get_id()
-    if run_id is None:
-        return
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(UUID(run_id), parameters={"request_id": "(removed)"})
-    except Exception as e:
-        raise TerminalError(
-            f"the value given as request id could not be removed from flow run {run_id} "
-            f"({type(e).__name__}); delete that flow run"
-        ) from None
 
 
 def carry_out(request_id: str) -> None:
