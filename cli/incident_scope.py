@@ -8,7 +8,9 @@ shorthand options, combined into one scope:
 - ``--bucket STORE:BUCKET[/PREFIX]``: a bucket, or the objects under a prefix;
 - ``--window [COLUMN=]START..END``: a time window, once for every part given by option
   (a bucket part uses object dates and ignores the column), or once per part in the order
-  tables first, then buckets.
+  tables first, then buckets. ``COLUMN`` is the table's, or ``Table.column`` of a table its
+  rows belong to through their holders references (``Invoice.InvoiceDate`` on
+  ``InvoiceLine``).
 
 Every problem is named by the file's line and field or by the option and its number, and
 by the part's label against the inventory (``incidents.assess.check_scope``); then exit 2
@@ -64,7 +66,8 @@ WindowOpt = Annotated[
         "--window",
         metavar="[COLUMN=]START..END",
         help="A time window (ISO 8601 with zone): once for every option part, or one per "
-        "part (tables first, then buckets).",
+        "part (tables first, then buckets). COLUMN: the table's, or Table.column of a table "
+        "its rows belong to (Invoice.InvoiceDate on InvoiceLine).",
     ),
 ]
 KeyOpt = Annotated[

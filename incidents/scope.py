@@ -3,8 +3,10 @@
 A part is exactly one of: ``store`` + ``table`` (every row; ``columns`` narrows it to rows
 where one of those columns holds a value), or ``store`` + ``bucket`` (optionally
 ``prefix``). A ``window`` narrows a part to a time range: rows by a timestamp column,
-objects by their last-modified time. Whether the names are declared in the inventory is
-checked by ``incidents.scope_checks``.
+objects by their last-modified time. The column may be the part table's own or, written
+``Table.column``, one of a table its rows belong to through their holders references (the
+invoice lines of the invoices of March: ``Invoice.InvoiceDate`` on ``InvoiceLine``). Whether
+the names are declared in the inventory is checked by the store's ``scope_problems``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from config.schema.common import BucketName, Name, NonEmpty, SqlIdent, Strict
+from config.schema.common import BucketName, Name, NonEmpty, SqlIdent, Strict, shaped
 from core.free_text import personal_data_in
 
 
@@ -26,16 +28,31 @@ def _aware(value: datetime) -> datetime:
 
 AwareDateTime = Annotated[datetime, AfterValidator(_aware)]
 
+_IDENT = r"[A-Za-z_][A-Za-z0-9_$]{0,127}"  # SqlIdent's shape and length
+WindowColumn = Annotated[
+    str,
+    shaped(
+        rf"^{_IDENT}(\.{_IDENT})?\Z",
+        "must be a column or Table.column: plain SQL identifiers (letters, digits, '_' or "
+        "'$', not starting with a digit; 128 at most), the table and the column joined by one '.'",
+        max_length=257,
+    ),
+]
+"""A window's column: ``column`` of the part's table, or ``Table.column`` up its holders."""
+
 
 class TimeWindow(Strict):
     """``start`` (inclusive) to ``end`` (exclusive); rows by ``column``, objects by date."""
 
     start: AwareDateTime
     end: AwareDateTime
-    column: SqlIdent | None = Field(
+    column: WindowColumn | None = Field(
         default=None,
         description="SQL parts: the timestamp column the window applies to (default: the "
-        "table's timestamps.created). Not allowed on bucket parts (object last-modified).",
+        "table's timestamps.created), or Table.column: a column of a table the part's rows "
+        "belong to through their holders references (Invoice.InvoiceDate on InvoiceLine: "
+        "the lines of the invoices in the window). Not allowed on bucket parts (object "
+        "last-modified).",
     )
 
     @model_validator(mode="after")
@@ -43,6 +60,18 @@ class TimeWindow(Strict):
         if self.end <= self.start:
             raise ValueError("window: end must be after start")
         return self
+
+    @property
+    def column_table(self) -> str | None:
+        """The table a qualified column names (``Invoice`` of ``Invoice.InvoiceDate``)."""
+        if self.column is None or "." not in self.column:
+            return None
+        return self.column.partition(".")[0]
+
+    @property
+    def column_name(self) -> str | None:
+        """The column without its table (``InvoiceDate`` of ``Invoice.InvoiceDate``)."""
+        return None if self.column is None else self.column.rpartition(".")[2]
 
 
 class ScopePart(Strict):

@@ -11,6 +11,7 @@ configuration never imports the connector or a driver.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -32,7 +33,7 @@ from config.schema.stores import (
 from core.errors import NotFoundError
 
 if TYPE_CHECKING:
-    from incidents.scope import ScopePart
+    from incidents.scope import ScopePart, TimeWindow
 
 Follow = Literal["holders", "target", "none"]
 
@@ -203,15 +204,21 @@ class SqlStore(StoreConfig):
     def part_names(self, key: str) -> tuple[str, ...]:
         return tuple(t.name for t in self.tables) if key == "table" else ()
 
-    def scope_problems(self, part: ScopePart) -> list[str]:
+    def scope_problems(
+        self, part: ScopePart, holders: Mapping[str, Sequence[str]] | None = None
+    ) -> list[str]:
         """An incident scope part on this store, judged on the inventory alone.
 
         The table must be declared; each of ``columns`` must be one of its personal columns
         (``fields`` or an identity column: what a breach of it means is known by its
         categories; other columns are declared nowhere the configuration can check);
         the window's column must be a declared timestamp (``timestamps``) or field, or,
-        given none, the table must declare ``timestamps.created``. Messages name the
-        part and the column, never a value.
+        given none, the table must declare ``timestamps.created``. A qualified window
+        column (``Table.column``) must be declared so in that table, and the table must be
+        on the part's holders chain: ``holders`` gives the chain (each table with the
+        references reaching it, from the reflected schema: ``impact.part_query`` passes
+        it); without it only what the configuration knows is judged (a subject table's
+        chain is empty). Messages name the part and the column, never a value.
         """
         label = part.label
         if part.store != self.name:
@@ -230,19 +237,71 @@ class SqlStore(StoreConfig):
             if column not in personal
         ]
         if part.window is not None:
-            stamps = decl.timestamps
-            column = part.window.column
-            if column is None and (stamps is None or stamps.created is None):
-                problems.append(
+            problems += self._window_problems(label, decl, part.window, holders)
+        return problems
+
+    def _window_problems(
+        self,
+        label: str,
+        decl: Table,
+        window: TimeWindow,
+        holders: Mapping[str, Sequence[str]] | None,
+    ) -> list[str]:
+        if window.column is None:
+            if decl.timestamps is None or decl.timestamps.created is None:
+                return [
                     f"{label}: window has no column and the table declares no "
                     "timestamps.created; name the window's column"
-                )
-            elif column is not None and column not in {
-                *decl.fields,
-                *((stamps.created, stamps.updated) if stamps else ()),
-            }:
-                problems.append(
-                    f"{label}: window column '{column}' is not declared in the table's "
-                    "timestamps or fields"
-                )
-        return problems
+                ]
+            return []
+        owner_name = window.column_table or decl.name
+        off_chain = _chain_problems(label, decl, window, holders)
+        if off_chain:
+            return off_chain
+        owner = next((t for t in self.tables if t.name == owner_name), None)
+        if owner is None:
+            return [
+                f"{label}: window column '{window.column}': table '{owner_name}' is not "
+                f"declared in store '{self.name}'"
+            ]
+        stamps = owner.timestamps
+        if window.column_name not in {
+            *owner.fields,
+            *((stamps.created, stamps.updated) if stamps else ()),
+        }:
+            where = (
+                "the table's timestamps or fields"
+                if owner is decl
+                else f"the timestamps or fields of table '{owner_name}'"
+            )
+            return [f"{label}: window column '{window.column}' is not declared in {where}"]
+        return []
+
+
+def _chain_problems(
+    label: str, decl: Table, window: TimeWindow, holders: Mapping[str, Sequence[str]] | None
+) -> list[str]:
+    """A qualified window column's table off the part's holders chain, or reached two ways.
+
+    ``holders`` None: the chain is not known here, except a subject table's (empty: its
+    rows belong to nobody through a reference).
+    """
+    owner = window.column_table
+    if owner is None or owner == decl.name:
+        return []
+    chain = holders if holders is not None else ({} if decl.identity else None)
+    if chain is None:
+        return []
+    if owner not in chain:
+        return [
+            f"{label}: window column '{window.column}' names a table off the part's holders "
+            "chain (the tables its rows belong to through references); allowed: "
+            + ", ".join([decl.name, *chain])
+        ]
+    if len(chain[owner]) > 1:
+        return [
+            f"{label}: window column '{window.column}': '{owner}' is reached from "
+            f"'{decl.name}' through several references ({'; '.join(chain[owner])}), so "
+            "whose time it is is ambiguous"
+        ]
+    return []

@@ -15,6 +15,13 @@ identity that reaches the table (``connectors.sql.impact_reach``):
   to the same subject table: the distinct keys of their UNION;
 - no identity: records only, 0 subjects.
 
+A window on a column up the part's holders chain (``orders.ordered_at`` on ``order_items``,
+``connectors.sql.impact_window``): the records by ``count(*) FROM order_items WHERE EXISTS
+(SELECT 1 FROM orders AS o WHERE o.id = order_items.order_id AND <window>)``, each row once;
+the subjects over the joins up to that table at least, filtered there
+(``count(DISTINCT orders.customer_id) FROM order_items JOIN orders ... WHERE <window on
+orders>``), or by the same EXISTS for a path that does not go through it.
+
 Clients (``client_column`` on the part's table, else on the subject table, joined for it):
 distinct subjects per client value, NULL as ``unassigned``. ``affected_keys`` streams the
 same keys the count counted (``SELECT DISTINCT``, server-side cursor), as text.
@@ -30,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -38,13 +44,14 @@ from sqlalchemy import Connection, Engine
 
 from connectors.base import UNASSIGNED, ImpactCount
 from connectors.sql.config import SqlStore
-from connectors.sql.impact_reach import Path, Reach, SubjectKey, reach
+from connectors.sql.impact_reach import Path, Reach, SubjectKey, holder_routes, reach
+from connectors.sql.impact_window import ChainWindow, chain_window, route_text, window_condition
 from connectors.sql.locate import mysql_binary_collation, mysql_case_insensitive, table_categories
 from connectors.sql.schema import StoreSchema, json_value, sql_errors, type_family
 from core.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
-    from incidents.scope import ScopePart, TimeWindow
+    from incidents.scope import ScopePart
 
 """The client of rows whose client column is NULL."""
 
@@ -64,6 +71,20 @@ class PartQuery:
     categories: tuple[str, ...]
     region: str | None
     client: tuple[Literal["part", "subject"], str] | None
+    chain: ChainWindow | None = None  # a window on a column up the holders chain
+
+    @property
+    def rows(self) -> tuple[sa.ColumnElement[bool], ...]:
+        """The conditions that select the part's rows on its table alone (no join)."""
+        return self.where if self.chain is None else (*self.where, self.chain.exists)
+
+    def along(self, path: Path) -> tuple[tuple[sa.ColumnElement[bool], ...], int]:
+        """The conditions of a statement joining ``path``, and how many of its hops it must
+        join: the chain window's route when the path goes through its table (filtered
+        there), else none (the window as EXISTS on the part's rows)."""
+        if self.chain is not None and self.chain.joined_by(path):
+            return (*self.where, self.chain.condition), len(self.chain.route)
+        return self.rows, 0
 
 
 @contextmanager
@@ -90,29 +111,6 @@ def read_only(engine: Engine, store: str, operation: str) -> Iterator[Connection
                 raise
 
 
-def window_condition(
-    label: str, column: sa.Column[Any], window: TimeWindow
-) -> sa.ColumnElement[bool]:
-    """``start <= column < end`` in the column's terms.
-
-    Naive timestamps hold UTC (compared with naive UTC bounds), aware ones are compared as
-    they are; a DATE column counts every day the window overlaps.
-    """
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
-    typ = column.type
-    if isinstance(typ, sa.DateTime):
-        if not typ.timezone:
-            start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-        return sa.and_(column >= start, column < end)
-    if isinstance(typ, sa.Date):
-        last = (end - timedelta(microseconds=1)).date()
-        return sa.and_(column >= start.date(), column <= last)
-    raise InvalidInput(
-        f"{label}: window column '{column.name}' is not a date or timestamp column",
-        part=label,
-    )
-
-
 def _column(schema: StoreSchema, table: str, column: str, what: str) -> sa.Column[Any]:
     t = schema.tables[table]
     if column not in t.c:
@@ -131,16 +129,25 @@ def _categories(store: SqlStore, part: ScopePart) -> tuple[str, ...]:
 
 def part_query(schema: StoreSchema, store: SqlStore, part: ScopePart) -> PartQuery:
     """``part`` checked (InvalidInput listing every problem) and resolved for counting."""
-    problems = store.scope_problems(part)
+    up = part.window.column_table if part.window is not None else None
+    qualified = part.table is not None and up not in (None, part.table)
+    routes = holder_routes(schema, store, part.table or "") if qualified else {}
+    holders = {t: [route_text(p) for p in paths] for t, paths in routes.items()}
+    problems = store.scope_problems(part, holders if qualified else None)
     if problems or part.table is None:
         raise InvalidInput("; ".join(problems), store=store.name, part=part.label)
     decl = store.table(part.table)
     table = schema.tables[part.table]
     where: list[sa.ColumnElement[bool]] = []
+    chain: ChainWindow | None = None
     if part.window is not None:
-        name = part.window.column or (decl.timestamps.created if decl.timestamps else None)
-        column = _column(schema, part.table, name or "", "the incident window")
-        where.append(window_condition(part.label, column, part.window))
+        holder = up or part.table
+        name = part.window.column_name or (decl.timestamps.created if decl.timestamps else None)
+        column = _column(schema, holder, name or "", "the incident window")
+        if holder == part.table:
+            where.append(window_condition(part.label, column, part.window))
+        else:  # exactly one route: scope_problems refused the others
+            chain = chain_window(schema, part.label, table, routes[holder][0], part.window)
     if part.columns:
         where.append(sa.or_(*(table.c[c].is_not(None) for c in part.columns)))
     reached = reach(schema, store, part.table)
@@ -162,6 +169,7 @@ def part_query(schema: StoreSchema, store: SqlStore, part: ScopePart) -> PartQue
         categories=_categories(store, part),
         region=store.region,
         client=client,
+        chain=chain,
     )
 
 
@@ -183,18 +191,26 @@ def key_expression(
 
 
 def _joined(
-    schema: StoreSchema, base: sa.Table, path: Path, key: SubjectKey, *, to_subject: bool
+    schema: StoreSchema,
+    base: sa.Table,
+    path: Path,
+    key: SubjectKey,
+    *,
+    to_subject: bool,
+    through: int = 0,
 ) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.Table | None]:
     """The joins along ``path``, the subject key over them, and the subject table if joined.
 
     The last hop into the subject table is not joined when the referencing columns hold
-    the key already (``orders.customer_id`` is ``customers.id``), unless ``to_subject``.
+    the key already (``orders.customer_id`` is ``customers.id``), unless ``to_subject`` or
+    it is one of the first ``through`` hops (a chain window's table, filtered there).
     """
     joined: sa.FromClause = base
     current = base
     for i, hop in enumerate(path):
         edge = hop.edge
-        if hop.up and i == len(path) - 1 and not to_subject and key.column in edge.to_columns:
+        last = i == len(path) - 1 and i >= through
+        if hop.up and last and not to_subject and key.column in edge.to_columns:
             held = edge.columns[edge.to_columns.index(key.column)]
             return joined, key_expression(schema, current, held, key.casefold), None
         nxt = schema.tables[hop.to_table]
@@ -213,9 +229,10 @@ def _keys(
     """Each distinct subject key of the part once (NULL keys are no subject)."""
     selects = []
     for path in q.reach.paths:
-        joined, expr, _ = _joined(schema, q.table, path, key, to_subject=False)
+        where, through = q.along(path)
+        joined, expr, _ = _joined(schema, q.table, path, key, to_subject=False, through=through)
         selects.append(
-            sa.select(expr.label("k")).select_from(joined).where(*q.where, expr.is_not(None))
+            sa.select(expr.label("k")).select_from(joined).where(*where, expr.is_not(None))
         )
     if len(selects) == 1:
         return selects[0].distinct()
@@ -224,17 +241,20 @@ def _keys(
 
 def _counts(conn: Connection, schema: StoreSchema, q: PartQuery) -> tuple[int, int]:
     base, key = q.table, q.reach.subject
-    records = sa.select(sa.func.count()).select_from(base).where(*q.where)
+    records = sa.select(sa.func.count()).select_from(base).where(*q.rows)
     if key is None:
         return int(conn.execute(records).scalar_one()), 0
     if len(q.reach.paths) == 1:
-        joined, expr, _ = _joined(schema, base, q.reach.paths[0], key, to_subject=False)
+        where, through = q.along(q.reach.paths[0])
+        joined, expr, _ = _joined(
+            schema, base, q.reach.paths[0], key, to_subject=False, through=through
+        )
         if joined is base:  # the subject table, or the reference into it: one statement
             stmt = sa.select(sa.func.count(), sa.func.count(sa.distinct(expr)))
-            row = conn.execute(stmt.select_from(base).where(*q.where)).one()
+            row = conn.execute(stmt.select_from(base).where(*where)).one()
             return int(row[0]), int(row[1])
         subjects = sa.select(sa.func.count(sa.distinct(expr))).select_from(joined)
-        subjects = subjects.where(*q.where)
+        subjects = subjects.where(*where)
     else:
         subjects = sa.select(sa.func.count()).select_from(_keys(schema, q, key).subquery())
     return int(conn.execute(records).scalar_one()), int(conn.execute(subjects).scalar_one())
@@ -252,15 +272,18 @@ def _clients(conn: Connection, schema: StoreSchema, q: PartQuery) -> dict[str, i
     stmt: sa.Select[Any]
     if key is None:  # the clients whose rows are in scope; no subject can be counted
         col = q.table.c[column]
-        found = conn.execute(sa.select(col).where(*q.where).distinct())
+        found = conn.execute(sa.select(col).where(*q.rows).distinct())
         return dict(sorted((_client_name(client), 0) for (client,) in found))
     else:
         to_subject = where == "subject"
         selects = []
         for path in q.reach.paths:
-            joined, expr, subject = _joined(schema, q.table, path, key, to_subject=to_subject)
+            along, through = q.along(path)
+            joined, expr, subject = _joined(
+                schema, q.table, path, key, to_subject=to_subject, through=through
+            )
             owner = subject if to_subject and subject is not None else q.table
-            conditions = q.where if len(q.reach.paths) == 1 else (*q.where, expr.is_not(None))
+            conditions = along if len(q.reach.paths) == 1 else (*along, expr.is_not(None))
             selects.append(
                 sa.select(owner.c[column].label("c"), expr.label("k"))
                 .select_from(joined)

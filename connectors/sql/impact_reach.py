@@ -18,6 +18,10 @@ that ``graph.resolve_follow`` resolved for locate (this module only walks them):
 
 Rows reached only through a self-reference (a ticket reply whose ``customer_id`` is empty)
 are counted as records; their subject counts when another row in the part names them.
+
+``holder_routes`` gives a table's *holders chain*: every table its rows belong to through
+``holders`` references (an invoice line's invoice, that invoice's customer), each with the
+paths reaching it; an incident window may name a column of one of them.
 """
 
 from __future__ import annotations
@@ -104,6 +108,37 @@ def _upward(schema: StoreSchema, holders: tuple[Edge, ...], table: str) -> list[
 
     walk(table, (), frozenset({table}))
     return found
+
+
+def holder_routes(schema: StoreSchema, store: SqlStore, table: str) -> dict[str, list[Path]]:
+    """The tables up ``table``'s holders chain, nearest first, each with every simple path
+    of ``holders`` references from ``table`` to it (more than one: reached two ways).
+
+    Never through a subject table (its rows are nobody's through a reference) and never
+    back into ``table``; more than ``MAX_PATHS`` paths is refused as ``reach`` refuses them.
+    """
+    holders = holders_edges(schema.edges, store)
+    routes: dict[str, list[Path]] = {}
+    frontier: list[tuple[str, Path, frozenset[str]]] = [(table, (), frozenset({table}))]
+    found = 0
+    while frontier:  # breadth-first: nearer tables first
+        nxt: list[tuple[str, Path, frozenset[str]]] = []
+        for current, path, visited in frontier:
+            for edge in holders:
+                if edge.child != current or edge.parent in visited:
+                    continue
+                step = (*path, Hop(edge, up=True))
+                routes.setdefault(edge.parent, []).append(step)
+                found += 1
+                if found > MAX_PATHS:
+                    raise ConfigError(
+                        f"store '{store.name}', table '{table}': more than {MAX_PATHS} "
+                        "reference paths lead up its holders chain; declare follow: on its "
+                        "references to narrow them"
+                    )
+                nxt.append((edge.parent, step, visited | {edge.parent}))
+        frontier = nxt
+    return routes
 
 
 def _linked(schema: StoreSchema, store: SqlStore, table: str) -> list[Path]:

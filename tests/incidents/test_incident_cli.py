@@ -218,6 +218,52 @@ def test_a_scope_from_options_or_a_file_is_checked_and_a_bad_one_records_nothing
     assert events(iid).count("incident.scoped") == 1
 
 
+def test_a_window_on_a_column_up_the_holders_chain(shop: Shop, engine_flow: None) -> None:
+    # The orders of the customers created on the first day (every customer, at T0 exactly:
+    # the start is inclusive); the window names the customers' column, table-qualified.
+    iid = declare()
+    day = "2026-01-01T00:00:00Z..2026-01-02T00:00:00Z"
+    for args, message in (
+        (
+            ["--table", "shop.customers", "--window", f"orders.ordered_at={day}"],
+            "allowed: customers",
+        ),
+        (
+            ["--table", "shop.orders", "--window", f"customers.joined_at={day}"],
+            "window column 'customers.joined_at' is not declared in the timestamps or fields "
+            "of table 'customers'",
+        ),
+        (
+            ["--table", "shop.orders", "--window", f"a.b.c={day}"],
+            "must be a column or Table.column",
+        ),
+    ):
+        refused = run("incident", "scope", iid, *args)
+        assert refused.exit_code == 2, (args, refused.output)
+        assert message in refused.stderr, refused.stderr
+    assert register().get(iid).scope is None
+
+    done = run(
+        "incident",
+        "scope",
+        iid,
+        "--table",
+        "shop.orders",
+        "--window",
+        f"customers.created_at={day}",
+    )
+    assert done.exit_code == 0, done.output
+    assert "shop.orders from " in done.stdout and " by customers.created_at" in done.stdout
+    scope = register().get(iid).scope
+    assert scope is not None and scope.parts[0].window is not None
+    assert scope.parts[0].window.column == "customers.created_at"
+    assessed = run("incident", "assess", iid)
+    assert assessed.exit_code == 0, assessed.output
+    assert f"{len(shop.orders)} records, {len(shop.tenants)} distinct subjects" in assessed.stdout
+    draft = run("incident", "draft", iid, "--to", "authority")
+    assert "by customers.created_at" in draft.stdout
+
+
 def assessed_breach() -> str:
     """A breach declared 2 h ago over the orders of the window, assessed (high risk)."""
     iid = declare()

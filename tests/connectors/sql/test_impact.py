@@ -5,7 +5,9 @@ customers (a tenant column, e-mail matched without case, ``id`` derived as
 ``customer_id``) living at addresses (one shared by a household), their orders and order
 items, login events carrying a tenant of their own, gift cards held by a buyer and a
 recipient (two references into customers), web visits no identity reaches, and a loyalty
-table of another store that knows customers only by ``customer_id``. The expected counts,
+table of another store that knows customers only by ``customer_id``; a ``cross`` store where
+login events are also held by every order of their customer (a declared reference to a
+column that is not unique). The expected counts,
 keys, clients and e-mail addresses are computed from the seeded rows alone, never by
 asking the database. Every address is at example.com.
 """
@@ -27,7 +29,8 @@ from connectors.base import ExportItem, ImpactCount, ImpactCounting
 from connectors.registry import supports
 from connectors.sql.config import SqlStore
 from connectors.sql.connector import SqlConnector
-from connectors.sql.impact import read_only, window_condition
+from connectors.sql.impact import read_only
+from connectors.sql.impact_window import window_condition
 from core.engines import make_engine
 from core.errors import InvalidInput, LifecycleError
 from core.keys import KeyRing
@@ -176,6 +179,19 @@ def _store(name: str, url: str, tables: Sequence[Mapping[str, Any]]) -> SqlStore
     return SqlStore.model_validate(
         {"type": "sql", "name": name, "url": url, "region": "eu-central-1", "tables": tables}
     )
+
+
+def _cross(tables: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The shop with login events also held by their customer's orders (many to many)."""
+    by_orders = {
+        "columns": ["customer_id"],
+        "table": "orders",
+        "to_columns": ["customer_id"],
+        "follow": "holders",
+    }
+    return [
+        {**t, "references": [by_orders]} if t["name"] == "login_events" else dict(t) for t in tables
+    ]
 
 
 def _without_clients(tables: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -344,6 +360,7 @@ def shop(
             ("plain", _without_clients(SHOP_TABLES)),
             ("by-email", _by_email(SHOP_TABLES)),
             ("loyalty", LOYALTY_TABLES),
+            ("cross", _cross(SHOP_TABLES)),
         ):
             store = _store(name, url, tables)
             world.connectors[name] = SqlConnector(store, policy, keys=KEYS, engine=engine)
@@ -584,6 +601,163 @@ def test_a_listing_abandoned_early_releases_its_connection(shop: Shop) -> None:
     assert shop.connector().count_impact(part).records == len(shop.rows["login_events"])
 
 
+# --- a window on a column up the holders chain -------------------------------------------
+
+
+def _items_of(shop: Shop, orders: Sequence[Row]) -> list[Row]:
+    ids = {o["id"] for o in orders}
+    return [i for i in shop.rows["order_items"] if i["order_id"] in ids]
+
+
+def test_a_window_on_the_parent_counts_the_children_of_the_parents_in_it(shop: Shop) -> None:
+    # The order items of the orders of the window: items have no order date of their own.
+    orders = [o for o in shop.rows["orders"] if _in(o["ordered_at"])]
+    items = _items_of(shop, orders)
+    subjects = {o["customer_id"] for o in orders if o["id"] in {i["order_id"] for i in items}}
+
+    count, keys = _count(shop, _part("order_items", column="orders.ordered_at"))
+
+    assert count.records == len(items)
+    assert count.identity == "customer_id"
+    assert keys == {str(c) for c in subjects}
+    assert dict(count.clients) == shop.tenants(subjects)
+    assert count.categories == ("order_history",)  # the part's own table's
+    # An order exactly at the start is in, exactly at the end out, with all their items.
+    boundary = {i["order_id"] for i in shop.rows["order_items"]} & {9001, 9002}
+    assert boundary == {9001, 9002}  # both orders have items
+    assert str(AT_START) in keys and str(AT_END) not in keys
+
+
+def test_a_window_two_hops_up_counts_the_grandchildren_of_the_rows_in_it(shop: Shop) -> None:
+    # Order items of the customers created in the window (order_items -> orders -> customers).
+    created = {c["id"] for c in shop.rows["customers"] if _in(c["created_at"])}
+    orders = [o for o in shop.rows["orders"] if o["customer_id"] in created]
+    items = _items_of(shop, orders)
+    subjects = {o["customer_id"] for o in orders}
+    at_start = next(c["id"] for c in shop.rows["customers"] if c["created_at"] == START)
+    at_end = next(c["id"] for c in shop.rows["customers"] if c["created_at"] == END)
+
+    count, keys = _count(shop, _part("order_items", column="customers.created_at"))
+
+    assert count.records == len(items) > 0
+    assert keys == {str(c) for c in subjects}
+    assert dict(count.clients) == shop.tenants(subjects)
+    # The boundaries, on the grandparent: created exactly at the start in, at the end out.
+    assert {o["customer_id"] for o in shop.rows["orders"]} >= {at_start, at_end}
+    assert str(at_start) in keys and str(at_end) not in keys
+
+
+def test_a_window_on_the_subject_table_over_one_reference(shop: Shop) -> None:
+    created = {c["id"] for c in shop.rows["customers"] if _in(c["created_at"])}
+    orders = [o for o in shop.rows["orders"] if o["customer_id"] in created]
+
+    count, keys = _count(shop, _part("orders", column="customers.created_at"))
+
+    assert count.records == len(orders)
+    assert keys == {str(o["customer_id"]) for o in orders}
+    # The part's own table, qualified: the same as unqualified.
+    own = shop.connector().count_impact(_part("orders", column="orders.ordered_at"))
+    assert own == shop.connector().count_impact(_part("orders"))
+
+
+def test_records_are_the_parts_own_rows_whatever_the_references_multiplicity(
+    shop: Shop,
+) -> None:
+    # In the cross store a login event is held by every order of its customer (a declared
+    # reference to orders.customer_id, not unique): a join would count an event once per
+    # order of the window; the records count each event once. Its subjects come over two
+    # paths: the event's own customer_id (the window as EXISTS) and the orders' (joined).
+    in_window = {o["customer_id"] for o in shop.rows["orders"] if _in(o["ordered_at"])}
+    events = [e for e in shop.rows["login_events"] if e["customer_id"] in in_window]
+    per_client: dict[str, set[int]] = {}
+    for event in events:
+        per_client.setdefault(event["tenant"] or "unassigned", set()).add(event["customer_id"])
+    orders_each = {
+        c: sum(o["customer_id"] == c for o in shop.rows["orders"] if _in(o["ordered_at"]))
+        for c in in_window
+    }
+    assert any(orders_each[e["customer_id"]] > 1 for e in events)  # a join would multiply
+
+    count, keys = _count(shop, _part("login_events", store="cross", column="orders.ordered_at"))
+
+    assert count.records == len(events)
+    assert keys == {str(e["customer_id"]) for e in events}
+    assert dict(count.clients) == {t: len(c) for t, c in per_client.items()}
+
+
+def test_a_chain_window_counts_records_by_exists_and_subjects_over_the_join(shop: Shop) -> None:
+    part = _part("order_items", store="plain", column="orders.ordered_at")
+    connector = shop.connector("plain")
+    _ = connector.schema
+    with count_statements(shop.engine) as statements:
+        connector.count_impact(part)
+
+    selects = [" ".join(s.split()) for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 2, selects
+    records, subjects = (s.replace("INNER JOIN", "JOIN") for s in selects)
+    assert "count(*)" in records and "EXISTS (SELECT 1" in records
+    assert "JOIN" not in records.upper()
+    assert "count(DISTINCT orders.customer_id)" in subjects
+    assert "FROM order_items JOIN orders ON order_items.order_id = orders.id" in subjects
+    assert "orders.ordered_at >=" in subjects and "EXISTS" not in subjects
+
+
+def test_a_chain_window_is_refused_off_the_chain_before_any_read(shop: Shop) -> None:
+    connector = shop.connector()
+    _ = connector.schema
+    cases = {
+        "order_items": (
+            "login_events.occurred_at",
+            "crm.order_items: window column 'login_events.occurred_at' names a table off the "
+            "part's holders chain (the tables its rows belong to through references); allowed: "
+            "order_items, orders, customers",
+        ),
+        "addresses": (  # linked, not held: no holders chain
+            "customers.created_at",
+            "crm.addresses: window column 'customers.created_at' names a table off the part's "
+            "holders chain (the tables its rows belong to through references); allowed: "
+            "addresses",
+        ),
+        "gift_cards": (
+            "customers.created_at",
+            "crm.gift_cards: window column 'customers.created_at': 'customers' is reached from "
+            "'gift_cards' through several references (gift_cards.buyer_id -> customers; "
+            "gift_cards.recipient_id -> customers), so whose time it is is ambiguous",
+        ),
+    }
+    for table, (column, message) in cases.items():
+        part = _part(table, column=column)
+        with count_statements(shop.engine) as statements, pytest.raises(InvalidInput) as caught:
+            connector.count_impact(part)
+        assert str(caught.value) == message
+        with pytest.raises(InvalidInput, match=r"off the part's|ambiguous"):
+            connector.affected_keys(part)
+        assert statements == []
+
+
+def test_a_chain_window_column_that_holds_no_time_is_refused(shop: Shop) -> None:
+    part = _part("order_items", column="orders.gift_note")
+    with pytest.raises(InvalidInput, match=r"window column 'orders.gift_note' is not a date"):
+        shop.connector().count_impact(part)
+
+
+def test_the_holders_chain_of_a_table(shop: Shop) -> None:
+    from connectors.sql.impact_reach import holder_routes
+    from connectors.sql.impact_window import route_text
+
+    connector = shop.connector()
+
+    def chain(table: str) -> dict[str, list[str]]:
+        routes = holder_routes(connector.schema, connector.store, table)
+        return {t: [route_text(p) for p in paths] for t, paths in routes.items()}
+
+    assert chain("order_items") == {
+        "orders": ["order_items.order_id -> orders"],
+        "customers": ["order_items.order_id -> orders.customer_id -> customers"],
+    }
+    assert chain("customers") == {} and chain("addresses") == {} and chain("web_visits") == {}
+
+
 # --- the affected subjects' identities ----------------------------------------------------
 
 
@@ -760,3 +934,65 @@ def test_scope_problems_name_the_part_and_the_field() -> None:
     ]
     # Identity columns are personal columns too; a timestamp need not be a field.
     assert problems("customers", columns=["email"], column="created_at") == []
+
+
+def test_scope_problems_of_a_window_up_the_holders_chain() -> None:
+    store = _store("crm", "sqlite://", SHOP_TABLES)
+    chain = {
+        "orders": ["order_items.order_id -> orders"],
+        "customers": ["order_items.order_id -> orders.customer_id -> customers"],
+    }
+
+    def problems(table: str, column: str, holders: Any = None) -> list[str]:
+        return store.scope_problems(_part(table, column=column), holders)
+
+    assert problems("order_items", "orders.ordered_at", chain) == []
+    assert problems("order_items", "customers.created_at", chain) == []
+    assert problems("orders", "orders.ordered_at") == []  # its own table
+    assert problems("order_items", "login_events.occurred_at", chain) == [
+        "crm.order_items: window column 'login_events.occurred_at' names a table off the part's "
+        "holders chain (the tables its rows belong to through references); allowed: "
+        "order_items, orders, customers"
+    ]
+    # Without the chain (the configuration alone, as `incident scope` checks a scope), only
+    # a subject table's is known: empty. The rest waits for the reflected references.
+    assert problems("order_items", "login_events.occurred_at") == []
+    assert problems("customers", "orders.ordered_at") == [
+        "crm.customers: window column 'orders.ordered_at' names a table off the part's holders "
+        "chain (the tables its rows belong to through references); allowed: customers"
+    ]
+    assert problems("order_items", "orders.shipped_at", chain) == [
+        "crm.order_items: window column 'orders.shipped_at' is not declared in the timestamps "
+        "or fields of table 'orders'"
+    ]
+    assert problems("order_items", "invoices.issued_at") == [
+        "crm.order_items: window column 'invoices.issued_at': table 'invoices' is not declared "
+        "in store 'crm'"
+    ]
+    assert problems("orders", "orders.shipped_at") == [
+        "crm.orders: window column 'orders.shipped_at' is not declared in the table's "
+        "timestamps or fields"
+    ]
+
+
+def test_a_window_column_is_a_column_or_table_dot_column() -> None:
+    from pydantic import ValidationError
+
+    window = _part("order_items", column="orders.ordered_at").window
+    assert window is not None
+    assert (window.column, window.column_table, window.column_name) == (
+        "orders.ordered_at",
+        "orders",
+        "ordered_at",
+    )
+    for bad in ("a.b.c", "orders.", ".ordered_at", "orders.1st", "orders ordered_at"):
+        with pytest.raises(ValidationError, match=r"must be a column or Table\.column"):
+            _part("order_items", column=bad)
+    with pytest.raises(ValidationError, match="a bucket part's window applies to object dates"):
+        ScopePart.model_validate(
+            {
+                "store": "files",
+                "bucket": "tickets",
+                "window": {"start": START, "end": END, "column": "orders.ordered_at"},
+            }
+        )
