@@ -13,9 +13,8 @@ subjects themselves leave the stores only in an encrypted package (``write_subje
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from config.schema.model import LifecycleConfig
 from connectors.base import ExportItem, ImpactCounting
@@ -125,14 +124,6 @@ def _high_risk(config: LifecycleConfig, category: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class _Subject:
-    store: str
-    target: str
-    categories: tuple[str, ...]
-    data: Mapping[str, Any]
-
-
 def affected_subjects(
     scope: IncidentScope,
     counters: Sequence[ImpactCounting],
@@ -140,7 +131,7 @@ def affected_subjects(
     resolvers: Sequence[tuple[str, ImpactCounting]],
     *,
     chunk: int = 1000,
-) -> Iterator[ExportItem | _Subject]:
+) -> Iterator[ExportItem]:
     """Each affected subject once, with the identities a store gives back for it.
 
     ``identities`` are what the assessment counted each part's subjects by.
@@ -167,7 +158,7 @@ def affected_subjects(
                     yield item
             for value in batch:
                 if value not in resolved:
-                    yield _Subject(UNRESOLVED, UNRESOLVED, (), {identity: value})
+                    yield ExportItem(UNRESOLVED, UNRESOLVED, (), {identity: value})
 
 
 def write_subjects_package(

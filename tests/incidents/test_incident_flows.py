@@ -99,7 +99,7 @@ def test_the_assessment_flow_records_and_publishes_counts_only(prefect: None, sh
 
 
 def test_a_value_that_is_no_incident_id_is_refused_and_removed(prefect: None) -> None:
-    pasted = "Someone.Pasted@Example.com"
+    pasted = "Someone.Pasted@example.com"
     state = incident_assessment(pasted, return_state=True)
     assert state.is_failed()
     assert "give the id of a reported incident" in (state.message or "")

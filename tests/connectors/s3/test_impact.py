@@ -395,8 +395,8 @@ def test_throttling_is_transient_and_names_no_key(
         ("archive/{customer_id}", "archive/7/x", "7"),
         ("archive/{customer_id}", "archive/7x", "7x"),
         ("archive/{customer_id}", "archived/7", None),
-        ("exports/{email}.json", "exports/a.b@example.com.json", "a.b@example.com"),
-        ("exports/{email}.json", "exports/a@example.com.json.gz", "a@example.com"),
+        ("exports/{email}_card.json", "exports/a.b@example.com_card.json", "a.b@example.com"),
+        ("exports/{email}_card.json", "exports/a@example.com_card.json.gz", "a@example.com"),
         ("{customer_id}/{customer_id}/", "5/5/x", "5"),  # a repeated placeholder: one value
         ("{customer_id}/{customer_id}/", "5/6/x", None),
         ("odd{{x}}/{customer_id}/", "odd{x}/3/y", "3"),  # "{{" is a literal brace

@@ -219,7 +219,7 @@ def seed_rows() -> dict[str, list[Row]]:
         address = 1 if cid == 2 else (cid if cid <= 20 else None)  # 1 and 2 share a home
         email = f"User{cid}@Example.com"
         if cid in (43, 44):  # one address in two spellings: one person by e-mail
-            email = "Dup@Example.com" if cid == 43 else "dup@example.COM"
+            email = "Dup@example.com" if cid == 43 else "dUP@example.com"
         rows["customers"].append(
             {
                 "id": cid,
@@ -486,7 +486,7 @@ def test_a_subject_table_without_a_derived_identity_counts_by_its_casefolded_ema
 
     assert count.identity == "email"
     assert count.records == 44
-    assert count.subjects == 43  # Dup@Example.com and dup@example.COM are one person
+    assert count.subjects == 43  # Dup@example.com and dUP@example.com are one person
     assert keys == {c["email"].lower() for c in shop.rows["customers"]}
 
 
